@@ -1,0 +1,56 @@
+// Billing: how a lease's escrow hold and charges become ledger transfers.
+// Pure functions of a lease, the renter's available balance and `now`.
+//
+// The rules (GUIDE.md §3, issue 2):
+//  - charged(t) = floor(price_per_hour * billed_ms / 3,600,000), cumulative;
+//    the fee is FeeOf(charged) the same cumulative way; the provider earns
+//    charged - fee. So charged == earned + fee for every lease, always.
+//  - A lease starts only if the renter can hold kHoldMs (10 minutes) of it.
+//  - Each settlement posts what accrued since the last one out of the hold and
+//    tops the hold back up towards kHoldMs from the available balance. When
+//    the money left cannot cover the next settlement interval, the lease ends
+//    with insufficient_funds, billed exactly to its end; if what accrued is
+//    more than the renter has (a late tick), billing stops at the last
+//    millisecond the money covers — never beyond what the renter had.
+#pragma once
+
+#include <vector>
+
+#include "core/status.h"
+#include "ledger/ledger.h"
+#include "market/types.h"
+
+namespace grid::market {
+
+inline constexpr int64_t kHoldMs = 10 * 60 * 1000;
+
+// The hold a lease at this price needs to start (10 minutes of it).
+Result<Micros> InitialHold(Micros price_per_hour);
+
+// Transfers placing a new lease's initial hold.
+std::vector<ledger::Transfer> HoldTransfers(const Lease& lease, Micros amount);
+
+struct SettleOptions {
+  UnixMs now_ms = 0;
+  Micros renter_available = 0;   // the renter's available balance before this
+  int64_t tick_ms = 60'000;      // the settlement interval
+  bool end = false;              // end the lease now (with end_reason)
+  EndReason end_reason = EndReason::kNone;
+  UnixMs bill_until_ms = 0;      // if > 0, bill no running time after this
+                                 // (host_lost: the last heartbeat; end_date)
+};
+
+struct Settlement {
+  Lease lease;                               // the lease after settling
+  std::vector<ledger::Transfer> transfers;   // to apply atomically
+};
+
+// Settles a lease: posts what accrued, tops up or releases the hold, ends it
+// if asked or if the money ran out. A pending lease that ends is not billed.
+// An ended lease is an error (kConflict).
+Result<Settlement> Settle(const Lease& lease, const SettleOptions& opts);
+
+// Running time the lease has to its credit at `now` (0 unless running).
+int64_t RunningMs(const Lease& lease, UnixMs now_ms);
+
+}  // namespace grid::market

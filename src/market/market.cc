@@ -1,0 +1,258 @@
+#include "market/market.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace grid::market {
+namespace {
+
+std::string Fold(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) out.push_back(c == '_' ? ' ' : static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return out;
+}
+
+}  // namespace
+
+std::string_view LeaseStateName(LeaseState s) {
+  switch (s) {
+    case LeaseState::kPending: return "pending";
+    case LeaseState::kRunning: return "running";
+    case LeaseState::kEnded: return "ended";
+  }
+  return "unknown";
+}
+
+std::string_view EndReasonName(EndReason r) {
+  switch (r) {
+    case EndReason::kNone: return "";
+    case EndReason::kRenterStopped: return "renter_stopped";
+    case EndReason::kInsufficientFunds: return "insufficient_funds";
+    case EndReason::kEndDate: return "end_date";
+    case EndReason::kHostLost: return "host_lost";
+    case EndReason::kFailed: return "failed";
+  }
+  return "";
+}
+
+bool ParseLeaseState(std::string_view name, LeaseState* out) {
+  for (auto s : {LeaseState::kPending, LeaseState::kRunning, LeaseState::kEnded})
+    if (LeaseStateName(s) == name) return *out = s, true;
+  return false;
+}
+
+bool ParseEndReason(std::string_view name, EndReason* out) {
+  for (auto r : {EndReason::kNone, EndReason::kRenterStopped, EndReason::kInsufficientFunds, EndReason::kEndDate,
+                 EndReason::kHostLost, EndReason::kFailed})
+    if (EndReasonName(r) == name) return *out = r, true;
+  return false;
+}
+
+Status ValidateSpec(const MachineSpec& s) {
+  if (s.gpu_name.empty() || s.gpu_name.size() > 100) return InvalidArgument("gpu_name: required, at most 100 characters");
+  if (s.num_gpus < 1 || s.num_gpus > kMaxGpusPerMachine)
+    return InvalidArgument("num_gpus: must be between 1 and " + std::to_string(kMaxGpusPerMachine));
+  auto nonneg = [](double v, const char* name) -> Status {
+    if (!(v >= 0) || v > 1e12) return InvalidArgument(std::string(name) + ": must be a non-negative number");
+    return Status::Ok();
+  };
+  GRID_RETURN_IF_ERROR(nonneg(s.gpu_ram, "gpu_ram"));
+  GRID_RETURN_IF_ERROR(nonneg(s.cpu_ram, "cpu_ram"));
+  GRID_RETURN_IF_ERROR(nonneg(s.disk_space, "disk_space"));
+  GRID_RETURN_IF_ERROR(nonneg(s.inet_up, "inet_up"));
+  GRID_RETURN_IF_ERROR(nonneg(s.inet_down, "inet_down"));
+  if (s.cpu_cores < 0) return InvalidArgument("cpu_cores: must not be negative");
+  if (s.geolocation.size() != 2 || !std::isupper(static_cast<unsigned char>(s.geolocation[0])) ||
+      !std::isupper(static_cast<unsigned char>(s.geolocation[1])))
+    return InvalidArgument("geolocation: must be a two-letter ISO 3166 country code such as \"US\"");
+  return Status::Ok();
+}
+
+Result<Machine> Market::PlanRegister(const std::string& provider, MachineSpec spec, std::string spec_json,
+                                     UnixMs now_ms) const {
+  GRID_RETURN_IF_ERROR(ValidateSpec(spec));
+  Machine m;
+  m.id = next_machine_id_;
+  m.provider = provider;
+  m.spec = std::move(spec);
+  m.spec_json = std::move(spec_json);
+  m.created_ms = m.updated_ms = now_ms;
+  return m;
+}
+
+Result<Machine> Market::PlanListOffer(const std::string& caller, const ListOfferRequest& req, UnixMs now_ms) const {
+  const Machine* m = FindMachine(req.machine_id);
+  if (!m) return NotFound("machine " + std::to_string(req.machine_id) + " not found");
+  if (m->provider != caller) return PermissionDenied("machine " + std::to_string(m->id) + " is not yours");
+  if (req.price_per_gpu_hour <= 0) return InvalidArgument("price_gpu: must be greater than 0");
+  if (!CheckedMul(req.price_per_gpu_hour, m->spec.num_gpus))
+    return InvalidArgument("price_gpu: too large");
+  if (req.min_chunk < 1 || req.min_chunk > m->spec.num_gpus)
+    return InvalidArgument("min_chunk: must be between 1 and the machine's " + std::to_string(m->spec.num_gpus) +
+                           " GPUs");
+  if (req.end_date_ms != 0 && req.end_date_ms <= now_ms) return InvalidArgument("end_date: must be in the future");
+  if (req.storage_cost < 0) return InvalidArgument("price_disk: must not be negative");
+  Machine out = *m;
+  out.listing = Listing{true, req.price_per_gpu_hour, req.min_chunk, req.end_date_ms, req.storage_cost};
+  out.updated_ms = now_ms;
+  return out;
+}
+
+Result<Machine> Market::PlanUnlist(const std::string& caller, int64_t machine_id, UnixMs now_ms) const {
+  const Machine* m = FindMachine(machine_id);
+  if (!m) return NotFound("machine " + std::to_string(machine_id) + " not found");
+  if (m->provider != caller) return PermissionDenied("machine " + std::to_string(m->id) + " is not yours");
+  Machine out = *m;
+  out.listing.listed = false;
+  out.updated_ms = now_ms;
+  return out;
+}
+
+void Market::Put(Machine machine) {
+  next_machine_id_ = std::max(next_machine_id_, machine.id + 1);
+  auto& alloc = allocation_[machine.id];
+  if (alloc.size() != static_cast<size_t>(machine.spec.num_gpus)) {
+    alloc.resize(static_cast<size_t>(machine.spec.num_gpus), 0);
+  }
+  free_count_[machine.id] = static_cast<int>(std::count(alloc.begin(), alloc.end(), 0));
+  machines_[machine.id] = std::move(machine);
+}
+
+const Machine* Market::FindMachine(int64_t id) const {
+  auto it = machines_.find(id);
+  return it == machines_.end() ? nullptr : &it->second;
+}
+
+int Market::FreeGpus(int64_t machine_id) const {
+  auto it = free_count_.find(machine_id);
+  return it == free_count_.end() ? 0 : it->second;
+}
+
+void Market::ForEachOffer(const std::function<bool(const Offer&)>& visit) const {
+  for (const auto& [id, m] : machines_) {
+    if (!m.listing.listed) continue;
+    int free = FreeGpus(id);
+    for (int n = m.listing.min_chunk; n <= free; n += m.listing.min_chunk) {
+      Offer o{id * kOfferIdBase + n, id, n, m.listing.price_per_gpu_hour * n, &m};
+      if (!visit(o)) return;
+    }
+  }
+}
+
+std::vector<Offer> Market::Search(const OfferFilter& f) const {
+  std::vector<Offer> out;
+  std::string want_gpu = f.gpu_name ? Fold(*f.gpu_name) : "";
+  std::string want_geo = f.geolocation ? Fold(*f.geolocation) : "";
+  ForEachOffer([&](const Offer& o) {
+    if (f.machine_id && o.machine_id != *f.machine_id) return true;
+    if (f.min_gpus && o.num_gpus < *f.min_gpus) return true;
+    if (f.max_dph_total && o.dph_total > *f.max_dph_total) return true;
+    if (f.gpu_name && Fold(o.machine->spec.gpu_name) != want_gpu) return true;
+    if (f.geolocation && Fold(o.machine->spec.geolocation) != want_geo) return true;
+    out.push_back(o);
+    return true;
+  });
+  std::sort(out.begin(), out.end(), [](const Offer& a, const Offer& b) {
+    return a.dph_total != b.dph_total ? a.dph_total < b.dph_total : a.id < b.id;
+  });
+  if (f.limit >= 0 && out.size() > static_cast<size_t>(f.limit)) out.resize(static_cast<size_t>(f.limit));
+  return out;
+}
+
+Result<Offer> Market::FindOffer(int64_t offer_id) const {
+  int64_t machine_id = offer_id / kOfferIdBase;
+  int n = static_cast<int>(offer_id % kOfferIdBase);
+  const Machine* m = FindMachine(machine_id);
+  if (offer_id <= 0 || !m || n < 1 || n > m->spec.num_gpus)
+    return NotFound("offer " + std::to_string(offer_id) + " not found");
+  return Offer{offer_id, machine_id, n, m->listing.price_per_gpu_hour * n, m};
+}
+
+Result<Lease> Market::PlanCreateLease(const CreateLeaseRequest& req, int64_t lease_id, UnixMs now_ms) const {
+  GRID_ASSIGN_OR_RETURN(Offer offer, FindOffer(req.offer_id));
+  const Machine& m = *offer.machine;
+  int gpus = req.gpus > 0 ? req.gpus : offer.num_gpus;
+  if (req.image.empty()) return InvalidArgument("image: required");
+  if (m.provider == req.renter) return InvalidArgument("offer " + std::to_string(offer.id) + " is your own machine");
+  if (gpus % m.listing.min_chunk != 0 || gpus > m.spec.num_gpus)
+    return InvalidArgument("gpus: machine " + std::to_string(m.id) + " rents in multiples of " +
+                           std::to_string(m.listing.min_chunk) + " up to " + std::to_string(m.spec.num_gpus));
+  if (!m.listing.listed) return Status(Code::kNotAvailable, "offer " + std::to_string(offer.id) + " is no longer available (machine unlisted)");
+  if (m.listing.end_date_ms != 0 && m.listing.end_date_ms <= now_ms)
+    return Status(Code::kNotAvailable, "offer " + std::to_string(offer.id) + " is no longer available (past its end date)");
+  if (FreeGpus(m.id) < gpus)
+    return Status(Code::kNotAvailable, "offer " + std::to_string(offer.id) + " is no longer available: " +
+                                           std::to_string(FreeGpus(m.id)) + " of " + std::to_string(gpus) +
+                                           " GPUs free on machine " + std::to_string(m.id));
+  Micros price = m.listing.price_per_gpu_hour * gpus;
+  // The signed order must say what is being bought, at the current price.
+  const SignedOrder& o = req.order;
+  if (o.offer_id != req.offer_id || o.gpus != gpus)
+    return InvalidArgument("order: the signed offer and GPU count do not match the request");
+  if (o.price_per_hour != price)
+    return Status(Code::kConflict, "order: signed price " + FormatMoney(o.price_per_hour) + "/h but the offer costs " +
+                                       FormatMoney(price) + "/h");
+  if (o.expiry_s * 1000 <= now_ms) return InvalidArgument("order: the signed order has expired");
+
+  Lease l;
+  l.id = lease_id;
+  l.renter = req.renter;
+  l.provider = m.provider;
+  l.machine_id = m.id;
+  const auto& alloc = allocation_.at(m.id);
+  for (int i = 0; i < static_cast<int>(alloc.size()) && static_cast<int>(l.gpus.size()) < gpus; ++i)
+    if (alloc[static_cast<size_t>(i)] == 0) l.gpus.push_back(i);
+  l.price_per_hour = price;
+  l.fee_bps = req.fee_bps;
+  l.image = req.image;
+  l.env = req.env;
+  l.command = req.command;
+  l.order = o;
+  l.created_ms = now_ms;
+  return l;
+}
+
+Status Market::CheckHostReport(const std::string& caller, const Lease& lease, LeaseState to) const {
+  if (lease.provider != caller)
+    return PermissionDenied("lease " + std::to_string(lease.id) + " is not on your machines");
+  if (lease.state == LeaseState::kEnded)
+    return Conflict("lease " + std::to_string(lease.id) + " has already ended");
+  if (to == LeaseState::kPending) return InvalidArgument("state: a host reports running, failed or ended");
+  if (to == LeaseState::kRunning && lease.state == LeaseState::kRunning)
+    return Status::Ok();  // a repeated report is harmless
+  return Status::Ok();
+}
+
+void Market::Put(Lease lease) {
+  next_lease_id_ = std::max(next_lease_id_, lease.id + 1);
+  auto& alloc = allocation_[lease.machine_id];
+  // Release whatever this lease held, then take its GPUs if it is active.
+  for (auto& slot : alloc)
+    if (slot == lease.id) slot = 0;
+  if (lease.active()) {
+    for (int g : lease.gpus) {
+      if (g >= 0 && static_cast<size_t>(g) < alloc.size()) alloc[static_cast<size_t>(g)] = lease.id;
+    }
+  }
+  free_count_[lease.machine_id] = static_cast<int>(std::count(alloc.begin(), alloc.end(), 0));
+  leases_[lease.id] = std::move(lease);
+}
+
+const Lease* Market::FindLease(int64_t id) const {
+  auto it = leases_.find(id);
+  return it == leases_.end() ? nullptr : &it->second;
+}
+
+std::vector<const Lease*> Market::ActiveLeases() const {
+  std::vector<const Lease*> out;
+  for (const auto& [id, l] : leases_)
+    if (l.active()) out.push_back(&l);
+  return out;
+}
+
+bool Market::CanSee(const std::string& caller, const Lease& lease) const {
+  return lease.renter == caller || lease.provider == caller;
+}
+
+}  // namespace grid::market

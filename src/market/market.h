@@ -1,0 +1,103 @@
+// The market: machines, their derived offers, and leases with their GPU
+// allocations. Pure state machine: no I/O, no clock (time comes in as now_ms),
+// no threads; callers serialise access.
+//
+// Commands come in two steps so nothing is half-applied: Plan*() checks a
+// command against the current state and returns the new Machine or Lease
+// without changing anything; the broker makes it durable in the store, then
+// calls Put() to make it current. Put() keeps the GPU allocation in step.
+//
+// Invariant: no GPU index of a machine belongs to two active leases.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "market/types.h"
+
+namespace grid::market {
+
+struct ListOfferRequest {
+  int64_t machine_id = 0;
+  Micros price_per_gpu_hour = 0;
+  int min_chunk = 1;
+  UnixMs end_date_ms = 0;
+  Micros storage_cost = 0;
+};
+
+struct CreateLeaseRequest {
+  std::string renter;        // lowercase address of the signer
+  int64_t offer_id = 0;
+  int gpus = 0;              // 0: the offer's own GPU count
+  std::string image;
+  std::vector<std::string> env;
+  std::vector<std::string> command;
+  SignedOrder order;
+  int64_t fee_bps = 0;
+};
+
+// Simple search filters; the query language (offer-search issue) replaces
+// them with a compiled query over the same offers.
+struct OfferFilter {
+  std::optional<std::string> gpu_name;   // case-insensitive exact, '_' = ' '
+  std::optional<int> min_gpus;
+  std::optional<Micros> max_dph_total;
+  std::optional<std::string> geolocation;
+  std::optional<int64_t> machine_id;
+  int limit = 64;
+};
+
+class Market {
+ public:
+  // --- machines
+  Result<Machine> PlanRegister(const std::string& provider, MachineSpec spec, std::string spec_json,
+                               UnixMs now_ms) const;
+  Result<Machine> PlanListOffer(const std::string& caller, const ListOfferRequest& req, UnixMs now_ms) const;
+  Result<Machine> PlanUnlist(const std::string& caller, int64_t machine_id, UnixMs now_ms) const;
+  void Put(Machine machine);
+  const Machine* FindMachine(int64_t id) const;
+  const std::map<int64_t, Machine>& machines() const { return machines_; }
+
+  // --- offers
+  int FreeGpus(int64_t machine_id) const;
+  // Offers matching the filter, cheapest first (dph_total, then id).
+  std::vector<Offer> Search(const OfferFilter& filter) const;
+  // Visits every offer (for the query-language index); stop by returning false.
+  void ForEachOffer(const std::function<bool(const Offer&)>& visit) const;
+  Result<Offer> FindOffer(int64_t offer_id) const;
+
+  // --- leases
+  // Checks the offer, the signed order and the free GPUs; picks the lowest
+  // free GPU indices. The lease comes back pending with no hold (the broker
+  // adds the hold it could place).
+  Result<Lease> PlanCreateLease(const CreateLeaseRequest& req, int64_t lease_id, UnixMs now_ms) const;
+  // The host reports running / failed / ended. Only the machine's provider.
+  Status CheckHostReport(const std::string& caller, const Lease& lease, LeaseState to) const;
+  void Put(Lease lease);
+  const Lease* FindLease(int64_t id) const;
+  const std::map<int64_t, Lease>& leases() const { return leases_; }
+  std::vector<const Lease*> ActiveLeases() const;
+  // Visibility: the renter sees its leases, the provider those on its machines.
+  bool CanSee(const std::string& caller, const Lease& lease) const;
+
+  int64_t next_machine_id() const { return next_machine_id_; }
+  int64_t next_lease_id() const { return next_lease_id_; }
+
+ private:
+  std::map<int64_t, Machine> machines_;
+  std::map<int64_t, Lease> leases_;
+  // machine id -> per-GPU active lease id (0 = free). Derived from leases_.
+  std::map<int64_t, std::vector<int64_t>> allocation_;
+  std::map<int64_t, int> free_count_;
+  int64_t next_machine_id_ = 1;
+  int64_t next_lease_id_ = 1;
+};
+
+// Validates a spec from outside (names the offending field).
+Status ValidateSpec(const MachineSpec& spec);
+
+}  // namespace grid::market

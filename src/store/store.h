@@ -1,0 +1,81 @@
+// Store: where the broker's state becomes durable. One narrow interface, with
+// an SQLite implementation (the embedded default), an in-memory one for tests,
+// and PostgreSQL later (issue 7) — all behind the same contract:
+//
+//  - Commit() applies a ChangeSet atomically: all of it or none of it. When it
+//    returns OK the change is durable (survives kill -9 and, with SQLite's
+//    synchronous=FULL, power loss). Acknowledged writes are never lost.
+//  - Transfer ids are unique. Committing a transfer whose id exists fails the
+//    whole ChangeSet with kIdempotencyMismatch if the stored transfer differs,
+//    and kConflict ("exists") if it is identical — the caller decides.
+//  - A lease's (renter, order nonce) is unique: a replayed signed order fails
+//    the ChangeSet with kConflict.
+//  - Load() returns everything the broker keeps in memory; transfers are read
+//    on demand (history, audit), since they grow without bound.
+//
+// Thread safety: implementations are safe to call from several threads; the
+// broker still serialises Commit() calls.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "ledger/ledger.h"
+#include "market/types.h"
+
+namespace grid::store {
+
+struct ChangeSet {
+  std::vector<market::Machine> machines;    // upserted by id
+  std::vector<market::Lease> leases;        // upserted by id
+  std::vector<ledger::Transfer> transfers;  // inserted
+  std::vector<ledger::Account> accounts;    // upserted by id (balances after the transfers)
+  std::vector<std::pair<std::string, std::string>> meta;  // upserted key -> value
+  bool empty() const {
+    return machines.empty() && leases.empty() && transfers.empty() && accounts.empty() && meta.empty();
+  }
+};
+
+struct Snapshot {
+  std::vector<market::Machine> machines;  // spec_json set; spec's core fields set
+  std::vector<market::Lease> leases;
+  std::vector<ledger::Account> accounts;
+  std::vector<std::pair<std::string, std::string>> meta;
+};
+
+struct TransferQuery {
+  std::vector<std::string> accounts;  // transfers debiting or crediting any of these
+  int64_t lease_id = 0;               // if > 0, only this lease's transfers
+  int limit = 1000;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual Result<Snapshot> Load() = 0;
+  virtual Status Commit(const ChangeSet& changes) = 0;
+  virtual Result<std::optional<ledger::Transfer>> FindTransfer(const std::string& id) = 0;
+  // Newest first (by insertion order).
+  virtual Result<std::vector<ledger::Transfer>> ListTransfers(const TransferQuery& query) = 0;
+  // Every transfer in insertion order (for the audit). Stops early if visit returns false.
+  virtual Status ForEachTransfer(const std::function<bool(const ledger::Transfer&)>& visit) = 0;
+  // "sqlite:/path/grid.db", "memory:"
+  virtual std::string Describe() const = 0;
+};
+
+struct SqliteOptions {
+  bool read_only = false;  // for `grid admin audit --db`: never writes, never migrates
+};
+
+// Opens (creating and migrating unless read_only) an SQLite database.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, SqliteOptions options = {});
+std::unique_ptr<Store> NewMemoryStore();
+
+// "sqlite:PATH", "PATH" or "memory:" (later "postgres://…").
+Result<std::unique_ptr<Store>> OpenStore(const std::string& url, bool read_only = false);
+
+}  // namespace grid::store

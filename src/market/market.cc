@@ -113,7 +113,14 @@ void Market::Put(Machine machine) {
   next_machine_id_ = std::max(next_machine_id_, machine.id + 1);
   auto& alloc = allocation_[machine.id];
   if (alloc.size() != static_cast<size_t>(machine.spec.num_gpus)) {
-    alloc.resize(static_cast<size_t>(machine.spec.num_gpus), 0);
+    // Rebuild from the active leases: they may have been Put before the
+    // machine (a store loading leases first), when there were no slots yet.
+    alloc.assign(static_cast<size_t>(machine.spec.num_gpus), 0);
+    for (const auto& [lid, l] : leases_) {
+      if (l.machine_id != machine.id || !l.active()) continue;
+      for (int g : l.gpus)
+        if (g >= 0 && static_cast<size_t>(g) < alloc.size()) alloc[static_cast<size_t>(g)] = lid;
+    }
   }
   free_count_[machine.id] = static_cast<int>(std::count(alloc.begin(), alloc.end(), 0));
   machines_[machine.id] = std::move(machine);
@@ -193,7 +200,9 @@ Result<Lease> Market::PlanCreateLease(const CreateLeaseRequest& req, int64_t lea
   if (o.price_per_hour != price)
     return Status(Code::kConflict, "order: signed price " + FormatMoney(o.price_per_hour) + "/h but the offer costs " +
                                        FormatMoney(price) + "/h");
-  if (o.expiry_s * 1000 <= now_ms) return InvalidArgument("order: the signed order has expired");
+  // expiry_s comes from outside: compare in 128 bits so a huge value cannot overflow.
+  __extension__ using Wide = __int128;
+  if (static_cast<Wide>(o.expiry_s) * 1000 <= now_ms) return InvalidArgument("order: the signed order has expired");
 
   Lease l;
   l.id = lease_id;

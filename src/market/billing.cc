@@ -59,7 +59,11 @@ Result<Settlement> Settle(const Lease& in, const SettleOptions& o) {
     if (o.bill_until_ms > 0) until = std::min(until, o.bill_until_ms);
     int64_t elapsed = std::max<int64_t>(l.billed_ms, until - l.started_ms);
     // Never bill beyond what the renter has: the hold plus what it can add.
-    Micros budget = l.charged + l.held + available;
+    // Summed in 128 bits and saturated: a plain int64 sum overflows for a
+    // very large balance and would end the lease as if the renter were broke.
+    __extension__ using Wide = __int128;
+    Wide wide_budget = static_cast<Wide>(l.charged) + l.held + std::max<Micros>(0, available);
+    Micros budget = wide_budget > INT64_MAX ? INT64_MAX : static_cast<Micros>(wide_budget);
     int64_t affordable = std::max<int64_t>(l.billed_ms, MaxElapsedFor(l.price_per_hour, budget));
     if (elapsed > affordable) {
       elapsed = affordable;

@@ -1,0 +1,110 @@
+// OpenStore() and the rules every Store implementation shares.
+#include "store/store.h"
+
+#include <cctype>
+#include <cmath>
+#include <string_view>
+
+#include "store/store_internal.h"
+
+namespace grid::store {
+namespace internal {
+
+std::string TransferDifference(const ledger::Transfer& stored, const ledger::Transfer& incoming) {
+  std::string diff;
+  auto add = [&diff](std::string_view what) {
+    if (!diff.empty()) diff += ", ";
+    diff += what;
+  };
+  if (stored.amount != incoming.amount) add("amount");
+  if (stored.debit != incoming.debit || stored.credit != incoming.credit) add("accounts");
+  if (stored.kind != incoming.kind) add("kind");
+  if (stored.lease_id != incoming.lease_id) add("lease_id");
+  if (stored.memo != incoming.memo) add("memo");
+  return diff;
+}
+
+Status DuplicateTransfer(const ledger::Transfer& stored, const ledger::Transfer& incoming) {
+  std::string diff = TransferDifference(stored, incoming);
+  if (diff.empty()) return Conflict("transfer " + incoming.id + " exists");
+  return Status(Code::kIdempotencyMismatch,
+                "transfer " + incoming.id + " exists with different " + diff);
+}
+
+Status NonceReplay(const market::Lease& lease) {
+  return Conflict("order nonce already used: renter " + lease.renter + " nonce " +
+                  std::to_string(lease.order.nonce) + " (lease " + std::to_string(lease.id) + ")");
+}
+
+Status ValidateMachine(const market::Machine& m) {
+  const market::MachineSpec& s = m.spec;
+  const std::pair<const char*, double> numbers[] = {
+      {"gpu_ram", s.gpu_ram},       {"cpu_ram", s.cpu_ram}, {"disk_space", s.disk_space},
+      {"inet_up", s.inet_up},       {"inet_down", s.inet_down},
+  };
+  for (const auto& [name, value] : numbers) {
+    if (!std::isfinite(value)) {
+      return InvalidArgument("machine " + std::to_string(m.id) + ": " + name + " is not a finite number");
+    }
+  }
+  return Status::Ok();
+}
+
+market::Machine StoredForm(market::Machine machine) {
+  machine.spec.extra.clear();
+  return machine;
+}
+
+}  // namespace internal
+
+namespace {
+
+// "scheme:" prefix in the RFC 3986 sense: a letter, then letters, digits, + - .
+bool HasScheme(std::string_view url, std::string_view* scheme) {
+  size_t colon = url.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  if (!std::isalpha(static_cast<unsigned char>(url[0]))) return false;
+  for (size_t i = 1; i < colon; ++i) {
+    unsigned char c = static_cast<unsigned char>(url[i]);
+    if (!std::isalnum(c) && c != '+' && c != '-' && c != '.') return false;
+  }
+  *scheme = url.substr(0, colon);
+  return true;
+}
+
+// The url with any "user:password@" part hidden, for error messages.
+std::string Redacted(const std::string& url) {
+  size_t start = url.find("://");
+  if (start == std::string::npos) return url;
+  start += 3;
+  size_t at = url.find('@', start);
+  size_t slash = url.find('/', start);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return url;
+  return url.substr(0, start) + "***" + url.substr(at);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenStore(const std::string& url, bool read_only) {
+  if (url.empty()) return InvalidArgument("empty store url (want sqlite:PATH, PATH or memory:)");
+  std::string_view scheme;
+  if (!HasScheme(url, &scheme)) {
+    return OpenSqliteStore(url, SqliteOptions{.read_only = read_only});
+  }
+  if (scheme == "memory") {
+    if (url != "memory:") return InvalidArgument("store url " + url + ": memory: takes no path");
+    return NewMemoryStore();
+  }
+  if (scheme == "sqlite") {
+    std::string path = url.substr(scheme.size() + 1);
+    if (path.empty()) return InvalidArgument("store url " + url + " has no path (want sqlite:PATH)");
+    return OpenSqliteStore(path, SqliteOptions{.read_only = read_only});
+  }
+  if (scheme == "postgres" || scheme == "postgresql") {
+    // Not echoed: such a url may carry a password.
+    return InvalidArgument("PostgreSQL store not built yet");
+  }
+  return InvalidArgument("unknown store url " + Redacted(url) + " (want sqlite:PATH, PATH or memory:)");
+}
+
+}  // namespace grid::store

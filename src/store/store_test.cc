@@ -1,0 +1,826 @@
+// One test body for every Store (memory, SQLite), plus the SQLite-only checks:
+// read-only opens, schema versions, and a kill -9 right after Commit returns.
+#include "store/store.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace grid::store {
+namespace {
+
+using ::testing::HasSubstr;
+using ledger::Account;
+using ledger::Transfer;
+using ledger::TransferKind;
+using market::Lease;
+using market::Machine;
+
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+
+// Strings a naive encoding would break.
+const std::vector<std::string> kAwkward = {
+    "", "a,b,c", "\"quoted\"", "it's", "line\nbreak\r\n", "tab\there", "back\\slash", "ünïcødé ✓ 数据 🚀",
+    "K=V=W", ";DROP TABLE leases;--", std::string("nul\0inside", 10), "   ",
+};
+
+std::string TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "grid-store-test-XXXXXX").string();
+  char* dir = ::mkdtemp(tmpl.data());
+  if (dir == nullptr) std::abort();
+  return dir;
+}
+
+Machine MakeMachine(int64_t id) {
+  Machine m;
+  m.id = id;
+  m.provider = "0xprovider" + std::to_string(id);
+  m.spec.gpu_name = "H100 SXM 80GB";
+  m.spec.num_gpus = 8;
+  m.spec.gpu_ram = 79.6;
+  m.spec.cpu_cores = 128;
+  m.spec.cpu_ram = 1007.3;
+  m.spec.disk_space = 0.1;
+  m.spec.inet_up = 1e-7;
+  m.spec.inet_down = 123456789.123;
+  m.spec.geolocation = "DE";
+  m.spec.datacenter = true;
+  m.spec.simulated = false;
+  m.spec_json = R"({"gpu_name":"H100 SXM 80GB","note":"a \"quote\"\nand ünïcode"})";
+  m.listing.listed = true;
+  m.listing.price_per_gpu_hour = 2'100'000;
+  m.listing.min_chunk = 2;
+  m.listing.end_date_ms = 1'900'000'000'000;
+  m.listing.storage_cost = kMax;
+  m.created_ms = 1'700'000'000'000 + id;
+  m.updated_ms = 1'700'000'000'500 + id;
+  return m;
+}
+
+Lease MakeLease(int64_t id, std::string renter, uint64_t nonce) {
+  Lease l;
+  l.id = id;
+  l.renter = std::move(renter);
+  l.provider = "0xprovider1";
+  l.machine_id = 1;
+  l.gpus = {0, 1, 7};
+  l.price_per_hour = 4'200'000;
+  l.fee_bps = 500;
+  l.image = "docker.io/library/ubuntu:22.04";
+  l.env = {"A=1", "PATH=/usr/bin:/bin"};
+  l.command = {"bash", "-c", "echo hi"};
+  l.order.offer_id = 1'002;
+  l.order.gpus = 3;
+  l.order.price_per_hour = 4'200'000;
+  l.order.nonce = nonce;
+  l.order.expiry_s = 1'800'000'000;
+  l.order.signature = "0x" + std::string(130, 'a');
+  l.state = market::LeaseState::kRunning;
+  l.end_reason = market::EndReason::kNone;
+  l.created_ms = 1'700'000'000'000;
+  l.started_ms = 1'700'000'001'000;
+  l.billed_ms = 60'000;
+  l.charged = 70'000;
+  l.fee = 3'500;
+  l.held = 1'000'000;
+  l.settlements = 1;
+  l.message = "ok";
+  return l;
+}
+
+Transfer MakeTransfer(std::string id, std::string debit, std::string credit, int64_t amount, int64_t lease_id = 0,
+                      TransferKind kind = TransferKind::kPosted) {
+  Transfer t;
+  t.id = std::move(id);
+  t.debit = std::move(debit);
+  t.credit = std::move(credit);
+  t.amount = amount;
+  t.kind = kind;
+  t.lease_id = lease_id;
+  t.at_ms = 1'700'000'000'000;
+  t.memo = "memo";
+  return t;
+}
+
+void ExpectSameMachine(const Machine& want, const Machine& got) {
+  SCOPED_TRACE("machine " + std::to_string(want.id));
+  EXPECT_EQ(want.id, got.id);
+  EXPECT_EQ(want.provider, got.provider);
+  EXPECT_EQ(want.spec.gpu_name, got.spec.gpu_name);
+  EXPECT_EQ(want.spec.num_gpus, got.spec.num_gpus);
+  EXPECT_EQ(want.spec.gpu_ram, got.spec.gpu_ram);  // exact: REAL is a binary64
+  EXPECT_EQ(want.spec.cpu_cores, got.spec.cpu_cores);
+  EXPECT_EQ(want.spec.cpu_ram, got.spec.cpu_ram);
+  EXPECT_EQ(want.spec.disk_space, got.spec.disk_space);
+  EXPECT_EQ(want.spec.inet_up, got.spec.inet_up);
+  EXPECT_EQ(want.spec.inet_down, got.spec.inet_down);
+  EXPECT_EQ(want.spec.geolocation, got.spec.geolocation);
+  EXPECT_EQ(want.spec.datacenter, got.spec.datacenter);
+  EXPECT_EQ(want.spec.simulated, got.spec.simulated);
+  EXPECT_TRUE(got.spec.extra.empty()) << "extra is derived from spec_json, not stored";
+  EXPECT_EQ(want.spec_json, got.spec_json);
+  EXPECT_EQ(want.listing.listed, got.listing.listed);
+  EXPECT_EQ(want.listing.price_per_gpu_hour, got.listing.price_per_gpu_hour);
+  EXPECT_EQ(want.listing.min_chunk, got.listing.min_chunk);
+  EXPECT_EQ(want.listing.end_date_ms, got.listing.end_date_ms);
+  EXPECT_EQ(want.listing.storage_cost, got.listing.storage_cost);
+  EXPECT_EQ(want.created_ms, got.created_ms);
+  EXPECT_EQ(want.updated_ms, got.updated_ms);
+}
+
+void ExpectSameLease(const Lease& want, const Lease& got) {
+  SCOPED_TRACE("lease " + std::to_string(want.id));
+  EXPECT_EQ(want.id, got.id);
+  EXPECT_EQ(want.renter, got.renter);
+  EXPECT_EQ(want.provider, got.provider);
+  EXPECT_EQ(want.machine_id, got.machine_id);
+  EXPECT_EQ(want.gpus, got.gpus);
+  EXPECT_EQ(want.price_per_hour, got.price_per_hour);
+  EXPECT_EQ(want.fee_bps, got.fee_bps);
+  EXPECT_EQ(want.image, got.image);
+  EXPECT_EQ(want.env, got.env);
+  EXPECT_EQ(want.command, got.command);
+  EXPECT_EQ(want.order.offer_id, got.order.offer_id);
+  EXPECT_EQ(want.order.gpus, got.order.gpus);
+  EXPECT_EQ(want.order.price_per_hour, got.order.price_per_hour);
+  EXPECT_EQ(want.order.nonce, got.order.nonce);
+  EXPECT_EQ(want.order.expiry_s, got.order.expiry_s);
+  EXPECT_EQ(want.order.signature, got.order.signature);
+  EXPECT_EQ(want.state, got.state);
+  EXPECT_EQ(want.end_reason, got.end_reason);
+  EXPECT_EQ(want.created_ms, got.created_ms);
+  EXPECT_EQ(want.started_ms, got.started_ms);
+  EXPECT_EQ(want.ended_ms, got.ended_ms);
+  EXPECT_EQ(want.billed_ms, got.billed_ms);
+  EXPECT_EQ(want.charged, got.charged);
+  EXPECT_EQ(want.fee, got.fee);
+  EXPECT_EQ(want.held, got.held);
+  EXPECT_EQ(want.settlements, got.settlements);
+  EXPECT_EQ(want.message, got.message);
+}
+
+void ExpectSameSnapshot(const Snapshot& want, const Snapshot& got) {
+  ASSERT_EQ(want.machines.size(), got.machines.size());
+  for (size_t i = 0; i < want.machines.size(); ++i) ExpectSameMachine(want.machines[i], got.machines[i]);
+  ASSERT_EQ(want.leases.size(), got.leases.size());
+  for (size_t i = 0; i < want.leases.size(); ++i) ExpectSameLease(want.leases[i], got.leases[i]);
+  EXPECT_EQ(want.accounts, got.accounts);
+  EXPECT_EQ(want.meta, got.meta);
+}
+
+std::vector<std::string> Ids(const std::vector<Transfer>& ts) {
+  std::vector<std::string> ids;
+  for (const Transfer& t : ts) ids.push_back(t.id);
+  return ids;
+}
+
+// ---------------------------------------------------------------------------
+// The shared body: every Store must pass all of it.
+
+enum class Backend { kMemory, kSqlite };
+
+class StoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir();
+    path_ = dir_ + "/grid.db";
+    Open();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void Open() {
+    if (GetParam() == Backend::kMemory) {
+      store_ = NewMemoryStore();
+      return;
+    }
+    auto opened = OpenSqliteStore(path_);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(opened).value();
+  }
+
+  // A fresh Store instance on the same data: a new connection for SQLite. The
+  // memory store has nothing to reopen, so it keeps its instance.
+  void Reopen() {
+    if (GetParam() == Backend::kMemory) return;
+    store_.reset();
+    Open();
+  }
+
+  Snapshot MustLoad() {
+    auto snap = store_->Load();
+    EXPECT_TRUE(snap.ok()) << snap.status().ToString();
+    return snap.ok() ? std::move(snap).value() : Snapshot{};
+  }
+
+  std::vector<Transfer> MustList(TransferQuery q) {
+    auto r = store_->ListTransfers(q);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : std::vector<Transfer>{};
+  }
+
+  std::vector<Transfer> AllTransfers() {
+    std::vector<Transfer> all;
+    Status s = store_->ForEachTransfer([&](const Transfer& t) {
+      all.push_back(t);
+      return true;
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return all;
+  }
+
+  std::string dir_, path_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreTest, EmptyLoad) {
+  Snapshot snap = MustLoad();
+  EXPECT_TRUE(snap.machines.empty());
+  EXPECT_TRUE(snap.leases.empty());
+  EXPECT_TRUE(snap.accounts.empty());
+  EXPECT_TRUE(snap.meta.empty());
+  auto found = store_->FindTransfer("nope");
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value());
+  EXPECT_TRUE(MustList({}).empty());
+  EXPECT_TRUE(AllTransfers().empty());
+  EXPECT_TRUE(store_->Commit(ChangeSet{}).ok());
+  EXPECT_FALSE(store_->Describe().empty());
+}
+
+TEST_P(StoreTest, RoundTripsEveryField) {
+  ChangeSet cs;
+  Machine m1 = MakeMachine(1);
+  m1.spec.extra["cuda_vers"] = 12.4;  // not stored: see ExpectSameMachine
+  Machine m2 = MakeMachine(kMax);
+  m2.provider = "";
+  m2.spec.gpu_name = "ünïcode, \"GPU\"\n";
+  m2.spec.datacenter = false;
+  m2.spec.simulated = true;
+  m2.spec.gpu_ram = 1e300;
+  m2.spec_json = "";
+  m2.listing = {.listed = false, .price_per_gpu_hour = kMax, .min_chunk = 1, .end_date_ms = 0, .storage_cost = 0};
+  m2.created_ms = kMin;
+  cs.machines = {m2, m1};  // any order in, id order out
+
+  Lease l1 = MakeLease(7, "0xrenter", std::numeric_limits<uint64_t>::max());
+  l1.env = kAwkward;
+  l1.command = kAwkward;
+  l1.image = "ünïcode:tag";
+  l1.message = "exit 1\nstderr: \"boom\"";
+  l1.charged = kMax;
+  l1.fee = kMax - 1;
+  l1.held = kMin;
+  l1.state = market::LeaseState::kEnded;
+  l1.end_reason = market::EndReason::kInsufficientFunds;
+  l1.ended_ms = 1'700'000'100'000;
+  Lease l2 = MakeLease(3, "0xrenter", 0);
+  l2.gpus = {};
+  l2.env = {};
+  l2.command = {""};
+  l2.order.signature = "";
+  l2.state = market::LeaseState::kPending;
+  Lease l3 = MakeLease(kMax, "0xother", 1);
+  l3.gpus = {998};
+  l3.end_reason = market::EndReason::kHostLost;
+  cs.leases = {l1, l2, l3};
+
+  Transfer t1 = MakeTransfer("faucet:0xrenter:1", "world", "user:0xrenter", kMax);
+  Transfer t2 = MakeTransfer("lease:7:hold", "user:0xrenter", "escrow", 1, 7, TransferKind::kHold);
+  t2.memo = "ünïcode \"memo\"\n";
+  Transfer t3 = MakeTransfer("lease:7:release", "escrow", "user:0xrenter", 1, 7, TransferKind::kRelease);
+  t3.memo = "";
+  t3.at_ms = kMin;
+  cs.transfers = {t1, t2, t3};
+
+  Account a1{.id = "user:0xrenter", .debits_posted = 0, .credits_posted = kMax, .debits_pending = 1,
+             .credits_pending = 0};
+  Account a2{.id = "escrow", .debits_posted = kMin, .credits_posted = -1, .debits_pending = kMax,
+             .credits_pending = kMin};
+  Account a3{.id = "world"};
+  cs.accounts = {a1, a2, a3};
+  cs.meta = {{"next_lease_id", "8"}, {"ünïcode", "a\nb,\"c\""}, {"empty", ""}};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+
+  Snapshot want;
+  want.machines = {m1, m2};
+  want.leases = {l2, l1, l3};
+  want.accounts = {a2, a1, a3};  // by id
+  want.meta = {{"empty", ""}, {"next_lease_id", "8"}, {"ünïcode", "a\nb,\"c\""}};
+
+  ExpectSameSnapshot(want, MustLoad());
+  Reopen();
+  ExpectSameSnapshot(want, MustLoad());
+
+  for (const Transfer& t : {t1, t2, t3}) {
+    auto found = store_->FindTransfer(t.id);
+    ASSERT_TRUE(found.ok()) << found.status().ToString();
+    ASSERT_TRUE(found->has_value()) << t.id;
+    EXPECT_EQ(t, **found);
+  }
+  EXPECT_EQ((std::vector<Transfer>{t1, t2, t3}), AllTransfers());
+}
+
+TEST_P(StoreTest, UpsertOverwrites) {
+  ChangeSet first;
+  first.machines = {MakeMachine(1)};
+  first.leases = {MakeLease(1, "0xr", 1)};
+  first.accounts = {Account{.id = "world", .debits_posted = 5}};
+  first.meta = {{"k", "v1"}};
+  ASSERT_TRUE(store_->Commit(first).ok());
+
+  ChangeSet second;
+  Machine m = MakeMachine(1);
+  m.listing.listed = false;
+  m.listing.price_per_gpu_hour = 1;
+  m.spec.gpu_name = "A100";
+  m.spec_json = "{}";
+  Lease l = MakeLease(1, "0xr", 1);  // same order, same lease: not a replay
+  l.env = {"ONLY=1"};                // shorter lists must not keep old tails
+  l.command = {};
+  l.gpus = {3};
+  l.state = market::LeaseState::kEnded;
+  l.end_reason = market::EndReason::kRenterStopped;
+  l.charged = 99;
+  second.machines = {m};
+  second.leases = {l};
+  second.accounts = {Account{.id = "world", .debits_posted = 7, .credits_pending = 2}};
+  second.meta = {{"k", "v2"}};
+  ASSERT_TRUE(store_->Commit(second).ok());
+
+  Reopen();
+  Snapshot snap = MustLoad();
+  ASSERT_EQ(1u, snap.machines.size());
+  ExpectSameMachine(m, snap.machines[0]);
+  ASSERT_EQ(1u, snap.leases.size());
+  ExpectSameLease(l, snap.leases[0]);
+  EXPECT_EQ((std::vector<Account>{{.id = "world", .debits_posted = 7, .credits_pending = 2}}), snap.accounts);
+  EXPECT_EQ((std::vector<std::pair<std::string, std::string>>{{"k", "v2"}}), snap.meta);
+
+  // The last of several upserts of one id in a ChangeSet wins.
+  ChangeSet third;
+  third.meta = {{"k", "a"}, {"k", "b"}};
+  ASSERT_TRUE(store_->Commit(third).ok());
+  EXPECT_EQ("b", MustLoad().meta[0].second);
+}
+
+TEST_P(StoreTest, DuplicateTransferIdsFailTheWholeChangeSet) {
+  Transfer t1 = MakeTransfer("faucet:1", "world", "user:0xa", 100);
+  ChangeSet setup;
+  setup.transfers = {t1};
+  setup.accounts = {Account{.id = "user:0xa", .credits_posted = 100}};
+  ASSERT_TRUE(store_->Commit(setup).ok());
+  Reopen();
+  const Snapshot before = MustLoad();
+
+  // An identical retry (only at_ms differs: the service stamps it) is "exists".
+  Transfer retry = t1;
+  retry.at_ms += 5000;
+  ChangeSet cs;
+  cs.machines = {MakeMachine(1)};
+  cs.leases = {MakeLease(1, "0xa", 1)};
+  cs.transfers = {MakeTransfer("new:1", "world", "user:0xa", 5), retry};
+  cs.accounts = {Account{.id = "user:0xa", .credits_posted = 105}};
+  cs.meta = {{"k", "v"}};
+  Status s = store_->Commit(cs);
+  EXPECT_EQ(Code::kConflict, s.code()) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("transfer faucet:1 exists"));
+  ExpectSameSnapshot(before, MustLoad());
+  EXPECT_FALSE(store_->FindTransfer("new:1")->has_value());
+
+  // Same id, different content: an idempotency mismatch.
+  Transfer other = t1;
+  other.amount = 101;
+  cs.transfers = {MakeTransfer("new:1", "world", "user:0xa", 5), other};
+  s = store_->Commit(cs);
+  EXPECT_EQ(Code::kIdempotencyMismatch, s.code()) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("transfer faucet:1 exists with different amount"));
+  other = t1;
+  other.credit = "user:0xb";
+  cs.transfers = {other};
+  s = store_->Commit(cs);
+  EXPECT_EQ(Code::kIdempotencyMismatch, s.code()) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("accounts"));
+  other = t1;
+  other.kind = TransferKind::kHold;
+  cs.transfers = {other};
+  EXPECT_EQ(Code::kIdempotencyMismatch, store_->Commit(cs).code());
+
+  // A duplicate inside one ChangeSet counts too.
+  Transfer dup = MakeTransfer("new:2", "world", "user:0xa", 5);
+  cs.transfers = {dup, dup};
+  EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
+
+  Reopen();
+  ExpectSameSnapshot(before, MustLoad());
+  EXPECT_EQ((std::vector<Transfer>{t1}), AllTransfers());
+  auto stored = store_->FindTransfer("faucet:1");
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ(t1, **stored);
+}
+
+TEST_P(StoreTest, ReplayedOrderNonceIsAConflict) {
+  ChangeSet cs;
+  cs.leases = {MakeLease(1, "0xa", 42)};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+
+  cs.leases = {MakeLease(2, "0xa", 42)};
+  cs.meta = {{"next_lease_id", "3"}};
+  Status s = store_->Commit(cs);
+  EXPECT_EQ(Code::kConflict, s.code()) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("order nonce already used"));
+
+  // Same nonce, another renter; the same lease rewritten; unsigned leases.
+  cs.leases = {MakeLease(3, "0xb", 42), MakeLease(1, "0xa", 42)};
+  cs.meta = {};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+  Lease unsigned1 = MakeLease(4, "0xa", 0), unsigned2 = MakeLease(5, "0xa", 0);
+  unsigned1.order.signature = unsigned2.order.signature = "";
+  cs.leases = {unsigned1, unsigned2};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+
+  // A replay inside one ChangeSet, and a lease moved onto a used nonce.
+  cs.leases = {MakeLease(6, "0xc", 9), MakeLease(7, "0xc", 9)};
+  EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
+  cs.leases = {MakeLease(3, "0xa", 42)};
+  EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
+
+  // A lease that moves off its nonce frees it.
+  cs.leases = {MakeLease(1, "0xa", 43), MakeLease(8, "0xa", 42)};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+
+  Reopen();
+  Snapshot snap = MustLoad();
+  std::vector<int64_t> ids;
+  for (const Lease& l : snap.leases) ids.push_back(l.id);
+  EXPECT_EQ((std::vector<int64_t>{1, 3, 4, 5, 8}), ids);
+  EXPECT_TRUE(snap.meta.empty());
+  cs.leases = {MakeLease(9, "0xa", 43)};
+  EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
+}
+
+TEST_P(StoreTest, ListTransfersNewestFirst) {
+  // Inserted over three commits; seq order is t0..t9.
+  std::vector<Transfer> ts = {
+      MakeTransfer("t0", "world", "user:a", 10),
+      MakeTransfer("t1", "world", "user:b", 10),
+      MakeTransfer("t2", "user:a", "escrow", 5, 1, TransferKind::kHold),
+      MakeTransfer("t3", "user:b", "escrow", 5, 2, TransferKind::kHold),
+      MakeTransfer("t4", "escrow", "user:a", 1, 1, TransferKind::kRelease),
+      MakeTransfer("t5", "user:a", "earnings:p", 1, 1),
+      MakeTransfer("t6", "user:b", "user:a", 2),
+      MakeTransfer("t7", "escrow", "user:b", 1, 2, TransferKind::kRelease),
+      MakeTransfer("t8", "user:b", "fee", 1, 2),
+      MakeTransfer("t9", "world", "user:c", 3),
+  };
+  for (size_t begin : {0, 4, 7}) {
+    ChangeSet cs;
+    size_t end = begin == 0 ? 4 : begin == 4 ? 7 : 10;
+    cs.transfers.assign(ts.begin() + begin, ts.begin() + end);
+    ASSERT_TRUE(store_->Commit(cs).ok());
+  }
+  Reopen();
+  using V = std::vector<std::string>;
+  EXPECT_EQ((V{"t9", "t8", "t7", "t6", "t5", "t4", "t3", "t2", "t1", "t0"}), Ids(MustList({})));
+  EXPECT_EQ((V{"t9", "t8", "t7"}), Ids(MustList({.limit = 3})));
+  EXPECT_EQ((V{"t6", "t5", "t4", "t2", "t0"}), Ids(MustList({.accounts = {"user:a"}})));
+  EXPECT_EQ((V{"t6", "t5"}), Ids(MustList({.accounts = {"user:a"}, .limit = 2})));
+  EXPECT_EQ((V{"t9", "t6", "t5", "t4", "t2", "t0"}), Ids(MustList({.accounts = {"user:c", "user:a"}})));
+  EXPECT_EQ((V{"t9", "t8", "t7", "t6"}), Ids(MustList({.accounts = {"user:a", "user:b", "user:c"}, .limit = 4})));
+  EXPECT_EQ((V{"t8", "t7", "t3"}), Ids(MustList({.lease_id = 2})));
+  EXPECT_EQ((V{"t8", "t7"}), Ids(MustList({.lease_id = 2, .limit = 2})));
+  EXPECT_EQ((V{"t5", "t4", "t2"}), Ids(MustList({.accounts = {"user:a"}, .lease_id = 1})));
+  EXPECT_EQ((V{"t5"}), Ids(MustList({.accounts = {"earnings:p", "fee"}, .lease_id = 1})));
+  EXPECT_EQ((V{}), Ids(MustList({.accounts = {"nobody"}})));
+  EXPECT_EQ((V{}), Ids(MustList({.lease_id = 99})));
+  EXPECT_EQ((V{}), Ids(MustList({.limit = 0})));
+  auto full = MustList({.accounts = {"fee"}});
+  ASSERT_EQ(1u, full.size());
+  EXPECT_EQ(ts[8], full[0]);
+}
+
+TEST_P(StoreTest, ForEachTransferInInsertionOrder) {
+  // Ids that sort differently from insertion order, across several pages.
+  std::vector<Transfer> want;
+  for (int batch = 0; batch < 3; ++batch) {
+    ChangeSet cs;
+    for (int i = 0; i < 700; ++i) {
+      int n = batch * 700 + i;
+      cs.transfers.push_back(MakeTransfer("id-" + std::to_string((n * 7919) % 10007), "world",
+                                          "user:" + std::to_string(n % 13), n + 1));
+    }
+    want.insert(want.end(), cs.transfers.begin(), cs.transfers.end());
+    ASSERT_TRUE(store_->Commit(cs).ok());
+  }
+  Reopen();
+  EXPECT_EQ(want, AllTransfers());
+
+  int seen = 0;
+  ASSERT_TRUE(store_->ForEachTransfer([&](const Transfer& t) {
+    EXPECT_EQ(want[seen].id, t.id);
+    return ++seen < 600;
+  }).ok());
+  EXPECT_EQ(600, seen);
+
+  // The visitor may call the store (no lock is held around it).
+  int calls = 0;
+  ASSERT_TRUE(store_->ForEachTransfer([&](const Transfer& t) {
+    auto found = store_->FindTransfer(t.id);
+    EXPECT_TRUE(found.ok() && found->has_value());
+    return ++calls < 3;
+  }).ok());
+}
+
+TEST_P(StoreTest, FailingChangeSetLeavesNothingBehind) {
+  ChangeSet setup;
+  setup.machines = {MakeMachine(1)};
+  setup.leases = {MakeLease(1, "0xa", 1)};
+  setup.transfers = {MakeTransfer("old", "world", "user:0xa", 10)};
+  setup.accounts = {Account{.id = "user:0xa", .credits_posted = 10}};
+  setup.meta = {{"k", "v"}};
+  ASSERT_TRUE(store_->Commit(setup).ok());
+  const Snapshot before = MustLoad();
+
+  // Every kind of change, with the failure in the last transfer.
+  ChangeSet cs;
+  Machine m1 = MakeMachine(1);
+  m1.listing.listed = false;
+  cs.machines = {m1, MakeMachine(2)};
+  Lease l1 = MakeLease(1, "0xa", 1);
+  l1.env = {"CHANGED=1"};
+  l1.charged = 5;
+  cs.leases = {l1, MakeLease(2, "0xa", 2)};
+  Transfer clash = MakeTransfer("old", "world", "user:0xa", 11);
+  cs.transfers = {MakeTransfer("n1", "world", "user:0xa", 1), MakeTransfer("n2", "world", "user:0xa", 1), clash};
+  cs.accounts = {Account{.id = "user:0xa", .credits_posted = 13}, Account{.id = "world", .debits_posted = 13}};
+  cs.meta = {{"k", "changed"}, {"k2", "new"}};
+  EXPECT_EQ(Code::kIdempotencyMismatch, store_->Commit(cs).code());
+  ExpectSameSnapshot(before, MustLoad());
+  EXPECT_EQ(1u, AllTransfers().size());
+  EXPECT_FALSE(store_->FindTransfer("n1")->has_value());
+
+  // A failure among the leases (before the transfers) undoes the machines.
+  cs.transfers = {MakeTransfer("n1", "world", "user:0xa", 1)};
+  cs.leases = {l1, MakeLease(2, "0xa", 1)};
+  EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
+  // A spec number no store can give back.
+  cs.leases = {};
+  cs.machines = {MakeMachine(3), MakeMachine(4)};
+  cs.machines[1].spec.gpu_ram = std::nan("");
+  EXPECT_EQ(Code::kInvalidArgument, store_->Commit(cs).code());
+  cs.machines[1].spec.gpu_ram = INFINITY;
+  EXPECT_EQ(Code::kInvalidArgument, store_->Commit(cs).code());
+
+  Reopen();
+  ExpectSameSnapshot(before, MustLoad());
+  EXPECT_EQ(1u, AllTransfers().size());
+
+  // And the store still works afterwards.
+  cs.machines = {MakeMachine(3)};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+  EXPECT_EQ(2u, MustLoad().machines.size());
+  EXPECT_TRUE(store_->FindTransfer("n1")->has_value());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllStores, StoreTest, ::testing::Values(Backend::kMemory, Backend::kSqlite),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kMemory ? "Memory" : "Sqlite";
+                         });
+
+// ---------------------------------------------------------------------------
+// OpenStore() urls.
+
+TEST(OpenStoreTest, Urls) {
+  std::string dir = TempDir();
+  auto mem = OpenStore("memory:");
+  ASSERT_TRUE(mem.ok());
+  EXPECT_EQ("memory:", (*mem)->Describe());
+
+  auto sqlite = OpenStore("sqlite:" + dir + "/a.db");
+  ASSERT_TRUE(sqlite.ok()) << sqlite.status().ToString();
+  EXPECT_EQ("sqlite:" + dir + "/a.db", (*sqlite)->Describe());
+  auto bare = OpenStore(dir + "/b.db");
+  ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+  EXPECT_EQ("sqlite:" + dir + "/b.db", (*bare)->Describe());
+  EXPECT_TRUE(std::filesystem::exists(dir + "/b.db"));
+  auto ro = OpenStore("sqlite:" + dir + "/a.db", /*read_only=*/true);
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_FALSE((*ro)->Commit(ChangeSet{.meta = {{"k", "v"}}}).ok());
+
+  auto pg = OpenStore("postgres://grid:secret@localhost/grid");
+  EXPECT_EQ(Code::kInvalidArgument, pg.status().code());
+  EXPECT_THAT(pg.status().message(), HasSubstr("PostgreSQL store not built yet"));
+  EXPECT_THAT(pg.status().message(), ::testing::Not(HasSubstr("secret")));
+
+  auto other = OpenStore("mysql://u:pw@db/grid");
+  EXPECT_EQ(Code::kInvalidArgument, other.status().code());
+  EXPECT_THAT(other.status().message(), HasSubstr("mysql://"));
+  EXPECT_THAT(other.status().message(), ::testing::Not(HasSubstr("pw")));
+  EXPECT_EQ(Code::kInvalidArgument, OpenStore("redis:x").status().code());
+  EXPECT_EQ(Code::kInvalidArgument, OpenStore("").status().code());
+  EXPECT_EQ(Code::kInvalidArgument, OpenStore("sqlite:").status().code());
+  std::filesystem::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------
+// SQLite only.
+
+class SqliteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir();
+    path_ = dir_ + "/grid.db";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Runs SQL on the file directly, beside the store.
+  void RawExec(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(SQLITE_OK, sqlite3_open(path_.c_str(), &db));
+    char* err = nullptr;
+    EXPECT_EQ(SQLITE_OK, sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err)) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+
+  std::string dir_, path_;
+};
+
+TEST_F(SqliteTest, ReadOnlyOpenOfMissingFileFailsClearly) {
+  auto r = OpenSqliteStore(path_, {.read_only = true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(Code::kNotFound, r.status().code());
+  EXPECT_THAT(r.status().message(), HasSubstr(path_));
+  EXPECT_FALSE(std::filesystem::exists(path_)) << "a read-only open must not create the file";
+}
+
+TEST_F(SqliteTest, ReadOnlyOpenNeedsTheSchema) {
+  std::ofstream(path_).close();  // an empty file is an empty database
+  auto r = OpenSqliteStore(path_, {.read_only = true});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("no Gridmarket schema"));
+  EXPECT_THAT(r.status().message(), HasSubstr(path_));
+}
+
+TEST_F(SqliteTest, NotADatabaseFailsClearly) {
+  std::ofstream(path_) << "this is not an SQLite database, just some text long enough to have a header......";
+  auto r = OpenSqliteStore(path_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr(path_));
+  auto ro = OpenSqliteStore(path_, {.read_only = true});
+  ASSERT_FALSE(ro.ok());
+  EXPECT_THAT(ro.status().message(), HasSubstr(path_));
+}
+
+TEST_F(SqliteTest, OpenInMissingDirectoryNamesThePath) {
+  auto r = OpenSqliteStore(dir_ + "/no/such/dir/grid.db");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("/no/such/dir/grid.db"));
+}
+
+TEST_F(SqliteTest, NewerSchemaIsRefused) {
+  ASSERT_TRUE(OpenSqliteStore(path_).ok());
+  RawExec("PRAGMA user_version = 999");
+  for (bool read_only : {false, true}) {
+    auto r = OpenSqliteStore(path_, {.read_only = read_only});
+    ASSERT_FALSE(r.ok());
+    EXPECT_THAT(r.status().message(), HasSubstr("newer than this binary"));
+  }
+}
+
+TEST_F(SqliteTest, ReadOnlyStoreReadsButCannotWrite) {
+  auto rw = OpenSqliteStore(path_);
+  ASSERT_TRUE(rw.ok()) << rw.status().ToString();
+  ChangeSet cs;
+  cs.transfers = {MakeTransfer("t1", "world", "user:a", 5)};
+  cs.meta = {{"k", "v"}};
+  ASSERT_TRUE((*rw)->Commit(cs).ok());
+
+  // Beside a live writer (WAL), and again after it has closed.
+  auto ro = OpenSqliteStore(path_, {.read_only = true});
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  cs.transfers = {MakeTransfer("t2", "world", "user:a", 5)};
+  ASSERT_TRUE((*rw)->Commit(cs).ok());
+  EXPECT_EQ(2, (int)(*ro)->ListTransfers({}).value().size()) << "a reader sees later commits";
+  ro = Status(Code::kInternal, "closed");
+  rw = Status(Code::kInternal, "closed");
+
+  ro = OpenSqliteStore(path_, {.read_only = true});
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  auto snap = (*ro)->Load();
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(1u, snap->meta.size());
+  cs.transfers = {MakeTransfer("t3", "world", "user:a", 5)};
+  Status s = (*ro)->Commit(cs);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("read-only"));
+  EXPECT_FALSE((*ro)->FindTransfer("t3")->has_value());
+  EXPECT_TRUE((*ro)->FindTransfer("t2")->has_value());
+}
+
+TEST_F(SqliteTest, SchemaAndPragmas) {
+  ASSERT_TRUE(OpenSqliteStore(path_).ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_open(path_.c_str(), &db));
+  auto one = [&](const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(SQLITE_OK, sqlite3_prepare_v2(db, sql, -1, &st, nullptr)) << sql;
+    std::string out;
+    if (sqlite3_step(st) == SQLITE_ROW) out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return out;
+  };
+  EXPECT_EQ("wal", one("PRAGMA journal_mode"));
+  EXPECT_EQ("1", one("PRAGMA user_version"));
+  EXPECT_EQ("ok", one("PRAGMA integrity_check"));
+  // STRICT: a wrong type is refused by the table itself.
+  EXPECT_NE(SQLITE_OK, sqlite3_exec(db, "INSERT INTO meta (key, value) VALUES ('k', x'00')", nullptr, nullptr, nullptr));
+  sqlite3_close(db);
+}
+
+// A child commits changes and reports each acknowledged one on a pipe; the
+// parent SIGKILLs it at a random point, reopens, and finds every acked change.
+TEST_F(SqliteTest, AcknowledgedCommitsSurviveKill9) {
+  constexpr int kCommits = 2000;  // far more than it reaches before the kill
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  const int kill_after = std::uniform_int_distribution<int>(1, 150)(rng);
+  {
+    auto created = OpenSqliteStore(path_);  // migrate before the race starts
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+  }
+
+  int fds[2];
+  ASSERT_EQ(0, ::pipe(fds));
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto store = OpenSqliteStore(path_);
+    if (!store.ok()) ::_exit(2);
+    for (int i = 0; i < kCommits; ++i) {
+      ChangeSet cs;
+      cs.transfers = {MakeTransfer("t" + std::to_string(i), "world", "user:a", i + 1)};
+      cs.accounts = {Account{.id = "user:a", .credits_posted = i + 1}};
+      cs.meta = {{"last", std::to_string(i)}};
+      if (!(*store)->Commit(cs).ok()) ::_exit(3);
+      std::string line = "acked " + std::to_string(i) + "\n";
+      if (::write(fds[1], line.data(), line.size()) != static_cast<ssize_t>(line.size())) ::_exit(4);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  FILE* in = ::fdopen(fds[0], "r");
+  ASSERT_NE(nullptr, in);
+  int acked = -1, lines = 0;
+  char buf[64];
+  while (std::fgets(buf, sizeof buf, in) != nullptr) {
+    int i = -1;
+    ASSERT_EQ(1, std::sscanf(buf, "acked %d", &i)) << buf;
+    ASSERT_EQ(acked + 1, i);
+    acked = i;
+    if (++lines == kill_after) ::kill(pid, SIGKILL);
+  }
+  std::fclose(in);
+  int wstatus = 0;
+  ASSERT_EQ(pid, ::waitpid(pid, &wstatus, 0));
+  ASSERT_TRUE(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) << "child status " << wstatus;
+  ASSERT_GE(acked, kill_after - 1);
+
+  auto store = OpenSqliteStore(path_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  for (int i = 0; i <= acked; ++i) {
+    auto t = (*store)->FindTransfer("t" + std::to_string(i));
+    ASSERT_TRUE(t.ok() && t->has_value()) << "acknowledged transfer t" << i << " lost (acked up to " << acked << ")";
+  }
+  auto snap = (*store)->Load();
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(1u, snap->accounts.size());
+  // The child may have committed one more than it reported, never fewer.
+  EXPECT_GE(snap->accounts[0].credits_posted, acked + 1);
+  EXPECT_LE(snap->accounts[0].credits_posted, acked + 2);
+  int count = 0;
+  ASSERT_TRUE((*store)->ForEachTransfer([&](const Transfer&) { return ++count, true; }).ok());
+  EXPECT_EQ(snap->accounts[0].credits_posted, count) << "transfers and account committed together";
+}
+
+}  // namespace
+}  // namespace grid::store

@@ -8,6 +8,7 @@
 // io_context, which destroys every pending handler and with it the Sessions
 // (their shared_ptr lives only in those handlers), closing their sockets.
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -77,6 +78,33 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(kHeaderLimitBytes);
     parser_->body_limit(shared_->options.max_body_bytes);
+    stream_.expires_after(std::chrono::milliseconds(shared_->options.idle_timeout_ms));
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  // The header is in. Clients such as curl send "Expect: 100-continue" with
+  // bodies over 1 KB and wait (curl: 1 s) for the go-ahead before sending the
+  // body; answer it so they do not stall. An oversized Content-Length has
+  // already failed with body_limit here, so such a client gets 413 instead.
+  void OnHeader(beast::error_code ec, size_t bytes) {
+    if (ec || parser_->is_done()) return OnRead(ec, bytes);
+    auto expect = parser_->get().find(bhttp::field::expect);
+    if (expect != parser_->get().end() &&
+        internal::ToLower(expect->value()) == "100-continue" && parser_->get().version() >= 11) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code write_ec, size_t) {
+                          if (write_ec) return self->DoClose();
+                          self->DoReadBody();
+                        });
+      return;
+    }
+    DoReadBody();
+  }
+
+  void DoReadBody() {
     stream_.expires_after(std::chrono::milliseconds(shared_->options.idle_timeout_ms));
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::OnRead, shared_from_this()));

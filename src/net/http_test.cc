@@ -271,6 +271,26 @@ TEST(HttpTest, GarbageGets400AndClose) {
   EXPECT_NE(ok.find("GET /raw"), std::string::npos) << ok;
 }
 
+TEST(HttpTest, ExpectContinueIsAnswered) {
+  HttpServerOptions opts;
+  opts.max_body_bytes = 100;
+  auto server = StartServer(Echo, opts);
+  RawSocket sock(server->port());
+  sock.Send("POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  std::string interim = sock.ReadAll(300ms);  // no EOF: returns after the timeout
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  sock.Send("hello");
+  std::string resp = sock.ReadAll(300ms);
+  EXPECT_EQ(resp.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << resp;
+  EXPECT_NE(resp.find("body hello"), std::string::npos) << resp;
+
+  // Too large: 413 at once, no 100 Continue.
+  RawSocket big(server->port());
+  big.Send("POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\nExpect: 100-continue\r\n\r\n");
+  std::string rejected = big.ReadAll();
+  EXPECT_EQ(rejected.rfind("HTTP/1.1 413 Payload Too Large\r\n", 0), 0u) << rejected;
+}
+
 TEST(HttpTest, HandlerExceptionGets500AndServerKeepsServing) {
   auto server = StartServer([](const HttpRequest& req) -> HttpResponse {
     if (req.path == "/throw") throw std::runtime_error("boom \"quoted\"");

@@ -181,6 +181,10 @@ Result<Lease> Market::PlanCreateLease(const CreateLeaseRequest& req, int64_t lea
   const Machine& m = *offer.machine;
   int gpus = req.gpus > 0 ? req.gpus : offer.num_gpus;
   if (req.image.empty()) return InvalidArgument("image: required");
+  // Billing cannot settle a lease whose fee rate FeeOf rejects (not even to
+  // end it), so such a lease must never be created.
+  if (req.fee_bps < 0 || req.fee_bps > 10'000)
+    return Internal("fee_bps " + std::to_string(req.fee_bps) + " is outside 0..10000");
   if (m.provider == req.renter) return InvalidArgument("offer " + std::to_string(offer.id) + " is your own machine");
   if (gpus % m.listing.min_chunk != 0 || gpus > m.spec.num_gpus)
     return InvalidArgument("gpus: machine " + std::to_string(m.id) + " rents in multiples of " +

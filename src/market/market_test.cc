@@ -378,6 +378,9 @@ TEST(MarketLeases, PlanCreateLeaseErrors) {
       {"expired long ago", [](auto& r) { r.order.expiry_s = 0; }, Code::kInvalidArgument},
       {"expiry far future", [](auto& r) { r.order.expiry_s = INT64_MAX; }, Code::kOk},
       {"expiry most negative", [](auto& r) { r.order.expiry_s = INT64_MIN; }, Code::kInvalidArgument},
+      {"fee rate above 100%", [](auto& r) { r.fee_bps = 10'001; }, Code::kInternal},
+      {"negative fee rate", [](auto& r) { r.fee_bps = -1; }, Code::kInternal},
+      {"fee rate 100%", [](auto& r) { r.fee_bps = 10'000; }, Code::kOk},
       {"expires within the second", [](auto& r) { r.order.expiry_s = kNow / 1000 + 1; }, Code::kOk, kNow + 999},
   };
   for (const auto& c : cases) {

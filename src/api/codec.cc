@@ -1,0 +1,289 @@
+#include "api/codec.h"
+
+#include <cmath>
+
+#include "core/clock.h"
+
+namespace grid::api {
+
+Result<json::object> ParseObject(std::string_view body) {
+  boost::system::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = 32;
+  json::value v = json::parse(body, ec, {}, opts);
+  if (ec) return InvalidArgument("malformed JSON body: " + ec.message());
+  if (!v.is_object()) return InvalidArgument("the JSON body must be an object");
+  return std::move(v.as_object());
+}
+
+std::string Fields::Name(std::string_view key) const { return prefix_ + std::string(key); }
+
+bool Fields::Has(std::string_view key) const {
+  const json::value* v = obj_.if_contains(key);
+  return v && !v->is_null();
+}
+
+Result<std::string> Fields::String(std::string_view key) const {
+  const json::value* v = obj_.if_contains(key);
+  if (!v || v->is_null()) return InvalidArgument(Name(key) + ": required");
+  if (!v->is_string()) return InvalidArgument(Name(key) + ": expected a string");
+  return std::string(v->get_string());
+}
+
+Result<std::string> Fields::OptString(std::string_view key, std::string fallback) const {
+  if (!Has(key)) return fallback;
+  return String(key);
+}
+
+Result<int64_t> Fields::Int(std::string_view key, int64_t min, int64_t max) const {
+  const json::value* v = obj_.if_contains(key);
+  if (!v || v->is_null()) return InvalidArgument(Name(key) + ": required");
+  int64_t out;
+  if (v->is_int64()) {
+    out = v->get_int64();
+  } else if (v->is_uint64()) {
+    return InvalidArgument(Name(key) + ": out of range");
+  } else {
+    return InvalidArgument(Name(key) + ": expected an integer");
+  }
+  if (out < min || out > max)
+    return InvalidArgument(Name(key) + ": must be between " + std::to_string(min) + " and " + std::to_string(max));
+  return out;
+}
+
+Result<int64_t> Fields::OptInt(std::string_view key, int64_t fallback, int64_t min, int64_t max) const {
+  if (!Has(key)) return fallback;
+  return Int(key, min, max);
+}
+
+Result<double> Fields::Number(std::string_view key) const {
+  const json::value* v = obj_.if_contains(key);
+  if (!v || v->is_null()) return InvalidArgument(Name(key) + ": required");
+  if (!v->is_number()) return InvalidArgument(Name(key) + ": expected a number");
+  double d = v->to_number<double>();
+  if (!std::isfinite(d)) return InvalidArgument(Name(key) + ": expected a finite number");
+  return d;
+}
+
+Result<bool> Fields::Bool(std::string_view key) const {
+  const json::value* v = obj_.if_contains(key);
+  if (!v || v->is_null()) return InvalidArgument(Name(key) + ": required");
+  if (!v->is_bool()) return InvalidArgument(Name(key) + ": expected true or false");
+  return v->get_bool();
+}
+
+Result<Micros> Fields::Money(std::string_view key) const {
+  const json::value* v = obj_.if_contains(key);
+  if (!v || v->is_null()) return InvalidArgument(Name(key) + ": required");
+  if (!v->is_string())
+    return InvalidArgument(Name(key) + ": money is a decimal string such as \"2.50\", not a JSON number");
+  return ParseMoney(v->get_string(), Name(key));
+}
+
+Result<std::vector<std::string>> Fields::StringList(std::string_view key) const {
+  std::vector<std::string> out;
+  const json::value* v = obj_.if_contains(key);
+  if (!v || v->is_null()) return out;
+  if (!v->is_array()) return InvalidArgument(Name(key) + ": expected an array of strings");
+  for (const json::value& e : v->get_array()) {
+    if (!e.is_string()) return InvalidArgument(Name(key) + ": expected an array of strings");
+    out.emplace_back(e.get_string());
+  }
+  return out;
+}
+
+Status Fields::OnlyKnown(std::initializer_list<std::string_view> known) const {
+  for (const auto& kv : obj_) {
+    bool ok = false;
+    for (std::string_view k : known) ok = ok || kv.key() == k;
+    if (!ok) return InvalidArgument(Name(kv.key()) + ": unknown field");
+  }
+  return Status::Ok();
+}
+
+Result<DecodedSpec> DecodeMachineSpec(std::string_view body) {
+  GRID_ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
+  Fields f(obj);
+  DecodedSpec out;
+  market::MachineSpec& s = out.spec;
+  GRID_ASSIGN_OR_RETURN(s.gpu_name, f.String("gpu_name"));
+  GRID_ASSIGN_OR_RETURN(int64_t n, f.Int("num_gpus", 1, market::kMaxGpusPerMachine));
+  s.num_gpus = static_cast<int>(n);
+  GRID_ASSIGN_OR_RETURN(s.gpu_ram, f.Number("gpu_ram"));
+  GRID_ASSIGN_OR_RETURN(int64_t cores, f.Int("cpu_cores", 0, 1'000'000));
+  s.cpu_cores = static_cast<int>(cores);
+  GRID_ASSIGN_OR_RETURN(s.cpu_ram, f.Number("cpu_ram"));
+  GRID_ASSIGN_OR_RETURN(s.disk_space, f.Number("disk_space"));
+  GRID_ASSIGN_OR_RETURN(s.inet_up, f.Number("inet_up"));
+  GRID_ASSIGN_OR_RETURN(s.inet_down, f.Number("inet_down"));
+  GRID_ASSIGN_OR_RETURN(s.geolocation, f.String("geolocation"));
+  GRID_ASSIGN_OR_RETURN(s.datacenter, f.Bool("datacenter"));
+  if (f.Has("simulated")) {
+    GRID_ASSIGN_OR_RETURN(s.simulated, f.Bool("simulated"));
+  }
+  static constexpr std::string_view kCore[] = {"gpu_name", "num_gpus", "gpu_ram", "cpu_cores", "cpu_ram",
+                                               "disk_space", "inet_up", "inet_down", "geolocation",
+                                               "datacenter", "simulated"};
+  // Fields the broker derives; a provider cannot set them.
+  static constexpr std::string_view kDerived[] = {"id", "machine_id", "verified", "reliability", "rentable",
+                                                  "rented", "dph_total", "dph", "host_id"};
+  for (const auto& kv : obj) {
+    std::string_view k = kv.key();
+    bool core = false;
+    for (auto c : kCore) core = core || c == k;
+    if (core) continue;
+    for (auto d : kDerived)
+      if (d == k) return InvalidArgument(std::string(k) + ": set by the broker, not by the spec");
+    if (k.empty() || k.size() > 64) return InvalidArgument("spec: field names are 1 to 64 characters");
+    const json::value& v = kv.value();
+    if (v.is_bool()) s.extra[std::string(k)] = v.get_bool();
+    else if (v.is_int64()) s.extra[std::string(k)] = v.get_int64();
+    else if (v.is_double() && std::isfinite(v.get_double())) s.extra[std::string(k)] = v.get_double();
+    else if (v.is_string() && v.get_string().size() <= 256) s.extra[std::string(k)] = std::string(v.get_string());
+    else return InvalidArgument(std::string(k) + ": expected a number, a boolean or a short string");
+  }
+  GRID_RETURN_IF_ERROR(market::ValidateSpec(s));
+  out.canonical_json = Serialize(EncodeSpec(s));
+  return out;
+}
+
+json::object EncodeSpec(const market::MachineSpec& s) {
+  json::object o;
+  o["gpu_name"] = s.gpu_name;
+  o["num_gpus"] = s.num_gpus;
+  o["gpu_ram"] = s.gpu_ram;
+  o["cpu_cores"] = s.cpu_cores;
+  o["cpu_ram"] = s.cpu_ram;
+  o["disk_space"] = s.disk_space;
+  o["inet_up"] = s.inet_up;
+  o["inet_down"] = s.inet_down;
+  o["geolocation"] = s.geolocation;
+  o["datacenter"] = s.datacenter;
+  o["simulated"] = s.simulated;
+  for (const auto& [k, v] : s.extra) {
+    std::visit([&](const auto& x) { o[k] = x; }, v);
+  }
+  return o;
+}
+
+json::object EncodeMachine(const market::Machine& m, int free_gpus) {
+  json::object o;
+  o["id"] = m.id;
+  o["provider"] = m.provider;
+  o["spec"] = EncodeSpec(m.spec);
+  o["simulated"] = m.spec.simulated;
+  o["verified"] = false;
+  o["listed"] = m.listing.listed;
+  o["price_gpu"] = FormatMoney(m.listing.price_per_gpu_hour);
+  o["min_chunk"] = m.listing.min_chunk;
+  o["end_date"] = m.listing.end_date_ms ? json::value(FormatTime(m.listing.end_date_ms)) : json::value(nullptr);
+  o["price_disk"] = FormatMoney(m.listing.storage_cost);
+  o["free_gpus"] = free_gpus;
+  o["created_at"] = FormatTime(m.created_ms);
+  return o;
+}
+
+json::object EncodeOffer(const market::Offer& of, const market::Machine& m) {
+  json::object o;
+  o["id"] = of.id;
+  o["machine_id"] = of.machine_id;
+  o["host_id"] = m.provider;
+  o["gpu_name"] = m.spec.gpu_name;
+  o["num_gpus"] = of.num_gpus;
+  o["gpu_ram"] = m.spec.gpu_ram;
+  o["gpu_total_ram"] = m.spec.gpu_ram * of.num_gpus;
+  o["cpu_cores"] = m.spec.cpu_cores;
+  o["cpu_ram"] = m.spec.cpu_ram;
+  o["disk_space"] = m.spec.disk_space;
+  o["inet_up"] = m.spec.inet_up;
+  o["inet_down"] = m.spec.inet_down;
+  o["geolocation"] = m.spec.geolocation;
+  o["datacenter"] = m.spec.datacenter;
+  o["verified"] = false;
+  o["simulated"] = m.spec.simulated;
+  o["dph_total"] = FormatMoney(of.dph_total);
+  o["dph_per_gpu"] = FormatMoney(m.listing.price_per_gpu_hour);
+  o["min_chunk"] = m.listing.min_chunk;
+  o["storage_cost"] = FormatMoney(m.listing.storage_cost);
+  o["end_date"] = m.listing.end_date_ms ? json::value(FormatTime(m.listing.end_date_ms)) : json::value(nullptr);
+  o["rentable"] = true;
+  o["rented"] = false;
+  return o;
+}
+
+json::object EncodeLease(const market::Lease& l, int64_t running_ms) {
+  json::object o;
+  o["id"] = l.id;
+  o["state"] = market::LeaseStateName(l.state);
+  o["end_reason"] = l.end_reason == market::EndReason::kNone ? json::value(nullptr)
+                                                              : json::value(market::EndReasonName(l.end_reason));
+  o["renter"] = l.renter;
+  o["provider"] = l.provider;
+  o["machine_id"] = l.machine_id;
+  o["offer_id"] = l.order.offer_id;
+  json::array gpus;
+  for (int g : l.gpus) gpus.push_back(g);
+  o["gpus"] = std::move(gpus);
+  o["num_gpus"] = static_cast<int64_t>(l.gpus.size());
+  o["price_per_hour"] = FormatMoney(l.price_per_hour);
+  o["fee_bps"] = l.fee_bps;
+  o["charged"] = FormatMoney(l.charged);
+  o["fee"] = FormatMoney(l.fee);
+  o["provider_earned"] = FormatMoney(l.charged - l.fee);
+  o["held"] = FormatMoney(l.held);
+  o["billed_seconds"] = static_cast<double>(l.billed_ms) / 1000.0;
+  o["running_seconds"] = static_cast<double>(running_ms) / 1000.0;
+  o["image"] = l.image;
+  json::array env, cmd;
+  for (const auto& e : l.env) env.push_back(json::string(e));
+  for (const auto& c : l.command) cmd.push_back(json::string(c));
+  o["env"] = std::move(env);
+  o["command"] = std::move(cmd);
+  o["created_at"] = FormatTime(l.created_ms);
+  o["started_at"] = l.started_ms ? json::value(FormatTime(l.started_ms)) : json::value(nullptr);
+  o["ended_at"] = l.ended_ms ? json::value(FormatTime(l.ended_ms)) : json::value(nullptr);
+  o["message"] = l.message;
+  json::object order;
+  order["offer_id"] = l.order.offer_id;
+  order["gpus"] = l.order.gpus;
+  order["price_per_hour"] = FormatMoney(l.order.price_per_hour);
+  order["nonce"] = std::to_string(l.order.nonce);
+  order["expiry"] = l.order.expiry_s;
+  order["signature"] = l.order.signature;
+  o["order"] = std::move(order);
+  return o;
+}
+
+json::object EncodeBalance(const ledger::Balance& b) {
+  json::object o;
+  o["available"] = FormatMoney(b.available);
+  o["held"] = FormatMoney(b.held);
+  o["earned"] = FormatMoney(b.earned);
+  return o;
+}
+
+json::object EncodeTransfer(const ledger::Transfer& t) {
+  json::object o;
+  o["id"] = t.id;
+  o["debit"] = t.debit;
+  o["credit"] = t.credit;
+  o["amount"] = FormatMoney(t.amount);
+  o["kind"] = ledger::TransferKindName(t.kind);
+  o["lease_id"] = t.lease_id ? json::value(t.lease_id) : json::value(nullptr);
+  o["at"] = FormatTime(t.at_ms);
+  o["memo"] = t.memo;
+  return o;
+}
+
+std::string ErrorBody(const Status& status) {
+  json::object e;
+  e["code"] = CodeName(status.code());
+  e["message"] = status.message();
+  json::object o;
+  o["error"] = std::move(e);
+  return json::serialize(o);
+}
+
+std::string Serialize(const json::value& v) { return json::serialize(v); }
+
+}  // namespace grid::api

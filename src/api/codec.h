@@ -1,0 +1,68 @@
+// JSON encoding and decoding of the API's bodies (Boost.JSON). The only place
+// the wire format is defined; the broker's routes and the CLI both use it, so
+// their field names cannot drift apart.
+//
+// Decoders never throw and never crash on arbitrary bytes: bad input becomes
+// kInvalidArgument naming the field ("gpu_ram: expected a number"). Money is a
+// decimal string with at most six decimals, never a JSON number.
+#pragma once
+
+#include <boost/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+#include "ledger/ledger.h"
+#include "market/market.h"
+#include "market/types.h"
+
+namespace grid::api {
+
+namespace json = boost::json;
+
+// Parses a request body that must be a JSON object.
+Result<json::object> ParseObject(std::string_view body);
+
+// Reads fields of an object with precise errors. Each getter returns the
+// value or a Status naming the field.
+class Fields {
+ public:
+  explicit Fields(const json::object& obj, std::string prefix = "") : obj_(obj), prefix_(std::move(prefix)) {}
+  bool Has(std::string_view key) const;
+  Result<std::string> String(std::string_view key) const;
+  Result<std::string> OptString(std::string_view key, std::string fallback) const;
+  Result<int64_t> Int(std::string_view key, int64_t min, int64_t max) const;
+  Result<int64_t> OptInt(std::string_view key, int64_t fallback, int64_t min, int64_t max) const;
+  Result<double> Number(std::string_view key) const;
+  Result<bool> Bool(std::string_view key) const;
+  Result<Micros> Money(std::string_view key) const;
+  Result<std::vector<std::string>> StringList(std::string_view key) const;  // absent -> empty
+  // Fails naming the first key not in `known`.
+  Status OnlyKnown(std::initializer_list<std::string_view> known) const;
+
+ private:
+  std::string Name(std::string_view key) const;
+  const json::object& obj_;
+  std::string prefix_;
+};
+
+// A machine spec file / body: keys are search-language field names. Unknown
+// scalar keys are kept in spec.extra; the canonical JSON is returned too.
+struct DecodedSpec {
+  market::MachineSpec spec;
+  std::string canonical_json;
+};
+Result<DecodedSpec> DecodeMachineSpec(std::string_view body);
+
+json::object EncodeSpec(const market::MachineSpec& spec);
+json::object EncodeMachine(const market::Machine& m, int free_gpus);
+json::object EncodeOffer(const market::Offer& o, const market::Machine& m);
+json::object EncodeLease(const market::Lease& l, int64_t running_ms);
+json::object EncodeBalance(const ledger::Balance& b);
+json::object EncodeTransfer(const ledger::Transfer& t);
+
+// {"error":{"code":"…","message":"…"}}
+std::string ErrorBody(const Status& status);
+std::string Serialize(const json::value& v);
+
+}  // namespace grid::api

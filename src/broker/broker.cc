@@ -1,0 +1,471 @@
+#include "broker/broker.h"
+
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+
+#include "api/codec.h"
+#include "broker/audit.h"
+#include "crypto/eip191.h"
+#include "crypto/eip712.h"
+#include "crypto/hex.h"
+#include "crypto/keys.h"
+#include "crypto/siwe.h"
+#include "market/audit.h"
+#include "market/billing.h"
+
+namespace grid::broker {
+namespace {
+
+using market::Lease;
+using market::LeaseState;
+
+std::string RandomHex(size_t bytes) {
+  std::vector<uint8_t> buf(bytes);
+  if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) std::abort();  // no CSPRNG: cannot go on safely
+  return crypto::HexEncode(buf, false);
+}
+
+// SIWE nonces: alphanumeric, at least 8 characters (EIP-4361).
+std::string NewNonceText() {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  uint8_t buf[20];
+  if (RAND_bytes(buf, sizeof buf) != 1) std::abort();
+  std::string out;
+  for (uint8_t b : buf) out.push_back(kAlphabet[b % 62]);
+  return out;
+}
+
+}  // namespace
+
+Broker::Broker(std::unique_ptr<store::Store> store, const Clock* clock, BrokerOptions options)
+    : store_(std::move(store)), clock_(clock), options_(std::move(options)) {}
+
+Result<std::unique_ptr<Broker>> Broker::Open(std::unique_ptr<store::Store> store, const Clock* clock,
+                                             BrokerOptions options) {
+  if (options.fee_bps < 0 || options.fee_bps > 10'000) return InvalidArgument("fee-bps: must be 0 to 10000");
+  if (options.tick_ms < 100) return InvalidArgument("tick: must be at least 100 ms");
+  for (auto& a : options.admins) {
+    auto parsed = crypto::ParseAddress(a);
+    if (!parsed.ok()) return InvalidArgument("admin: " + parsed.status().message());
+    a = parsed->ToLowerHex();
+  }
+  std::unique_ptr<Broker> b(new Broker(std::move(store), clock, std::move(options)));
+  GRID_RETURN_IF_ERROR(b->LoadState());
+  return b;
+}
+
+Status Broker::LoadState() {
+  GRID_ASSIGN_OR_RETURN(store::Snapshot snap, store_->Load());
+  for (auto& m : snap.machines) {
+    // The stored canonical JSON is the source of the full spec (extras too).
+    if (!m.spec_json.empty()) {
+      auto decoded = api::DecodeMachineSpec(m.spec_json);
+      if (!decoded.ok()) return Internal("machine " + std::to_string(m.id) + ": stored spec unreadable: " +
+                                         decoded.status().message());
+      m.spec = std::move(decoded->spec);
+    }
+    market_.Put(std::move(m));
+  }
+  for (auto& l : snap.leases) market_.Put(std::move(l));
+  for (auto& a : snap.accounts) ledger_.Restore(a);
+  for (auto& [k, v] : snap.meta)
+    if (k == "token_secret") token_secret_ = v;
+  if (token_secret_.empty()) {
+    // Persisted so tokens outlive a restart; 32 random bytes.
+    std::string secret = RandomHex(32);
+    store::ChangeSet cs;
+    cs.meta.emplace_back("token_secret", secret);
+    GRID_RETURN_IF_ERROR(store_->Commit(cs));
+    token_secret_ = secret;
+  }
+  return Status::Ok();
+}
+
+void Broker::SetEndpoint(std::string domain, std::string uri) {
+  std::lock_guard lock(mu_);
+  options_.domain = std::move(domain);
+  options_.uri = std::move(uri);
+}
+
+Status Broker::CommitLocked(store::ChangeSet changes) {
+  GRID_RETURN_IF_ERROR(ledger_.Check(changes.transfers));
+  changes.accounts = ledger_.Preview(changes.transfers);
+  Status s = store_->Commit(changes);
+  if (!s.ok()) {
+    ++commit_failures_;
+    return s;
+  }
+  ++commits_;
+  ledger_.Apply(changes.transfers);
+  for (auto& m : changes.machines) market_.Put(std::move(m));
+  for (auto& l : changes.leases) market_.Put(std::move(l));
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- auth
+
+NonceInfo Broker::NewNonce() {
+  std::lock_guard lock(mu_);
+  UnixMs now = clock_->NowMs();
+  // Drop expired nonces so the table stays small.
+  std::erase_if(nonces_, [&](const auto& kv) { return kv.second <= now; });
+  std::string nonce = NewNonceText();
+  nonces_[nonce] = now + options_.nonce_ttl_ms;
+  return NonceInfo{nonce, options_.domain, options_.uri, options_.chain_id};
+}
+
+Result<Session> Broker::Login(const std::string& message, const std::string& signature) {
+  if (message.size() > 8192) return InvalidArgument("message: too long");
+  GRID_ASSIGN_OR_RETURN(crypto::SiweMessage m, crypto::ParseSiwe(message));
+  GRID_ASSIGN_OR_RETURN(crypto::Signature sig, crypto::ParseSignature(signature));
+  GRID_ASSIGN_OR_RETURN(crypto::Address claimed, crypto::ParseAddress(m.address));
+  GRID_ASSIGN_OR_RETURN(crypto::Address signer, crypto::RecoverSigner(crypto::PersonalMessageHash(message), sig));
+  if (signer != claimed) return Unauthenticated("signature: signed by " + signer.ToChecksumHex() + ", not by " + m.address);
+  std::lock_guard lock(mu_);
+  UnixMs now = clock_->NowMs();
+  if (m.domain != options_.domain)
+    return Unauthenticated("domain: the message is for \"" + m.domain + "\", this broker is \"" + options_.domain + "\"");
+  if (m.chain_id != options_.chain_id)
+    return Unauthenticated("chain id: the message says " + std::to_string(m.chain_id) + ", this broker uses " +
+                           std::to_string(options_.chain_id));
+  UnixMs issued = 0;
+  if (!ParseTime(m.issued_at, &issued)) return InvalidArgument("issued at: not an RFC 3339 time");
+  if (issued > now + options_.clock_skew_ms) return Unauthenticated("issued at: in the future");
+  if (issued < now - options_.nonce_ttl_ms - options_.clock_skew_ms) return Unauthenticated("issued at: too old");
+  if (m.expiration_time) {
+    UnixMs exp = 0;
+    if (!ParseTime(*m.expiration_time, &exp)) return InvalidArgument("expiration time: not an RFC 3339 time");
+    if (exp <= now) return Unauthenticated("expiration time: the message has expired");
+  }
+  if (m.not_before) {
+    UnixMs nb = 0;
+    if (!ParseTime(*m.not_before, &nb)) return InvalidArgument("not before: not an RFC 3339 time");
+    if (nb > now + options_.clock_skew_ms) return Unauthenticated("not before: the message is not valid yet");
+  }
+  auto it = nonces_.find(m.nonce);
+  if (it == nonces_.end() || it->second <= now)
+    return Unauthenticated("nonce: unknown, expired or already used; ask for a new one");
+  nonces_.erase(it);  // single use
+  Session s;
+  s.address = claimed.ToLowerHex();
+  s.expires_ms = now + options_.token_ttl_ms;
+  s.token = SignToken(s.address, s.expires_ms);
+  return s;
+}
+
+std::string Broker::SignToken(const std::string& address, UnixMs expires_ms) const {
+  std::string payload = address + "." + std::to_string(expires_ms);
+  unsigned char mac[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), token_secret_.data(), static_cast<int>(token_secret_.size()),
+       reinterpret_cast<const unsigned char*>(payload.data()), payload.size(), mac, &len);
+  return "gm1." + payload + "." + crypto::HexEncode(std::span<const uint8_t>(mac, len), false);
+}
+
+Result<std::string> Broker::Authenticate(std::string_view token) const {
+  // gm1.<address>.<expires_ms>.<hmac hex>
+  auto bad = [] { return Unauthenticated("invalid token; run `grid login` again"); };
+  if (!token.starts_with("gm1.") || token.size() > 256) return bad();
+  std::string_view rest = token.substr(4);
+  size_t d1 = rest.find('.');
+  if (d1 == std::string_view::npos) return bad();
+  size_t d2 = rest.find('.', d1 + 1);
+  if (d2 == std::string_view::npos) return bad();
+  std::string address(rest.substr(0, d1));
+  std::string exp_text(rest.substr(d1 + 1, d2 - d1 - 1));
+  if (exp_text.empty() || exp_text.size() > 18 ||
+      !std::all_of(exp_text.begin(), exp_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return bad();
+  UnixMs exp = std::stoll(exp_text);
+  std::string expected = SignToken(address, exp);
+  if (expected.size() != token.size() || CRYPTO_memcmp(expected.data(), token.data(), token.size()) != 0)
+    return bad();
+  if (exp <= clock_->NowMs()) return Unauthenticated("token expired; run `grid login` again");
+  return address;
+}
+
+// ---------------------------------------------------------------- wallet
+
+Result<ledger::Balance> Broker::Faucet(const std::string& addr, Micros amount, const std::string& key) {
+  if (!options_.dev) return PermissionDenied("the faucet exists only on a broker started with --dev");
+  if (amount <= 0) return InvalidArgument("amount: must be greater than 0");
+  if (amount > options_.faucet_max)
+    return InvalidArgument("amount: at most " + FormatMoney(options_.faucet_max) + " per faucet request");
+  if (key.size() > 128) return InvalidArgument("idempotency key: at most 128 characters");
+  std::lock_guard lock(mu_);
+  UnixMs now = clock_->NowMs();
+  ledger::Transfer t{"faucet:" + addr + ":" + (key.empty() ? RandomHex(12) : key), std::string(ledger::kWorld),
+                     ledger::UserAccount(addr), amount, ledger::TransferKind::kPosted, 0, now, "faucet"};
+  store::ChangeSet cs;
+  cs.transfers.push_back(t);
+  Status s = CommitLocked(std::move(cs));
+  if (s.code() == Code::kConflict) {
+    // The same request again: idempotent success.
+  } else if (s.code() == Code::kIdempotencyMismatch) {
+    return Status(Code::kIdempotencyMismatch, "idempotency key reused with a different amount");
+  } else if (!s.ok()) {
+    return s;
+  }
+  return ledger_.BalanceOf(addr);
+}
+
+ledger::Balance Broker::GetBalance(const std::string& addr) const {
+  std::lock_guard lock(mu_);
+  return ledger_.BalanceOf(addr);
+}
+
+Result<std::vector<ledger::Transfer>> Broker::History(const std::string& addr, int limit) const {
+  store::TransferQuery q;
+  q.accounts = {ledger::UserAccount(addr), ledger::EarningsAccount(addr)};
+  q.limit = std::clamp(limit, 1, 10'000);
+  return store_->ListTransfers(q);
+}
+
+// ---------------------------------------------------------------- machines
+
+Result<MachineView> Broker::RegisterMachine(const std::string& addr, market::MachineSpec spec,
+                                            std::string spec_json) {
+  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(market::Machine m,
+                        market_.PlanRegister(addr, std::move(spec), std::move(spec_json), clock_->NowMs()));
+  int64_t id = m.id;
+  store::ChangeSet cs;
+  cs.machines.push_back(std::move(m));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  return MachineView{*market_.FindMachine(id), market_.FreeGpus(id)};
+}
+
+std::vector<MachineView> Broker::ListMachines(const std::string& addr) const {
+  std::lock_guard lock(mu_);
+  std::vector<MachineView> out;
+  for (const auto& [id, m] : market_.machines())
+    if (m.provider == addr) out.push_back({m, market_.FreeGpus(id)});
+  return out;
+}
+
+Result<MachineView> Broker::GetMachine(const std::string& addr, int64_t id) const {
+  std::lock_guard lock(mu_);
+  const market::Machine* m = market_.FindMachine(id);
+  if (!m || m->provider != addr) return NotFound("machine " + std::to_string(id) + " not found among yours");
+  return MachineView{*m, market_.FreeGpus(id)};
+}
+
+Result<MachineView> Broker::ListOffer(const std::string& addr, const market::ListOfferRequest& req) {
+  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(market::Machine m, market_.PlanListOffer(addr, req, clock_->NowMs()));
+  store::ChangeSet cs;
+  cs.machines.push_back(std::move(m));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  return MachineView{*market_.FindMachine(req.machine_id), market_.FreeGpus(req.machine_id)};
+}
+
+Result<MachineView> Broker::Unlist(const std::string& addr, int64_t machine_id) {
+  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(market::Machine m, market_.PlanUnlist(addr, machine_id, clock_->NowMs()));
+  store::ChangeSet cs;
+  cs.machines.push_back(std::move(m));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  return MachineView{*market_.FindMachine(machine_id), market_.FreeGpus(machine_id)};
+}
+
+std::vector<OfferView> Broker::SearchOffers(const market::OfferFilter& filter) const {
+  std::lock_guard lock(mu_);
+  UnixMs now = clock_->NowMs();
+  std::vector<OfferView> out;
+  for (const market::Offer& o : market_.Search(filter)) {
+    // A machine past its end date offers nothing.
+    if (o.machine->listing.end_date_ms && o.machine->listing.end_date_ms <= now) continue;
+    out.push_back({o, *o.machine});
+  }
+  return out;
+}
+
+Result<OfferView> Broker::GetOffer(int64_t offer_id) const {
+  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(market::Offer o, market_.FindOffer(offer_id));
+  return OfferView{o, *o.machine};
+}
+
+// ---------------------------------------------------------------- leases
+
+Result<Lease> Broker::CreateLease(const std::string& addr, market::CreateLeaseRequest req) {
+  // Verify the renter's EIP-712 signature before taking the lock: it is the
+  // expensive part and needs no state.
+  crypto::LeaseOrder order{static_cast<uint64_t>(req.order.offer_id), static_cast<uint32_t>(req.order.gpus),
+                           req.order.price_per_hour, req.order.nonce, req.order.expiry_s};
+  GRID_RETURN_IF_ERROR(crypto::ValidateLeaseOrder(order));
+  GRID_ASSIGN_OR_RETURN(crypto::Signature sig, crypto::ParseSignature(req.order.signature));
+  GRID_ASSIGN_OR_RETURN(crypto::Address signer,
+                        crypto::RecoverSigner(crypto::LeaseOrderDigest(order, options_.chain_id), sig));
+  if (signer.ToLowerHex() != addr)
+    return PermissionDenied("order: signed by " + signer.ToChecksumHex() + ", not by the logged-in account");
+  req.renter = addr;
+  req.fee_bps = options_.fee_bps;
+
+  std::lock_guard lock(mu_);
+  UnixMs now = clock_->NowMs();
+  for (const auto& [id, l] : market_.leases())
+    if (l.renter == addr && l.order.nonce == req.order.nonce)
+      return Conflict("order: nonce " + std::to_string(req.order.nonce) + " already used by lease " +
+                      std::to_string(id));
+  GRID_ASSIGN_OR_RETURN(Lease lease, market_.PlanCreateLease(req, market_.next_lease_id(), now));
+  GRID_ASSIGN_OR_RETURN(Micros hold, market::InitialHold(lease.price_per_hour));
+  Micros available = ledger_.BalanceOf(addr).available;
+  if (available < hold)
+    return Status(Code::kInsufficientFunds, "insufficient funds: starting this lease holds 10 minutes of it, " +
+                                                FormatMoney(hold) + ", but only " + FormatMoney(available) +
+                                                " is available");
+  lease.held = hold;
+  store::ChangeSet cs;
+  cs.transfers = market::HoldTransfers(lease, hold);
+  cs.leases.push_back(lease);
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  return *market_.FindLease(lease.id);
+}
+
+Result<Lease> Broker::GetLease(const std::string& addr, int64_t id) const {
+  std::lock_guard lock(mu_);
+  const Lease* l = market_.FindLease(id);
+  // Someone else's lease is reported as absent: its existence is not theirs to know.
+  if (!l || !market_.CanSee(addr, *l)) return NotFound("lease " + std::to_string(id) + " not found");
+  return *l;
+}
+
+std::vector<Lease> Broker::ListLeases(const std::string& addr) const {
+  std::lock_guard lock(mu_);
+  std::vector<Lease> out;
+  for (const auto& [id, l] : market_.leases())
+    if (market_.CanSee(addr, l)) out.push_back(l);
+  return out;
+}
+
+Result<Lease> Broker::EndLeaseLocked(const Lease& lease, market::EndReason reason, UnixMs bill_until_ms) {
+  market::SettleOptions o;
+  o.now_ms = clock_->NowMs();
+  o.renter_available = ledger_.BalanceOf(lease.renter).available;
+  o.tick_ms = options_.tick_ms;
+  o.end = true;
+  o.end_reason = reason;
+  o.bill_until_ms = bill_until_ms;
+  GRID_ASSIGN_OR_RETURN(market::Settlement s, market::Settle(lease, o));
+  int64_t id = s.lease.id;
+  store::ChangeSet cs;
+  cs.transfers = std::move(s.transfers);
+  cs.leases.push_back(std::move(s.lease));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  return *market_.FindLease(id);
+}
+
+Result<Lease> Broker::StopLease(const std::string& addr, int64_t id) {
+  std::lock_guard lock(mu_);
+  const Lease* l = market_.FindLease(id);
+  if (!l || !market_.CanSee(addr, *l)) return NotFound("lease " + std::to_string(id) + " not found");
+  if (l->renter != addr) return PermissionDenied("only the renter can stop lease " + std::to_string(id));
+  if (!l->active()) return Conflict("lease " + std::to_string(id) + " has already ended");
+  return EndLeaseLocked(*l, market::EndReason::kRenterStopped, 0);
+}
+
+Result<Lease> Broker::ReportLease(const std::string& addr, int64_t id, LeaseState to, const std::string& message) {
+  if (message.size() > 1024) return InvalidArgument("message: at most 1024 characters");
+  std::lock_guard lock(mu_);
+  const Lease* l = market_.FindLease(id);
+  if (!l) return NotFound("lease " + std::to_string(id) + " not found");
+  if (l->provider != addr) {
+    if (l->renter == addr) return PermissionDenied("only the machine's provider reports a lease's state");
+    return NotFound("lease " + std::to_string(id) + " not found");
+  }
+  GRID_RETURN_IF_ERROR(market_.CheckHostReport(addr, *l, to));
+  if (to == LeaseState::kRunning) {
+    if (l->state == LeaseState::kRunning) return *l;  // repeated report
+    Lease next = *l;
+    next.state = LeaseState::kRunning;
+    next.started_ms = clock_->NowMs();  // billing starts now
+    next.message = message;
+    store::ChangeSet cs;
+    cs.leases.push_back(next);
+    GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+    return *market_.FindLease(id);
+  }
+  // failed or ended: the host says the workload is gone.
+  Lease copy = *l;
+  copy.message = message;
+  auto reason = to == LeaseState::kEnded ? market::EndReason::kFailed : market::EndReason::kFailed;
+  return EndLeaseLocked(copy, reason, 0);
+}
+
+int64_t Broker::RunningMs(const Lease& lease) const { return market::RunningMs(lease, clock_->NowMs()); }
+
+// ---------------------------------------------------------------- settlement
+
+Status Broker::SettleAll() {
+  std::lock_guard lock(mu_);
+  UnixMs now = clock_->NowMs();
+  std::vector<int64_t> ids;
+  for (const Lease* l : market_.ActiveLeases()) ids.push_back(l->id);
+  Status first_error;
+  for (int64_t id : ids) {
+    const Lease* l = market_.FindLease(id);
+    if (!l || !l->active()) continue;
+    const market::Machine* m = market_.FindMachine(l->machine_id);
+    UnixMs end_date = m ? m->listing.end_date_ms : 0;
+    market::SettleOptions o;
+    o.now_ms = now;
+    o.renter_available = ledger_.BalanceOf(l->renter).available;
+    o.tick_ms = options_.tick_ms;
+    if (end_date != 0 && end_date <= now) {
+      o.end = true;
+      o.end_reason = market::EndReason::kEndDate;
+      o.bill_until_ms = end_date;
+    } else if (l->state != LeaseState::kRunning) {
+      continue;  // pending: nothing accrues yet
+    }
+    auto s = market::Settle(*l, o);
+    Status st = s.status();
+    if (s.ok()) {
+      store::ChangeSet cs;
+      cs.transfers = std::move(s->transfers);
+      cs.leases.push_back(std::move(s->lease));
+      st = CommitLocked(std::move(cs));
+    }
+    if (!st.ok() && first_error.ok()) first_error = st;
+  }
+  return first_error;
+}
+
+// ---------------------------------------------------------------- operator
+
+bool Broker::IsAdmin(const std::string& addr) const {
+  if (options_.dev) return true;
+  return std::find(options_.admins.begin(), options_.admins.end(), addr) != options_.admins.end();
+}
+
+Broker::Stats Broker::GetStats() const {
+  std::lock_guard lock(mu_);
+  Stats s;
+  for (const auto& [id, m] : market_.machines()) {
+    ++s.machines;
+    s.listed += m.listing.listed;
+  }
+  for (const auto& [id, l] : market_.leases()) {
+    ++s.leases_total;
+    s.leases_active += l.active();
+  }
+  s.commits = commits_;
+  s.commit_failures = commit_failures_;
+  return s;
+}
+
+}  // namespace grid::broker
+
+namespace grid::broker {
+
+Result<ledger::AuditReport> Broker::Audit() {
+  // Hold the lock so no command commits while the store is read.
+  std::lock_guard lock(mu_);
+  return AuditStore(*store_);
+}
+
+}  // namespace grid::broker

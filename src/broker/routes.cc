@@ -1,0 +1,391 @@
+#include "broker/routes.h"
+
+#include <atomic>
+#include <charconv>
+#include <regex>
+
+#include "api/codec.h"
+
+namespace grid::broker {
+namespace {
+
+namespace json = boost::json;
+using net::HttpRequest;
+using net::HttpResponse;
+
+HttpResponse Json(int status, const json::value& v) {
+  return HttpResponse{status, "application/json", api::Serialize(v), {}};
+}
+HttpResponse Ok(const json::value& v) { return Json(200, v); }
+HttpResponse Error(const Status& s) { return HttpResponse{HttpStatus(s.code()), "application/json", api::ErrorBody(s), {}}; }
+
+Result<int64_t> ParseId(std::string_view text, std::string_view what) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || v <= 0)
+    return InvalidArgument(std::string(what) + ": expected a positive integer id, got \"" +
+                           std::string(text.substr(0, 32)) + "\"");
+  return v;
+}
+
+// Splits "/v1/leases/12/stop" into {"v1","leases","12","stop"}.
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) out.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+struct Metrics {
+  std::atomic<int64_t> requests{0}, errors_4xx{0}, errors_5xx{0};
+};
+
+class Api {
+ public:
+  explicit Api(Broker* b) : b_(b) {}
+
+  HttpResponse Handle(const HttpRequest& req) {
+    HttpResponse r = Route(req);
+    ++metrics_.requests;
+    if (r.status >= 500) ++metrics_.errors_5xx;
+    else if (r.status >= 400) ++metrics_.errors_4xx;
+    return r;
+  }
+
+ private:
+  Result<std::string> Auth(const HttpRequest& req) const {
+    const std::string* h = req.Header("authorization");
+    if (!h) return Unauthenticated("missing Authorization: Bearer token; run `grid login`");
+    std::string_view v = *h;
+    if (!v.starts_with("Bearer ")) return Unauthenticated("Authorization must be \"Bearer TOKEN\"");
+    return b_->Authenticate(v.substr(7));
+  }
+
+  HttpResponse Route(const HttpRequest& req) {
+    auto seg = Segments(req.path);
+    const std::string& m = req.method;
+    if (seg.size() == 1 && seg[0] == "healthz" && m == "GET") return Ok(json::object{{"status", "ok"}});
+    if (seg.size() == 1 && seg[0] == "metrics" && m == "GET") return MetricsText();
+    if (seg.empty() || seg[0] != "v1") return Error(NotFound("no route for " + m + " " + req.path));
+    seg.erase(seg.begin());
+    if (seg.empty()) return Error(NotFound("no route for " + m + " " + req.path));
+    const std::string_view area = seg[0];
+
+    if (area == "auth" && seg.size() == 2 && m == "POST") {
+      if (seg[1] == "nonce") {
+        NonceInfo n = b_->NewNonce();
+        return Ok(json::object{{"nonce", n.nonce}, {"domain", n.domain}, {"uri", n.uri}, {"chain_id", n.chain_id}});
+      }
+      if (seg[1] == "login") return Login(req);
+    }
+    // Public reads.
+    if (area == "offers" && m == "GET") {
+      if (seg.size() == 1) return SearchOffers(req);
+      if (seg.size() == 2) {
+        auto id = ParseId(seg[1], "offer id");
+        if (!id.ok()) return Error(id.status());
+        auto o = b_->GetOffer(*id);
+        if (!o.ok()) return Error(o.status());
+        json::object out = api::EncodeOffer(o->offer, o->machine);
+        return Ok(out);
+      }
+    }
+    // Everything else needs a login.
+    auto who = Auth(req);
+    if (!who.ok()) {
+      // Unknown routes are still 404, so a typo is not reported as a login problem.
+      if (!KnownArea(area)) return Error(NotFound("no route for " + m + " " + req.path));
+      return Error(who.status());
+    }
+    const std::string& addr = *who;
+    if (area == "wallet") return Wallet(req, seg, addr);
+    if (area == "machines") return Machines(req, seg, addr);
+    if (area == "leases") return Leases(req, seg, addr);
+    if (area == "admin" && seg.size() == 2 && seg[1] == "audit" && m == "GET") return Audit(addr);
+    return Error(NotFound("no route for " + m + " " + req.path));
+  }
+
+  static bool KnownArea(std::string_view a) {
+    return a == "wallet" || a == "machines" || a == "leases" || a == "admin" || a == "auth" || a == "offers";
+  }
+
+  HttpResponse Login(const HttpRequest& req) {
+    auto obj = api::ParseObject(req.body);
+    if (!obj.ok()) return Error(obj.status());
+    api::Fields f(*obj);
+    if (auto s = f.OnlyKnown({"message", "signature"}); !s.ok()) return Error(s);
+    auto msg = f.String("message");
+    if (!msg.ok()) return Error(msg.status());
+    auto sig = f.String("signature");
+    if (!sig.ok()) return Error(sig.status());
+    auto s = b_->Login(*msg, *sig);
+    if (!s.ok()) return Error(s.status());
+    return Ok(json::object{{"token", s->token}, {"address", s->address}, {"expires_at", FormatTime(s->expires_ms)}});
+  }
+
+  HttpResponse Wallet(const HttpRequest& req, const std::vector<std::string_view>& seg, const std::string& addr) {
+    if (seg.size() != 2) return Error(NotFound("no route for " + req.method + " " + req.path));
+    if (seg[1] == "balance" && req.method == "GET") return Ok(api::EncodeBalance(b_->GetBalance(addr)));
+    if (seg[1] == "history" && req.method == "GET") {
+      int limit = 1000;
+      if (const std::string* l = req.Query("limit")) {
+        auto v = ParseId(*l, "limit");
+        if (!v.ok()) return Error(v.status());
+        limit = static_cast<int>(std::min<int64_t>(*v, 10'000));
+      }
+      auto h = b_->History(addr, limit);
+      if (!h.ok()) return Error(h.status());
+      json::array entries;
+      for (const auto& t : *h) entries.push_back(api::EncodeTransfer(t));
+      return Ok(json::object{{"address", addr}, {"entries", std::move(entries)}});
+    }
+    if (seg[1] == "faucet" && req.method == "POST") {
+      auto obj = api::ParseObject(req.body);
+      if (!obj.ok()) return Error(obj.status());
+      api::Fields f(*obj);
+      if (auto s = f.OnlyKnown({"amount", "idempotency_key"}); !s.ok()) return Error(s);
+      auto amount = f.Money("amount");
+      if (!amount.ok()) return Error(amount.status());
+      auto key = f.OptString("idempotency_key", "");
+      if (!key.ok()) return Error(key.status());
+      auto bal = b_->Faucet(addr, *amount, *key);
+      if (!bal.ok()) return Error(bal.status());
+      return Ok(api::EncodeBalance(*bal));
+    }
+    return Error(NotFound("no route for " + req.method + " " + req.path));
+  }
+
+  static HttpResponse MachineOut(const MachineView& v, int status = 200) {
+    return Json(status, api::EncodeMachine(v.machine, v.free_gpus));
+  }
+
+  HttpResponse Machines(const HttpRequest& req, const std::vector<std::string_view>& seg, const std::string& addr) {
+    if (seg.size() == 1 && req.method == "POST") {
+      auto spec = api::DecodeMachineSpec(req.body);
+      if (!spec.ok()) return Error(spec.status());
+      auto v = b_->RegisterMachine(addr, std::move(spec->spec), std::move(spec->canonical_json));
+      if (!v.ok()) return Error(v.status());
+      return MachineOut(*v, 201);
+    }
+    if (seg.size() == 1 && req.method == "GET") {
+      json::array arr;
+      for (const auto& v : b_->ListMachines(addr)) arr.push_back(api::EncodeMachine(v.machine, v.free_gpus));
+      return Ok(json::object{{"machines", std::move(arr)}});
+    }
+    if (seg.size() < 2) return Error(NotFound("no route for " + req.method + " " + req.path));
+    auto id = ParseId(seg[1], "machine id");
+    if (!id.ok()) return Error(id.status());
+    if (seg.size() == 2 && req.method == "GET") {
+      auto v = b_->GetMachine(addr, *id);
+      return v.ok() ? MachineOut(*v) : Error(v.status());
+    }
+    if (seg.size() == 3 && seg[2] == "offer" && req.method == "PUT") {
+      auto obj = api::ParseObject(req.body);
+      if (!obj.ok()) return Error(obj.status());
+      api::Fields f(*obj);
+      if (auto s = f.OnlyKnown({"price_gpu", "min_chunk", "end_date", "price_disk"}); !s.ok()) return Error(s);
+      market::ListOfferRequest lr;
+      lr.machine_id = *id;
+      auto price = f.Money("price_gpu");
+      if (!price.ok()) return Error(price.status());
+      lr.price_per_gpu_hour = *price;
+      auto chunk = f.OptInt("min_chunk", 1, 1, market::kMaxGpusPerMachine);
+      if (!chunk.ok()) return Error(chunk.status());
+      lr.min_chunk = static_cast<int>(*chunk);
+      if (f.Has("end_date")) {
+        auto d = f.String("end_date");
+        if (!d.ok()) return Error(d.status());
+        if (!ParseTime(*d, &lr.end_date_ms))
+          return Error(InvalidArgument("end_date: expected a date such as 2027-06-30 or an RFC 3339 time"));
+      }
+      if (f.Has("price_disk")) {
+        auto pd = f.Money("price_disk");
+        if (!pd.ok()) return Error(pd.status());
+        lr.storage_cost = *pd;
+      }
+      auto v = b_->ListOffer(addr, lr);
+      return v.ok() ? MachineOut(*v) : Error(v.status());
+    }
+    if (seg.size() == 3 && seg[2] == "offer" && req.method == "DELETE") {
+      auto v = b_->Unlist(addr, *id);
+      return v.ok() ? MachineOut(*v) : Error(v.status());
+    }
+    return Error(NotFound("no route for " + req.method + " " + req.path));
+  }
+
+  HttpResponse SearchOffers(const HttpRequest& req) {
+    market::OfferFilter f;
+    for (const auto& [k, v] : req.query) {
+      if (k == "gpu_name") f.gpu_name = v;
+      else if (k == "geolocation") f.geolocation = v;
+      else if (k == "num_gpus") {
+        auto n = ParseId(v, "num_gpus");
+        if (!n.ok()) return Error(n.status());
+        f.min_gpus = static_cast<int>(std::min<int64_t>(*n, market::kMaxGpusPerMachine));
+      } else if (k == "max_dph") {
+        auto d = ParseMoney(v, "max_dph");
+        if (!d.ok()) return Error(d.status());
+        f.max_dph_total = *d;
+      } else if (k == "machine_id") {
+        auto n = ParseId(v, "machine_id");
+        if (!n.ok()) return Error(n.status());
+        f.machine_id = *n;
+      } else if (k == "limit") {
+        auto n = ParseId(v, "limit");
+        if (!n.ok()) return Error(n.status());
+        f.limit = static_cast<int>(std::min<int64_t>(*n, 10'000));
+      } else {
+        return Error(InvalidArgument(k + ": unknown search parameter (known: gpu_name, num_gpus, max_dph, "
+                                         "geolocation, machine_id, limit)"));
+      }
+    }
+    json::array arr;
+    for (const auto& v : b_->SearchOffers(f)) arr.push_back(api::EncodeOffer(v.offer, v.machine));
+    return Ok(json::object{{"offers", std::move(arr)}});
+  }
+
+  HttpResponse LeaseOut(const market::Lease& l, int status = 200) {
+    return Json(status, api::EncodeLease(l, b_->RunningMs(l)));
+  }
+
+  HttpResponse Leases(const HttpRequest& req, const std::vector<std::string_view>& seg, const std::string& addr) {
+    if (seg.size() == 1 && req.method == "POST") return CreateLease(req, addr);
+    if (seg.size() == 1 && req.method == "GET") {
+      json::array arr;
+      for (const auto& l : b_->ListLeases(addr)) arr.push_back(api::EncodeLease(l, b_->RunningMs(l)));
+      return Ok(json::object{{"leases", std::move(arr)}});
+    }
+    if (seg.size() < 2) return Error(NotFound("no route for " + req.method + " " + req.path));
+    auto id = ParseId(seg[1], "lease id");
+    if (!id.ok()) return Error(id.status());
+    if (seg.size() == 2 && req.method == "GET") {
+      auto l = b_->GetLease(addr, *id);
+      return l.ok() ? LeaseOut(*l) : Error(l.status());
+    }
+    if (seg.size() == 3 && seg[2] == "stop" && req.method == "POST") {
+      auto l = b_->StopLease(addr, *id);
+      return l.ok() ? LeaseOut(*l) : Error(l.status());
+    }
+    if (seg.size() == 3 && seg[2] == "status" && req.method == "POST") {
+      auto obj = api::ParseObject(req.body);
+      if (!obj.ok()) return Error(obj.status());
+      api::Fields f(*obj);
+      if (auto s = f.OnlyKnown({"state", "message"}); !s.ok()) return Error(s);
+      auto st = f.String("state");
+      if (!st.ok()) return Error(st.status());
+      market::LeaseState to;
+      if (*st == "failed") {
+        to = market::LeaseState::kEnded;
+      } else if (!market::ParseLeaseState(*st, &to) || to == market::LeaseState::kPending) {
+        return Error(InvalidArgument("state: expected \"running\", \"failed\" or \"ended\", got \"" +
+                                     st->substr(0, 32) + "\""));
+      }
+      auto msg = f.OptString("message", "");
+      if (!msg.ok()) return Error(msg.status());
+      auto l = b_->ReportLease(addr, *id, to, *msg);
+      return l.ok() ? LeaseOut(*l) : Error(l.status());
+    }
+    return Error(NotFound("no route for " + req.method + " " + req.path));
+  }
+
+  HttpResponse CreateLease(const HttpRequest& req, const std::string& addr) {
+    auto obj = api::ParseObject(req.body);
+    if (!obj.ok()) return Error(obj.status());
+    api::Fields f(*obj);
+    if (auto s = f.OnlyKnown({"offer_id", "gpus", "image", "env", "command", "order"}); !s.ok()) return Error(s);
+    market::CreateLeaseRequest r;
+    auto offer = f.Int("offer_id", 1, INT64_MAX);
+    if (!offer.ok()) return Error(offer.status());
+    r.offer_id = *offer;
+    auto gpus = f.OptInt("gpus", 0, 0, market::kMaxGpusPerMachine);
+    if (!gpus.ok()) return Error(gpus.status());
+    r.gpus = static_cast<int>(*gpus);
+    auto image = f.String("image");
+    if (!image.ok()) return Error(image.status());
+    if (image->empty() || image->size() > 256) return Error(InvalidArgument("image: 1 to 256 characters"));
+    r.image = *image;
+    auto env = f.StringList("env");
+    if (!env.ok()) return Error(env.status());
+    for (const auto& e : *env)
+      if (e.find('=') == std::string::npos || e.front() == '=')
+        return Error(InvalidArgument("env: expected K=V, got \"" + e.substr(0, 40) + "\""));
+    r.env = *env;
+    auto cmd = f.StringList("command");
+    if (!cmd.ok()) return Error(cmd.status());
+    r.command = *cmd;
+    const json::value* ov = obj->if_contains("order");
+    if (!ov || !ov->is_object()) return Error(InvalidArgument("order: required, the signed EIP-712 LeaseOrder"));
+    api::Fields of(ov->get_object(), "order.");
+    if (auto s = of.OnlyKnown({"offer_id", "gpus", "price_per_hour", "nonce", "expiry", "signature"}); !s.ok())
+      return Error(s);
+    auto o_offer = of.Int("offer_id", 1, INT64_MAX);
+    if (!o_offer.ok()) return Error(o_offer.status());
+    auto o_gpus = of.Int("gpus", 1, market::kMaxGpusPerMachine);
+    if (!o_gpus.ok()) return Error(o_gpus.status());
+    auto o_price = of.Money("price_per_hour");
+    if (!o_price.ok()) return Error(o_price.status());
+    auto o_nonce = of.String("nonce");
+    if (!o_nonce.ok()) return Error(o_nonce.status());
+    uint64_t nonce = 0;
+    {
+      auto [p, ec] = std::from_chars(o_nonce->data(), o_nonce->data() + o_nonce->size(), nonce);
+      if (ec != std::errc() || p != o_nonce->data() + o_nonce->size())
+        return Error(InvalidArgument("order.nonce: expected a decimal integer string below 2^64"));
+    }
+    auto o_exp = of.Int("expiry", 1, INT64_MAX / 1000);
+    if (!o_exp.ok()) return Error(o_exp.status());
+    auto o_sig = of.String("signature");
+    if (!o_sig.ok()) return Error(o_sig.status());
+    r.order = market::SignedOrder{*o_offer, static_cast<int>(*o_gpus), *o_price, nonce, *o_exp, *o_sig};
+    if (r.gpus == 0) r.gpus = r.order.gpus;
+    auto l = b_->CreateLease(addr, std::move(r));
+    return l.ok() ? LeaseOut(*l, 201) : Error(l.status());
+  }
+
+  HttpResponse Audit(const std::string& addr) {
+    if (!b_->IsAdmin(addr)) return Error(PermissionDenied("the audit is for the broker's operators (--admin)"));
+    auto r = b_->Audit();
+    if (!r.ok()) return Error(r.status());
+    json::array checks, failures;
+    for (const auto& c : r->checks) checks.push_back(json::string(c));
+    for (const auto& f : r->failures) failures.push_back(json::string(f));
+    return Ok(json::object{{"ok", r->ok()}, {"checks", std::move(checks)}, {"failures", std::move(failures)}});
+  }
+
+  HttpResponse MetricsText() {
+    Broker::Stats s = b_->GetStats();
+    std::string out;
+    auto metric = [&](const char* name, const char* type, const char* help, int64_t v) {
+      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
+             std::to_string(v) + "\n";
+    };
+    metric("grid_http_requests_total", "counter", "HTTP requests handled.", metrics_.requests.load());
+    metric("grid_http_client_errors_total", "counter", "Requests answered 4xx.", metrics_.errors_4xx.load());
+    metric("grid_http_server_errors_total", "counter", "Requests answered 5xx.", metrics_.errors_5xx.load());
+    metric("grid_machines", "gauge", "Registered machines.", s.machines);
+    metric("grid_machines_listed", "gauge", "Machines with a listed offer.", s.listed);
+    metric("grid_leases_active", "gauge", "Leases pending or running.", s.leases_active);
+    metric("grid_leases_total", "counter", "Leases ever created.", s.leases_total);
+    metric("grid_store_commits_total", "counter", "Durable store commits.", s.commits);
+    metric("grid_store_commit_failures_total", "counter", "Store commits that failed.", s.commit_failures);
+    return HttpResponse{200, "text/plain; version=0.0.4", std::move(out), {}};
+  }
+
+  Broker* b_;
+  Metrics metrics_;
+};
+
+}  // namespace
+
+net::HttpHandler MakeApiHandler(Broker* broker) {
+  auto api = std::make_shared<Api>(broker);
+  return [api](const net::HttpRequest& req) { return api->Handle(req); };
+}
+
+}  // namespace grid::broker

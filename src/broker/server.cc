@@ -1,0 +1,93 @@
+#include "broker/server.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <thread>
+
+#include "broker/routes.h"
+#include "net/http.h"
+#include "store/store.h"
+
+namespace grid::broker {
+
+int RunServer(ServerOptions o) {
+  size_t colon = o.listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::fprintf(stderr, "grid broker: --listen: expected HOST:PORT, got \"%s\"\n", o.listen.c_str());
+    return 2;
+  }
+  std::string host = o.listen.substr(0, colon);
+  int port = -1;
+  try {
+    port = std::stoi(o.listen.substr(colon + 1));
+  } catch (...) {
+  }
+  if (port < 0 || port > 65535) {
+    std::fprintf(stderr, "grid broker: --listen: bad port in \"%s\"\n", o.listen.c_str());
+    return 2;
+  }
+
+  // Block the signals in every thread; this one waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto store = store::OpenStore(o.db);
+  if (!store.ok()) {
+    std::fprintf(stderr, "grid broker: %s\n", store.status().message().c_str());
+    return 1;
+  }
+  SystemClock clock;
+  auto broker = Broker::Open(std::move(store).value(), &clock, o.broker);
+  if (!broker.ok()) {
+    std::fprintf(stderr, "grid broker: %s\n", broker.status().message().c_str());
+    return 1;
+  }
+  net::HttpServerOptions ho;
+  ho.host = host;
+  ho.port = static_cast<uint16_t>(port);
+  ho.threads = o.threads;
+  auto server = net::HttpServer::Start(ho, MakeApiHandler(broker->get()));
+  if (!server.ok()) {
+    std::fprintf(stderr, "grid broker: %s\n", server.status().message().c_str());
+    return 1;
+  }
+  std::string endpoint = host + ":" + std::to_string((*server)->port());
+  if ((*broker)->options().domain.empty()) (*broker)->SetEndpoint(endpoint, "http://" + endpoint);
+  if (o.broker.dev) std::fprintf(stderr, "grid broker: --dev: the faucet is open; do not use with real money\n");
+  std::printf("grid broker listening on http://%s\n", endpoint.c_str());
+  std::fflush(stdout);
+
+  // The settlement ticker.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread ticker([&] {
+    std::unique_lock lock(mu);
+    while (!cv.wait_for(lock, std::chrono::milliseconds(o.broker.tick_ms), [&] { return stopping; })) {
+      lock.unlock();
+      Status s = (*broker)->SettleAll();
+      if (!s.ok()) std::fprintf(stderr, "grid broker: settlement: %s\n", s.ToString().c_str());
+      lock.lock();
+    }
+  });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "grid broker: signal %d, shutting down\n", sig);
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  ticker.join();
+  (*server)->Stop();
+  return 0;
+}
+
+}  // namespace grid::broker

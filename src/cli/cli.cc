@@ -1,0 +1,511 @@
+#include "cli/cli.h"
+
+#include <openssl/rand.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+
+#include "api/codec.h"
+#include "broker/server.h"
+#include "cli/admin.h"
+#include "cli/client.h"
+#include "cli/table.h"
+#include "core/clock.h"
+#include "core/money.h"
+#include "crypto/eip712.h"
+#include "crypto/hex.h"
+#include "crypto/keys.h"
+#include "crypto/keystore.h"
+
+namespace grid::cli {
+namespace {
+
+struct Globals {
+  std::string key;
+  std::string broker = "http://127.0.0.1:8080";
+  bool json = false;
+  bool quiet = false;
+};
+
+// What a command returns: a failure (printed as one line) or success.
+using Run = std::function<Status()>;
+
+void PrintJson(const json::value& v) { std::printf("%s\n", json::serialize(v).c_str()); }
+
+std::string Str(const json::value& v, std::string_view key) {
+  if (!v.is_object()) return "";
+  const json::value* f = v.as_object().if_contains(key);
+  if (!f || f->is_null()) return "";
+  if (f->is_string()) return std::string(f->get_string());
+  if (f->is_bool()) return f->get_bool() ? "true" : "false";
+  if (f->is_double()) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", f->get_double());
+    return buf;
+  }
+  return json::serialize(*f);
+}
+
+std::string Gpus(const json::value& lease) {
+  std::string out;
+  const json::value* g = lease.as_object().if_contains("gpus");
+  if (!g || !g->is_array()) return out;
+  for (const auto& x : g->get_array()) out += (out.empty() ? "" : ",") + json::serialize(x);
+  return out;
+}
+
+Result<std::unique_ptr<BrokerClient>> Client(const Globals& g) { return BrokerClient::Create(g.broker, g.key); }
+
+// ----------------------------------------------------------------- keys
+
+uint64_t ScryptN() {
+  // Tests may lower the cost with GRID_SCRYPT_N; real keys use ethers' default.
+  if (const char* n = std::getenv("GRID_SCRYPT_N"); n && *n) return std::strtoull(n, nullptr, 10);
+  return 131072;
+}
+
+Status WriteNewKey(const crypto::PrivateKey& key, const std::string& out, const Globals& g) {
+  if (out.empty()) return InvalidArgument("--out FILE is required");
+  GRID_ASSIGN_OR_RETURN(std::string ks, crypto::EncryptKeystore(key, KeyPassword(), ScryptN()));
+  GRID_RETURN_IF_ERROR(crypto::WriteKeyFile(out, ks));
+  std::string addr = crypto::AddressOf(key).ToChecksumHex();
+  if (g.json) PrintJson(json::object{{"address", addr}});
+  else std::printf("%s\n", addr.c_str());
+  return Status::Ok();
+}
+
+void AddKeys(CLI::App& app, Globals& g, Run& run) {
+  auto* keys = app.add_subcommand("keys", "Create, import and export account keys (Web3 Secret Storage v3 files)");
+  keys->require_subcommand(1);
+  static std::string out;
+  auto* nw = keys->add_subcommand("new", "Create a new key; prints its address");
+  nw->add_option("--out", out, "Key file to create (mode 0600)")->required();
+  nw->callback([&] {
+    run = [&] {
+      GRID_ASSIGN_OR_RETURN(crypto::PrivateKey k, crypto::GeneratePrivateKey());
+      return WriteNewKey(k, out, g);
+    };
+  });
+  auto* im = keys->add_subcommand("import", "Import a hex private key read from stdin");
+  im->add_option("--out", out, "Key file to create (mode 0600)")->required();
+  im->callback([&] {
+    run = [&] {
+      std::string hex((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+      GRID_ASSIGN_OR_RETURN(crypto::PrivateKey k, crypto::PrivateKeyFromHex(hex));
+      return WriteNewKey(k, out, g);
+    };
+  });
+  auto* ex = keys->add_subcommand("export", "Print the private key of --key (after a warning)");
+  ex->callback([&] {
+    run = [&] {
+      GRID_ASSIGN_OR_RETURN(crypto::PrivateKey k, LoadKey(g.key));
+      std::fprintf(stderr, "grid: WARNING: anyone who sees this private key controls the account and its money\n");
+      std::printf("%s\n", crypto::HexEncode(k.bytes).c_str());
+      return Status::Ok();
+    };
+  });
+  auto* ad = keys->add_subcommand("address", "Print the address of --key");
+  ad->callback([&] {
+    run = [&] {
+      GRID_ASSIGN_OR_RETURN(std::string a, KeyFileAddress(g.key));
+      GRID_ASSIGN_OR_RETURN(crypto::Address addr, crypto::ParseAddress(a));
+      if (g.json) PrintJson(json::object{{"address", addr.ToChecksumHex()}});
+      else std::printf("%s\n", addr.ToChecksumHex().c_str());
+      return Status::Ok();
+    };
+  });
+}
+
+// ----------------------------------------------------------------- wallet
+
+void PrintBalance(const json::value& b) {
+  std::printf("available  %s\nheld       %s\nearned     %s\n", Str(b, "available").c_str(), Str(b, "held").c_str(),
+              Str(b, "earned").c_str());
+}
+
+void AddWallet(CLI::App& app, Globals& g, Run& run) {
+  auto* w = app.add_subcommand("wallet", "Balances, history and (on a --dev broker) the faucet");
+  w->require_subcommand(1);
+  static std::string amount, idem;
+  static int limit = 1000;
+  auto* f = w->add_subcommand("faucet", "Credit test money (only on a broker started with --dev)");
+  f->add_option("amount", amount, "Amount in USD, e.g. 100 or 2.50")->required();
+  f->add_option("--idempotency-key", idem, "Repeat-safe request id");
+  f->callback([&] {
+    run = [&]() -> Status {
+      GRID_RETURN_IF_ERROR(ParseMoney(amount, "amount").status());
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      json::value body = json::object{{"amount", amount}, {"idempotency_key", idem}};
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/wallet/faucet", &body));
+      if (g.json) PrintJson(r);
+      else PrintBalance(r);
+      return Status::Ok();
+    };
+  });
+  auto* b = w->add_subcommand("balance", "Available, held (escrow) and earned money");
+  b->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/wallet/balance"));
+      if (g.json) PrintJson(r);
+      else PrintBalance(r);
+      return Status::Ok();
+    };
+  });
+  auto* h = w->add_subcommand("history", "Every ledger entry of this account, newest first");
+  h->add_option("--limit", limit, "At most this many entries")->check(CLI::Range(1, 10000));
+  h->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/wallet/history?limit=" + std::to_string(limit)));
+      if (g.json) {
+        PrintJson(r);
+        return Status::Ok();
+      }
+      std::string me = Str(r, "address");
+      Table t({"TIME", "KIND", "MEMO", "AMOUNT", "ACCOUNT", "LEASE", "ID"});
+      for (const auto& e : r.as_object().at("entries").as_array()) {
+        // Show the amount from this account's point of view.
+        std::string debit = Str(e, "debit"), credit = Str(e, "credit");
+        bool out = debit.ends_with(me);
+        t.Add({Str(e, "at"), Str(e, "kind"), Str(e, "memo"), (out ? "-" : "+") + Str(e, "amount"),
+               out ? debit : credit, Str(e, "lease_id"), Str(e, "id")});
+      }
+      std::printf("%s", t.Render().c_str());
+      return Status::Ok();
+    };
+  });
+}
+
+// ----------------------------------------------------------------- machines
+
+void PrintMachines(const json::array& ms) {
+  Table t({"ID", "GPUS", "GPU", "GPU_RAM", "GEO", "LISTED", "PRICE/GPU/H", "CHUNK", "FREE", "END_DATE", "SIMULATED"});
+  for (const auto& m : ms) {
+    const json::value& s = m.as_object().at("spec");
+    t.Add({Str(m, "id"), Str(s, "num_gpus"), Str(s, "gpu_name"), Str(s, "gpu_ram"), Str(s, "geolocation"),
+           Str(m, "listed"), Str(m, "price_gpu"), Str(m, "min_chunk"), Str(m, "free_gpus"), Str(m, "end_date"),
+           Str(m, "simulated") == "true" ? "yes (simulated)" : "no"});
+  }
+  std::printf("%s", t.Render().c_str());
+}
+
+void AddMachines(CLI::App& app, Globals& g, Run& run) {
+  auto* ms = app.add_subcommand("machines", "Register machines and list their GPUs for rent (providers)");
+  ms->require_subcommand(1);
+  static std::string spec, price, end_date, price_disk;
+  static int64_t id = 0;
+  static int min_chunk = 1;
+  auto* reg = ms->add_subcommand("register", "Register a machine from a JSON spec (search-language field names)");
+  reg->add_option("--spec", spec, "Spec file, e.g. {\"gpu_name\":\"RTX 4090\",\"num_gpus\":1,…}")->required();
+  reg->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(std::string text, crypto::ReadFileToString(spec));
+      GRID_ASSIGN_OR_RETURN(api::DecodedSpec decoded, api::DecodeMachineSpec(text));  // fail before any network
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      json::value body = json::parse(decoded.canonical_json);
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/machines", &body));
+      if (g.json) PrintJson(r);
+      else if (g.quiet) std::printf("%s\n", Str(r, "id").c_str());
+      else PrintMachines(json::array{r});
+      return Status::Ok();
+    };
+  });
+  auto* ls = ms->add_subcommand("list", "Your machines");
+  ls->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/machines"));
+      if (g.json) PrintJson(r);
+      else PrintMachines(r.as_object().at("machines").as_array());
+      return Status::Ok();
+    };
+  });
+  auto* lo = ms->add_subcommand("list-offer", "List a machine's free GPUs for rent at a price per GPU-hour");
+  lo->add_option("machine_id", id, "Machine id")->required();
+  lo->add_option("--price-gpu", price, "USD per GPU-hour, e.g. 2.10")->required();
+  lo->add_option("--min-chunk", min_chunk, "Smallest GPU count rented")->check(CLI::Range(1, 999));
+  lo->add_option("--end-date", end_date, "No lease runs past this date (YYYY-MM-DD or RFC 3339)");
+  lo->add_option("--price-disk", price_disk, "USD per GB-month of disk");
+  lo->callback([&] {
+    run = [&]() -> Status {
+      GRID_RETURN_IF_ERROR(ParseMoney(price, "--price-gpu").status());
+      if (!price_disk.empty()) GRID_RETURN_IF_ERROR(ParseMoney(price_disk, "--price-disk").status());
+      UnixMs t;
+      if (!end_date.empty() && !ParseTime(end_date, &t))
+        return InvalidArgument("--end-date: expected YYYY-MM-DD or an RFC 3339 time");
+      json::object body{{"price_gpu", price}, {"min_chunk", min_chunk}};
+      if (!end_date.empty()) body["end_date"] = end_date;
+      if (!price_disk.empty()) body["price_disk"] = price_disk;
+      json::value b = body;
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("PUT", "/v1/machines/" + std::to_string(id) + "/offer", &b));
+      if (g.json) PrintJson(r);
+      else PrintMachines(json::array{r});
+      return Status::Ok();
+    };
+  });
+  auto* ul = ms->add_subcommand("unlist", "Stop offering a machine (running leases go on)");
+  ul->add_option("machine_id", id, "Machine id")->required();
+  ul->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("DELETE", "/v1/machines/" + std::to_string(id) + "/offer"));
+      if (g.json) PrintJson(r);
+      else PrintMachines(json::array{r});
+      return Status::Ok();
+    };
+  });
+}
+
+// ----------------------------------------------------------------- offers
+
+void AddOffers(CLI::App& app, Globals& g, Run& run) {
+  auto* os = app.add_subcommand("offers", "Find GPUs to rent");
+  os->require_subcommand(1);
+  static std::string gpu_name, max_dph, geo;
+  static int num_gpus = 0, limit = 64;
+  auto* s = os->add_subcommand("search", "Search offers, cheapest first");
+  s->add_option("--gpu-name", gpu_name, "GPU model, e.g. RTX_4090 ('_' is a space)");
+  s->add_option("--num-gpus", num_gpus, "At least this many GPUs")->check(CLI::Range(1, 999));
+  s->add_option("--max-dph", max_dph, "At most this many USD per hour for the whole offer");
+  s->add_option("--geolocation", geo, "Two-letter country code");
+  s->add_option("--limit", limit, "At most this many offers")->check(CLI::Range(1, 10000));
+  s->callback([&] {
+    run = [&]() -> Status {
+      std::string q = "/v1/offers?limit=" + std::to_string(limit);
+      if (!gpu_name.empty()) q += "&gpu_name=" + net::UrlEncode(gpu_name);
+      if (num_gpus > 0) q += "&num_gpus=" + std::to_string(num_gpus);
+      if (!max_dph.empty()) {
+        GRID_RETURN_IF_ERROR(ParseMoney(max_dph, "--max-dph").status());
+        q += "&max_dph=" + net::UrlEncode(max_dph);
+      }
+      if (!geo.empty()) q += "&geolocation=" + net::UrlEncode(geo);
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->Call("GET", q));
+      if (g.json) {
+        PrintJson(r);
+        return Status::Ok();
+      }
+      Table t({"OFFER", "MACHINE", "GPUS", "GPU", "GPU_RAM", "GEO", "DC", "$/H", "$/GPU/H", "SIMULATED"});
+      for (const auto& o : r.as_object().at("offers").as_array())
+        t.Add({Str(o, "id"), Str(o, "machine_id"), Str(o, "num_gpus"), Str(o, "gpu_name"), Str(o, "gpu_ram"),
+               Str(o, "geolocation"), Str(o, "datacenter"), Str(o, "dph_total"), Str(o, "dph_per_gpu"),
+               Str(o, "simulated") == "true" ? "yes (simulated)" : "no"});
+      if (t.empty()) std::printf("no offers match\n");
+      else std::printf("%s", t.Render().c_str());
+      return Status::Ok();
+    };
+  });
+}
+
+// ----------------------------------------------------------------- leases
+
+void PrintLeases(const json::array& ls) {
+  Table t({"ID", "STATE", "END_REASON", "MACHINE", "GPUS", "$/H", "CHARGED", "BILLED_S", "STARTED", "ENDED"});
+  for (const auto& l : ls)
+    t.Add({Str(l, "id"), Str(l, "state"), Str(l, "end_reason"), Str(l, "machine_id"), Gpus(l),
+           Str(l, "price_per_hour"), Str(l, "charged"), Str(l, "billed_seconds"), Str(l, "started_at"),
+           Str(l, "ended_at")});
+  std::printf("%s", t.Render().c_str());
+}
+
+void AddLeases(CLI::App& app, Globals& g, Run& run) {
+  auto* ls = app.add_subcommand("leases", "Rent GPUs, follow and stop leases");
+  ls->require_subcommand(1);
+  static int64_t offer = 0, id = 0;
+  static int gpus = 0;
+  static std::string image, state, message;
+  static std::vector<std::string> env, command;
+  auto* cr = ls->add_subcommand("create", "Rent an offer: OFFER_ID [--gpus N] --image IMAGE [--env K=V]… [-- CMD ARGS…]");
+  cr->add_option("offer_id", offer, "Offer id from `grid offers search`")->required();
+  cr->add_option("command", command, "Command to run (after --)");
+  cr->add_option("--gpus", gpus, "GPU count (default: the offer's)")->check(CLI::Range(1, 999));
+  cr->add_option("--image", image, "Image to run ('host' runs from the host's file system)")->required();
+  cr->add_option("--env", env, "Environment variable K=V (repeatable)");
+  cr->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      // Sign exactly what is being bought: the offer at its current price.
+      GRID_ASSIGN_OR_RETURN(json::value o, c->Call("GET", "/v1/offers/" + std::to_string(offer)));
+      GRID_ASSIGN_OR_RETURN(Micros per_gpu, ParseMoney(Str(o, "dph_per_gpu"), "offer price"));
+      int n = gpus > 0 ? gpus : static_cast<int>(std::stoi(Str(o, "num_gpus")));
+      auto price = CheckedMul(per_gpu, n);
+      if (!price) return InvalidArgument("price overflow");
+      uint64_t nonce = 0;
+      if (RAND_bytes(reinterpret_cast<unsigned char*>(&nonce), sizeof nonce) != 1) return Internal("no randomness");
+      nonce >>= 1;  // keep it printable as a positive int64 too
+      crypto::LeaseOrder order{static_cast<uint64_t>(offer), static_cast<uint32_t>(n), *price, nonce,
+                               SystemClock().NowMs() / 1000 + 600};
+      GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c->Key());
+      // The broker's chain id is part of the signed domain.
+      GRID_ASSIGN_OR_RETURN(json::value info, c->Call("POST", "/v1/auth/nonce"));
+      uint64_t chain_id = info.as_object().at("chain_id").to_number<uint64_t>();
+      GRID_ASSIGN_OR_RETURN(crypto::Signature sig, crypto::SignDigest(key, crypto::LeaseOrderDigest(order, chain_id)));
+      json::array env_a, cmd_a;
+      for (const auto& e : env) env_a.push_back(json::string(e));
+      for (const auto& x : command) cmd_a.push_back(json::string(x));
+      json::value body = json::object{
+          {"offer_id", offer}, {"gpus", n}, {"image", image}, {"env", env_a}, {"command", cmd_a},
+          {"order", json::object{{"offer_id", offer}, {"gpus", n}, {"price_per_hour", FormatMoney(*price)},
+                                 {"nonce", std::to_string(nonce)}, {"expiry", order.expiry_unix_s},
+                                 {"signature", crypto::HexEncode(sig)}}}};
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/leases", &body));
+      if (g.json) PrintJson(r);
+      else if (g.quiet) std::printf("%s\n", Str(r, "id").c_str());
+      else PrintLeases(json::array{r});
+      return Status::Ok();
+    };
+  });
+  auto* li = ls->add_subcommand("list", "Your leases (as renter or provider)");
+  li->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/leases"));
+      if (g.json) PrintJson(r);
+      else PrintLeases(r.as_object().at("leases").as_array());
+      return Status::Ok();
+    };
+  });
+  auto show_like = [&](CLI::App* sub, std::string method, std::string suffix) {
+    sub->add_option("lease_id", id, "Lease id")->required();
+    sub->callback([&, method, suffix] {
+      run = [&, method, suffix]() -> Status {
+        GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+        GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall(method, "/v1/leases/" + std::to_string(id) + suffix));
+        if (g.json) PrintJson(r);
+        else PrintLeases(json::array{r});
+        return Status::Ok();
+      };
+    });
+  };
+  show_like(ls->add_subcommand("show", "One lease"), "GET", "");
+  show_like(ls->add_subcommand("stop", "Stop a lease you rent; billing stops now"), "POST", "/stop");
+  auto* rp = ls->add_subcommand("report", "Host side: report a lease's state (running, failed, ended)");
+  rp->add_option("lease_id", id, "Lease id")->required();
+  rp->add_option("--state", state, "running | failed | ended")->required();
+  rp->add_option("--message", message, "A note for the renter");
+  rp->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      json::value body = json::object{{"state", state}, {"message", message}};
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/leases/" + std::to_string(id) + "/status", &body));
+      if (g.json) PrintJson(r);
+      else PrintLeases(json::array{r});
+      return Status::Ok();
+    };
+  });
+}
+
+// ----------------------------------------------------------------- broker, login, admin
+
+void AddBroker(CLI::App& app, Run& run) {
+  static broker::ServerOptions o;
+  static std::string tick = "60";
+  auto* b = app.add_subcommand("broker", "Run a broker: the market, the ledger and the API");
+  b->add_option("--db", o.db, "SQLite file (or sqlite:PATH)")->envname("GRID_DB");
+  b->add_option("--listen", o.listen, "HOST:PORT to listen on (port 0 picks a free port)");
+  b->add_flag("--dev", o.broker.dev, "Development mode: opens the faucet");
+  b->add_option("--fee-bps", o.broker.fee_bps, "Operator take rate in basis points")->check(CLI::Range(0, 10000));
+  b->add_option("--tick", tick, "Settlement interval in seconds (decimals allowed, e.g. 0.5)");
+  b->add_option("--chain-id", o.broker.chain_id, "Chain id for SIWE and signed orders");
+  b->add_option("--admin", o.broker.admins, "Address allowed to run the audit API (repeatable)");
+  b->add_option("--threads", o.threads, "HTTP threads")->check(CLI::Range(1, 64));
+  b->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(Micros tick_micros, ParseMoney(tick, "--tick"));  // seconds with <= 6 decimals
+      o.broker.tick_ms = tick_micros / 1000;
+      int rc = broker::RunServer(o);
+      if (rc != 0) std::exit(rc);
+      return Status::Ok();
+    };
+  });
+}
+
+void AddLogin(CLI::App& app, Globals& g, Run& run) {
+  auto* l = app.add_subcommand("login", "Sign in with Ethereum (EIP-4361) and cache the session token");
+  l->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(LoginResult r, c->Login());
+      if (g.json) PrintJson(json::object{{"token", r.token}, {"address", r.address}, {"expires_at", r.expires_at}});
+      else std::printf("logged in to %s as %s until %s\n", c->broker_url().c_str(), r.address.c_str(), r.expires_at.c_str());
+      return Status::Ok();
+    };
+  });
+}
+
+void AddAdmin(CLI::App& app, Globals& g, Run& run) {
+  auto* a = app.add_subcommand("admin", "Operator tools");
+  a->require_subcommand(1);
+  static std::string db;
+  auto* au = a->add_subcommand("audit", "Check the ledger's conservation and every lease's bill");
+  au->add_option("--db", db, "Audit this database offline, read-only (else ask the broker)");
+  au->callback([&] {
+    run = [&]() -> Status {
+      AuditOutcome out;
+      if (!db.empty()) {
+        GRID_ASSIGN_OR_RETURN(out, AuditDatabase(db));
+      } else {
+        GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+        GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/admin/audit"));
+        out.ok = r.as_object().at("ok").as_bool();
+        for (const auto& x : r.as_object().at("checks").as_array()) out.checks.emplace_back(x.as_string());
+        for (const auto& x : r.as_object().at("failures").as_array()) out.failures.emplace_back(x.as_string());
+      }
+      if (g.json) {
+        json::array c, f;
+        for (auto& x : out.checks) c.push_back(json::string(x));
+        for (auto& x : out.failures) f.push_back(json::string(x));
+        PrintJson(json::object{{"ok", out.ok}, {"checks", c}, {"failures", f}});
+      } else {
+        for (auto& x : out.checks) std::printf("ok    %s\n", x.c_str());
+        for (auto& x : out.failures) std::printf("FAIL  %s\n", x.c_str());
+        std::printf("%s\n", out.ok ? "audit passed" : "audit FAILED");
+      }
+      if (!out.ok) return Status(Code::kConflict, "audit failed: " + std::to_string(out.failures.size()) + " problem(s)");
+      return Status::Ok();
+    };
+  });
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"grid: the Gridmarket GPU marketplace (broker, provider and renter tools)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "grid 0.1.0");
+  Globals g;
+  if (const char* b = std::getenv("GRID_BROKER"); b && *b) g.broker = b;
+  app.add_option("--key", g.key, "Key file (Web3 Secret Storage v3)")->envname("GRID_KEY");
+  app.add_option("--broker", g.broker, "Broker URL (env GRID_BROKER)");
+  app.add_flag("--json", g.json, "Print the API's JSON");
+  app.add_flag("-q,--quiet", g.quiet, "Print only the new object's id");
+  // Options given after the subcommand apply too (`grid leases list --json`).
+  app.fallthrough();
+  Run run;
+  AddBroker(app, run);
+  AddKeys(app, g, run);
+  AddLogin(app, g, run);
+  AddWallet(app, g, run);
+  AddMachines(app, g, run);
+  AddOffers(app, g, run);
+  AddLeases(app, g, run);
+  AddAdmin(app, g, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!run) return 2;
+  Status s = run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "grid: %s\n", s.message().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace grid::cli

@@ -16,6 +16,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -67,8 +68,8 @@ Machine MakeMachine(int64_t id) {
   m.listing.min_chunk = 2;
   m.listing.end_date_ms = 1'900'000'000'000;
   m.listing.storage_cost = kMax;
-  m.created_ms = 1'700'000'000'000 + id;
-  m.updated_ms = 1'700'000'000'500 + id;
+  m.created_ms = 1'700'000'000'000 + id % 1000;
+  m.updated_ms = 1'700'000'000'500 + id % 1000;
   return m;
 }
 
@@ -193,6 +194,7 @@ std::vector<std::string> Ids(const std::vector<Transfer>& ts) {
 // The shared body: every Store must pass all of it.
 
 enum class Backend { kMemory, kSqlite };
+void PrintTo(Backend b, std::ostream* os) { *os << (b == Backend::kMemory ? "memory" : "sqlite"); }
 
 class StoreTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -597,6 +599,28 @@ TEST_P(StoreTest, FailingChangeSetLeavesNothingBehind) {
   ASSERT_TRUE(store_->Commit(cs).ok());
   EXPECT_EQ(2u, MustLoad().machines.size());
   EXPECT_TRUE(store_->FindTransfer("n1")->has_value());
+}
+
+TEST_P(StoreTest, SafeToCallFromSeveralThreads) {
+  constexpr int kThreads = 4, kEach = 25;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kThreads; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kEach; ++i) {
+        ChangeSet cs;
+        std::string id = "w" + std::to_string(w) + ":" + std::to_string(i);
+        cs.transfers = {MakeTransfer(id, "world", "user:" + std::to_string(w), 1)};
+        cs.meta = {{"w" + std::to_string(w), std::to_string(i)}};
+        EXPECT_TRUE(store_->Commit(cs).ok());
+        EXPECT_TRUE(store_->Load().ok());
+        EXPECT_TRUE(store_->FindTransfer(id)->has_value());
+        EXPECT_FALSE(MustList({.accounts = {"user:" + std::to_string(w)}, .limit = 5}).empty());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(static_cast<size_t>(kThreads * kEach), AllTransfers().size());
+  EXPECT_EQ(static_cast<size_t>(kThreads), MustLoad().meta.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllStores, StoreTest, ::testing::Values(Backend::kMemory, Backend::kSqlite),

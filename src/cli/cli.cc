@@ -137,7 +137,14 @@ void AddWallet(CLI::App& app, Globals& g, Run& run) {
     run = [&]() -> Status {
       GRID_RETURN_IF_ERROR(ParseMoney(amount, "amount").status());
       GRID_ASSIGN_OR_RETURN(auto c, Client(g));
-      json::value body = json::object{{"amount", amount}, {"idempotency_key", idem}};
+      // Always send an idempotency key, so a retried request credits once.
+      std::string key = idem;
+      if (key.empty()) {
+        uint8_t r[16];
+        if (RAND_bytes(r, sizeof r) != 1) return Internal("no randomness");
+        key = crypto::HexEncode(r, false);
+      }
+      json::value body = json::object{{"amount", amount}, {"idempotency_key", key}};
       GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/wallet/faucet", &body));
       if (g.json) PrintJson(r);
       else PrintBalance(r);
@@ -167,11 +174,13 @@ void AddWallet(CLI::App& app, Globals& g, Run& run) {
       std::string me = Str(r, "address");
       Table t({"TIME", "KIND", "MEMO", "AMOUNT", "ACCOUNT", "LEASE", "ID"});
       for (const auto& e : r.as_object().at("entries").as_array()) {
-        // Show the amount from this account's point of view.
-        std::string debit = Str(e, "debit"), credit = Str(e, "credit");
+        // Show each entry's effect on this account's spendable money: a hold
+        // takes from it, a release gives back, a posted transfer moves it.
+        std::string debit = Str(e, "debit"), credit = Str(e, "credit"), kind = Str(e, "kind");
         bool out = debit.ends_with(me);
-        t.Add({Str(e, "at"), Str(e, "kind"), Str(e, "memo"), (out ? "-" : "+") + Str(e, "amount"),
-               out ? debit : credit, Str(e, "lease_id"), Str(e, "id")});
+        if (kind == "release") out = !out;
+        t.Add({Str(e, "at"), kind, Str(e, "memo"), (out ? "-" : "+") + Str(e, "amount"),
+               debit.ends_with(me) ? debit : credit, Str(e, "lease_id"), Str(e, "id")});
       }
       std::printf("%s", t.Render().c_str());
       return Status::Ok();

@@ -368,7 +368,8 @@ Result<Lease> Broker::StopLease(const std::string& addr, int64_t id) {
   return EndLeaseLocked(*l, market::EndReason::kRenterStopped, 0);
 }
 
-Result<Lease> Broker::ReportLease(const std::string& addr, int64_t id, LeaseState to, const std::string& message) {
+Result<Lease> Broker::ReportLease(const std::string& addr, int64_t id, LeaseState to, const std::string& message,
+                                  bool failed) {
   if (message.size() > 1024) return InvalidArgument("message: at most 1024 characters");
   std::lock_guard lock(mu_);
   const Lease* l = market_.FindLease(id);
@@ -392,7 +393,7 @@ Result<Lease> Broker::ReportLease(const std::string& addr, int64_t id, LeaseStat
   // failed or ended: the host says the workload is gone.
   Lease copy = *l;
   copy.message = message;
-  auto reason = to == LeaseState::kEnded ? market::EndReason::kFailed : market::EndReason::kFailed;
+  auto reason = failed ? market::EndReason::kFailed : market::EndReason::kExited;
   return EndLeaseLocked(copy, reason, 0);
 }
 

@@ -98,8 +98,10 @@ class Broker {
   Result<market::Lease> GetLease(const std::string& addr, int64_t id) const;
   std::vector<market::Lease> ListLeases(const std::string& addr) const;
   Result<market::Lease> StopLease(const std::string& addr, int64_t id);
+  // The host reports `running` (billing starts), or that the workload ended:
+  // by itself (`ended`, end reason exited) or with an error (failed).
   Result<market::Lease> ReportLease(const std::string& addr, int64_t id, market::LeaseState to,
-                                    const std::string& message);
+                                    const std::string& message, bool failed = false);
   int64_t RunningMs(const market::Lease& lease) const;
 
   // --- background work

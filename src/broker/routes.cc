@@ -280,7 +280,8 @@ class Api {
       auto st = f.String("state");
       if (!st.ok()) return Error(st.status());
       market::LeaseState to;
-      if (*st == "failed") {
+      bool failed = *st == "failed";
+      if (failed) {
         to = market::LeaseState::kEnded;
       } else if (!market::ParseLeaseState(*st, &to) || to == market::LeaseState::kPending) {
         return Error(InvalidArgument("state: expected \"running\", \"failed\" or \"ended\", got \"" +
@@ -288,7 +289,7 @@ class Api {
       }
       auto msg = f.OptString("message", "");
       if (!msg.ok()) return Error(msg.status());
-      auto l = b_->ReportLease(addr, *id, to, *msg);
+      auto l = b_->ReportLease(addr, *id, to, *msg, failed);
       return l.ok() ? LeaseOut(*l) : Error(l.status());
     }
     return Error(NotFound("no route for " + req.method + " " + req.path));

@@ -32,6 +32,7 @@ std::string_view EndReasonName(EndReason r) {
     case EndReason::kEndDate: return "end_date";
     case EndReason::kHostLost: return "host_lost";
     case EndReason::kFailed: return "failed";
+    case EndReason::kExited: return "exited";
   }
   return "";
 }
@@ -44,7 +45,7 @@ bool ParseLeaseState(std::string_view name, LeaseState* out) {
 
 bool ParseEndReason(std::string_view name, EndReason* out) {
   for (auto r : {EndReason::kNone, EndReason::kRenterStopped, EndReason::kInsufficientFunds, EndReason::kEndDate,
-                 EndReason::kHostLost, EndReason::kFailed})
+                 EndReason::kHostLost, EndReason::kFailed, EndReason::kExited})
     if (EndReasonName(r) == name) return *out = r, true;
   return false;
 }

@@ -68,7 +68,8 @@ struct Offer {
 };
 
 enum class LeaseState { kPending, kRunning, kEnded };
-enum class EndReason { kNone, kRenterStopped, kInsufficientFunds, kEndDate, kHostLost, kFailed };
+// kExited: the workload finished by itself (the host reported `ended`).
+enum class EndReason { kNone, kRenterStopped, kInsufficientFunds, kEndDate, kHostLost, kFailed, kExited };
 std::string_view LeaseStateName(LeaseState s);   // "pending" "running" "ended"
 std::string_view EndReasonName(EndReason r);     // "" "renter_stopped" …
 bool ParseLeaseState(std::string_view name, LeaseState* out);

@@ -1,0 +1,290 @@
+// Service-level tests of the Broker on a manual clock: the whole command path
+// (domain check, store commit, in-memory apply) against the memory store and
+// SQLite, including a restart that reloads state from the store.
+#include "broker/broker.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "crypto/eip191.h"
+#include "crypto/eip712.h"
+#include "crypto/hex.h"
+#include "crypto/keys.h"
+#include "crypto/siwe.h"
+#include "market/billing.h"
+
+namespace grid::broker {
+namespace {
+
+constexpr UnixMs kT0 = 1'800'000'000'000;  // 2027-01-15
+
+struct Account {
+  crypto::PrivateKey key;
+  std::string addr;
+};
+
+Account NewAccount() {
+  Account a{crypto::GeneratePrivateKey().value(), ""};
+  a.addr = crypto::AddressOf(a.key).ToLowerHex();
+  return a;
+}
+
+market::MachineSpec Spec(int gpus) {
+  market::MachineSpec s;
+  s.gpu_name = "H100 SXM 80GB";
+  s.num_gpus = gpus;
+  s.gpu_ram = 80;
+  s.cpu_cores = 64;
+  s.cpu_ram = 512;
+  s.disk_space = 1000;
+  s.inet_up = s.inet_down = 1000;
+  s.geolocation = "AU";
+  s.datacenter = true;
+  s.simulated = true;
+  return s;
+}
+
+class BrokerTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() / ("broker_test_" + std::to_string(::getpid()) + ".db");
+    std::filesystem::remove(path_);
+    Reopen();
+  }
+  void TearDown() override {
+    broker_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path_.string() + suffix);
+  }
+  void Reopen() {
+    broker_.reset();
+    std::unique_ptr<store::Store> st;
+    if (GetParam() == "memory") {
+      if (!memory_) memory_ = store::NewMemoryStore();
+      // The memory store lives across "restarts" through a shared wrapper.
+      st = std::make_unique<Shared>(memory_.get());
+    } else {
+      st = store::OpenSqliteStore(path_.string()).value();
+    }
+    BrokerOptions o;
+    o.dev = true;
+    o.fee_bps = 250;
+    o.tick_ms = 60'000;
+    o.domain = "127.0.0.1:1";
+    o.uri = "http://127.0.0.1:1";
+    broker_ = Broker::Open(std::move(st), &clock_, o).value();
+  }
+
+  // Forwards to a store owned by the fixture, so it survives Reopen().
+  class Shared : public store::Store {
+   public:
+    explicit Shared(store::Store* s) : s_(s) {}
+    Result<store::Snapshot> Load() override { return s_->Load(); }
+    Status Commit(const store::ChangeSet& c) override { return s_->Commit(c); }
+    Result<std::optional<ledger::Transfer>> FindTransfer(const std::string& id) override { return s_->FindTransfer(id); }
+    Result<std::vector<ledger::Transfer>> ListTransfers(const store::TransferQuery& q) override {
+      return s_->ListTransfers(q);
+    }
+    Status ForEachTransfer(const std::function<bool(const ledger::Transfer&)>& v) override {
+      return s_->ForEachTransfer(v);
+    }
+    std::string Describe() const override { return s_->Describe(); }
+
+   private:
+    store::Store* s_;
+  };
+
+  int64_t ListedMachine(const Account& provider, int gpus, const char* price, UnixMs end_date = 0) {
+    auto m = broker_->RegisterMachine(provider.addr, Spec(gpus), "");
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    market::ListOfferRequest r{m->machine.id, ParseMoney(price).value(), 1, end_date, 0};
+    EXPECT_TRUE(broker_->ListOffer(provider.addr, r).ok());
+    return m->machine.id;
+  }
+
+  Result<market::Lease> Rent(const Account& renter, int64_t machine, int gpus, uint64_t nonce) {
+    auto offer = broker_->GetOffer(machine * market::kOfferIdBase + gpus);
+    if (!offer.ok()) return offer.status();
+    market::CreateLeaseRequest req;
+    req.offer_id = offer->offer.id;
+    req.gpus = gpus;
+    req.image = "host";
+    req.order = {req.offer_id, gpus, offer->offer.dph_total, nonce, clock_.NowMs() / 1000 + 600, ""};
+    crypto::LeaseOrder o{static_cast<uint64_t>(req.offer_id), static_cast<uint32_t>(gpus), offer->offer.dph_total,
+                         nonce, req.order.expiry_s};
+    auto sig = crypto::SignDigest(renter.key, crypto::LeaseOrderDigest(o, broker_->options().chain_id)).value();
+    req.order.signature = crypto::HexEncode(sig);
+    return broker_->CreateLease(renter.addr, req);
+  }
+
+  void ExpectAuditOk() {
+    auto r = broker_->Audit();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    for (const auto& f : r->failures) ADD_FAILURE() << f;
+  }
+
+  ManualClock clock_{kT0};
+  std::filesystem::path path_;
+  std::unique_ptr<store::Store> memory_;
+  std::unique_ptr<Broker> broker_;
+};
+
+TEST_P(BrokerTest, RentRunStopBillsExactlyAndSurvivesRestart) {
+  Account prov = NewAccount(), renter = NewAccount();
+  int64_t m = ListedMachine(prov, 8, "2.10");
+  ASSERT_TRUE(broker_->Faucet(renter.addr, ParseMoney("100").value(), "k1").ok());
+  auto lease = Rent(renter, m, 8, 1);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  EXPECT_EQ(lease->held, market::InitialHold(16'800'000).value());
+  EXPECT_EQ(broker_->GetBalance(renter.addr).held, 2'800'000);
+  EXPECT_TRUE(broker_->SearchOffers({.machine_id = m}).empty());
+
+  clock_.AdvanceMs(5'000);  // pending time is never billed
+  ASSERT_TRUE(broker_->ReportLease(prov.addr, lease->id, market::LeaseState::kRunning, "").ok());
+  clock_.AdvanceMs(61'500);
+  ASSERT_TRUE(broker_->SettleAll().ok());
+  Reopen();  // everything acknowledged is in the store
+  clock_.AdvanceMs(30'250);
+  auto stopped = broker_->StopLease(renter.addr, lease->id);
+  ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+  EXPECT_EQ(stopped->billed_ms, 91'750);
+  Micros charged = AccruedCharge(16'800'000, 91'750).value();
+  EXPECT_EQ(stopped->charged, charged);
+  EXPECT_EQ(stopped->fee, FeeOf(charged, 250).value());
+  auto rb = broker_->GetBalance(renter.addr);
+  EXPECT_EQ(rb.available, 100'000'000 - charged);
+  EXPECT_EQ(rb.held, 0);
+  EXPECT_EQ(broker_->GetBalance(prov.addr).earned, charged - stopped->fee);
+  EXPECT_EQ(broker_->SearchOffers({.machine_id = m}).size(), 8u);  // GPUs are back
+  ExpectAuditOk();
+}
+
+TEST_P(BrokerTest, FaucetIsIdempotentPerKey) {
+  Account a = NewAccount();
+  ASSERT_TRUE(broker_->Faucet(a.addr, 5'000'000, "same").ok());
+  ASSERT_TRUE(broker_->Faucet(a.addr, 5'000'000, "same").ok());
+  EXPECT_EQ(broker_->GetBalance(a.addr).available, 5'000'000);
+  auto diff = broker_->Faucet(a.addr, 6'000'000, "same");
+  EXPECT_EQ(diff.status().code(), Code::kIdempotencyMismatch);
+  EXPECT_EQ(broker_->GetBalance(a.addr).available, 5'000'000);
+}
+
+TEST_P(BrokerTest, MoneyRunningOutEndsTheLeaseWithinWhatTheRenterHad) {
+  Account prov = NewAccount(), renter = NewAccount();
+  int64_t m = ListedMachine(prov, 1, "36");  // $36/h = 1 cent per second
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 7'000'000, "k").ok());  // 7 USD: the 6 USD hold + 1
+  auto lease = Rent(renter, m, 1, 7);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_TRUE(broker_->ReportLease(prov.addr, lease->id, market::LeaseState::kRunning, "").ok());
+  for (int i = 0; i < 20; ++i) {
+    clock_.AdvanceMs(60'000);
+    ASSERT_TRUE(broker_->SettleAll().ok());
+  }
+  auto l = broker_->GetLease(renter.addr, lease->id).value();
+  EXPECT_EQ(l.state, market::LeaseState::kEnded);
+  EXPECT_EQ(l.end_reason, market::EndReason::kInsufficientFunds);
+  EXPECT_LE(l.charged, 7'000'000);
+  EXPECT_GE(broker_->GetBalance(renter.addr).available, 0);
+  EXPECT_EQ(broker_->GetBalance(renter.addr).available + l.charged, 7'000'000);
+  ExpectAuditOk();
+}
+
+TEST_P(BrokerTest, EndDateEndsTheLeaseBilledToTheEndDate) {
+  Account prov = NewAccount(), renter = NewAccount();
+  int64_t m = ListedMachine(prov, 2, "1.00", kT0 + 90'000);
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 50'000'000, "k").ok());
+  auto lease = Rent(renter, m, 2, 9);
+  ASSERT_TRUE(lease.ok());
+  ASSERT_TRUE(broker_->ReportLease(prov.addr, lease->id, market::LeaseState::kRunning, "").ok());
+  clock_.AdvanceMs(120'000);
+  ASSERT_TRUE(broker_->SettleAll().ok());
+  auto l = broker_->GetLease(renter.addr, lease->id).value();
+  EXPECT_EQ(l.state, market::LeaseState::kEnded);
+  EXPECT_EQ(l.end_reason, market::EndReason::kEndDate);
+  EXPECT_EQ(l.billed_ms, 90'000);
+  EXPECT_TRUE(broker_->SearchOffers({.machine_id = m}).empty());  // past its end date
+  ExpectAuditOk();
+}
+
+TEST_P(BrokerTest, AuthorizationIsCheckedOnTheLease) {
+  Account prov = NewAccount(), renter = NewAccount(), other = NewAccount();
+  int64_t m = ListedMachine(prov, 1, "1.00");
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 50'000'000, "k").ok());
+  auto lease = Rent(renter, m, 1, 3).value();
+  EXPECT_EQ(broker_->GetLease(other.addr, lease.id).status().code(), Code::kNotFound);
+  EXPECT_EQ(broker_->StopLease(other.addr, lease.id).status().code(), Code::kNotFound);
+  EXPECT_EQ(broker_->StopLease(prov.addr, lease.id).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(broker_->ReportLease(renter.addr, lease.id, market::LeaseState::kRunning, "").status().code(),
+            Code::kPermissionDenied);
+  EXPECT_EQ(broker_->ReportLease(other.addr, lease.id, market::LeaseState::kRunning, "").status().code(),
+            Code::kNotFound);
+  EXPECT_TRUE(broker_->GetLease(prov.addr, lease.id).ok());
+  // A replayed order nonce is refused, even for another offer.
+  ListedMachine(prov, 1, "1.00");
+  EXPECT_EQ(Rent(renter, m + 1, 1, 3).status().code(), Code::kConflict);
+  // An order signed by someone else is refused.
+  auto offer = broker_->GetOffer((m + 1) * market::kOfferIdBase + 1).value();
+  market::CreateLeaseRequest req{.offer_id = offer.offer.id, .gpus = 1, .image = "host"};
+  req.order = {offer.offer.id, 1, offer.offer.dph_total, 99, kT0 / 1000 + 600, ""};
+  crypto::LeaseOrder o{static_cast<uint64_t>(offer.offer.id), 1, offer.offer.dph_total, 99, req.order.expiry_s};
+  req.order.signature = crypto::HexEncode(crypto::SignDigest(other.key, crypto::LeaseOrderDigest(o, 31337)).value());
+  EXPECT_EQ(broker_->CreateLease(renter.addr, req).status().code(), Code::kPermissionDenied);
+}
+
+TEST_P(BrokerTest, SiweLoginNonceIsSingleUseAndTokensExpire) {
+  Account a = NewAccount();
+  NonceInfo n = broker_->NewNonce();
+  crypto::SiweMessage m;
+  m.domain = n.domain;
+  m.address = crypto::AddressOf(a.key).ToChecksumHex();
+  m.statement = "Sign in to Gridmarket.";
+  m.uri = n.uri;
+  m.chain_id = n.chain_id;
+  m.nonce = n.nonce;
+  m.issued_at = FormatTime(clock_.NowMs());
+  std::string text = crypto::FormatSiwe(m);
+  std::string sig = crypto::HexEncode(crypto::SignDigest(a.key, crypto::PersonalMessageHash(text)).value());
+  auto s = broker_->Login(text, sig);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(broker_->Authenticate(s->token).value(), a.addr);
+  EXPECT_EQ(broker_->Login(text, sig).status().code(), Code::kUnauthenticated);  // replay
+  std::string forged = s->token;
+  forged.back() = forged.back() == '0' ? '1' : '0';
+  EXPECT_EQ(broker_->Authenticate(forged).status().code(), Code::kUnauthenticated);
+  Reopen();  // tokens outlive a restart (the secret is stored)
+  EXPECT_TRUE(broker_->Authenticate(s->token).ok());
+  clock_.AdvanceMs(broker_->options().token_ttl_ms + 1);
+  EXPECT_EQ(broker_->Authenticate(s->token).status().code(), Code::kUnauthenticated);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, BrokerTest, ::testing::Values("memory", "sqlite"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace grid::broker
+
+namespace grid::broker {
+namespace {
+
+TEST_P(BrokerTest, HostReportsEndOrFailureWithTheirOwnReasons) {
+  Account prov = NewAccount(), renter = NewAccount();
+  int64_t m = ListedMachine(prov, 2, "1.00");
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 50'000'000, "k").ok());
+  auto a = Rent(renter, m, 1, 1).value();
+  auto b = Rent(renter, m, 1, 2).value();
+  ASSERT_TRUE(broker_->ReportLease(prov.addr, a.id, market::LeaseState::kRunning, "").ok());
+  clock_.AdvanceMs(10'000);
+  auto ended = broker_->ReportLease(prov.addr, a.id, market::LeaseState::kEnded, "exit 0").value();
+  EXPECT_EQ(ended.end_reason, market::EndReason::kExited);
+  EXPECT_EQ(ended.billed_ms, 10'000);
+  auto failed = broker_->ReportLease(prov.addr, b.id, market::LeaseState::kEnded, "image not found", true).value();
+  EXPECT_EQ(failed.end_reason, market::EndReason::kFailed);
+  EXPECT_EQ(failed.charged, 0);  // never ran, never billed
+  EXPECT_EQ(failed.message, "image not found");
+  EXPECT_EQ(broker_->ReportLease(prov.addr, b.id, market::LeaseState::kRunning, "").status().code(), Code::kConflict);
+  ExpectAuditOk();
+}
+
+}  // namespace
+}  // namespace grid::broker

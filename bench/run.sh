@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the bench/ programs (GUIDE.md §6). `make bench` builds into build/ and
+# calls this; BENCH_BIN=/path/to/build/bench overrides where the binaries are.
+# Extra arguments go to bench_ledger (e.g. --rounds 5 --seconds 10).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bin="${BENCH_BIN:-$here/../build/bench}"
+for b in bench_ledger bench_memory; do
+  if [[ ! -x "$bin/$b" ]]; then
+    echo "bench/run.sh: $bin/$b not found; build first (make build, or set BENCH_BIN)" >&2
+    exit 1
+  fi
+done
+
+echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+echo
+echo "== bench_ledger: durable settlement commits/s (SQLite, synchronous=FULL) vs pgbench TPC-B (fsync on)"
+"$bin/bench_ledger" "$@"
+echo
+echo "== bench_memory: broker RSS, 100,000 machines + 10,000 running leases, SQLite store"
+"$bin/bench_memory" --store sqlite
+echo
+echo "== bench_memory: the same with the in-memory store (RSS = broker + the store's own copy)"
+"$bin/bench_memory" --store memory

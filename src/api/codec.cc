@@ -160,8 +160,10 @@ json::object EncodeSpec(const market::MachineSpec& s) {
   o["geolocation"] = s.geolocation;
   o["datacenter"] = s.datacenter;
   o["simulated"] = s.simulated;
-  for (const auto& [k, v] : s.extra) {
-    std::visit([&](const auto& x) { o[k] = x; }, v);
+  for (const auto& kv : s.extra) {
+    // (No structured binding here: clang 14 cannot capture one in a lambda.)
+    const std::string& key = kv.first;
+    std::visit([&](const auto& x) { o[key] = x; }, kv.second);
   }
   return o;
 }

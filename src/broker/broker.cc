@@ -46,7 +46,10 @@ Broker::Broker(std::unique_ptr<store::Store> store, const Clock* clock, BrokerOp
 Result<std::unique_ptr<Broker>> Broker::Open(std::unique_ptr<store::Store> store, const Clock* clock,
                                              BrokerOptions options) {
   if (options.fee_bps < 0 || options.fee_bps > 10'000) return InvalidArgument("fee-bps: must be 0 to 10000");
-  if (options.tick_ms < 100) return InvalidArgument("tick: must be at least 100 ms");
+  // A lease ends when its hold (10 minutes of price) cannot cover one tick, so
+  // a tick must be well under 10 minutes.
+  if (options.tick_ms < 100 || options.tick_ms > market::kHoldMs / 2)
+    return InvalidArgument("tick: must be between 0.1 and 300 seconds");
   for (auto& a : options.admins) {
     auto parsed = crypto::ParseAddress(a);
     if (!parsed.ok()) return InvalidArgument("admin: " + parsed.status().message());

@@ -509,7 +509,13 @@ int Main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (!run) return 2;
-  Status s = run();
+  Status s;
+  try {
+    s = run();
+  } catch (const std::exception& e) {
+    // A response missing a field we rely on: say so instead of aborting.
+    s = Internal(std::string("unexpected response from the broker: ") + e.what());
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "grid: %s\n", s.message().c_str());
     return 1;

@@ -334,3 +334,53 @@ test('a lease ends with insufficient_funds when the money runs out', { skip: !pr
   await broker.kill('SIGTERM');
   assert.equal((await auditDb(dir, db)).code, 0);
 });
+
+test('a host reports a lease running, then ended (exited) or failed; both bill to that moment', async (t) => {
+  const { dir, db, broker, url } = await setup(t);
+  const prov = await account(url);
+  const rent = await account(url);
+  const m = await provideMachine(url, prov, { price: '3.60' });
+  await faucet(url, rent, '100');
+  const { chain_id } = await nonceInfo(url);
+  const mk = () => leaseBody(rent.wallet, chain_id, { offerId: m.id * 1000 + 1, gpus: 1, pricePerHourMicros: 3_600_000n });
+  const a = await apiOk(url, 'POST', '/v1/leases', await mk(), rent.token);
+  const b2 = await apiOk(url, 'POST', '/v1/leases', await mk(), rent.token);
+  for (const l of [a, b2]) await apiOk(url, 'POST', `/v1/leases/${l.id}/status`, { state: 'running' }, prov.token);
+  // A repeated running report is harmless.
+  const rep = await apiOk(url, 'POST', `/v1/leases/${a.id}/status`, { state: 'running' }, prov.token);
+  assert.equal(rep.state, 'running');
+  await sleep(600);
+  const ended = await apiOk(url, 'POST', `/v1/leases/${a.id}/status`, { state: 'ended', message: 'exit 0' }, prov.token);
+  assert.equal(ended.state, 'ended');
+  assert.equal(ended.end_reason, 'exited');
+  assert.equal(ended.message, 'exit 0');
+  const failed = await apiOk(url, 'POST', `/v1/leases/${b2.id}/status`, { state: 'failed', message: 'OOM' }, prov.token);
+  assert.equal(failed.end_reason, 'failed');
+  for (const l of [ended, failed]) {
+    assert.ok(billedMs(l) >= 600n, `billed ${l.billed_seconds}s`);
+    assert.equal(micros(l.charged), expectedCharge(l));
+    assert.equal(l.held, '0.000000');
+  }
+  // Reports after the end are conflicts.
+  assertApiError(assert, await api(url, 'POST', `/v1/leases/${a.id}/status`, { state: 'running' }, prov.token), 409);
+  assertApiError(assert, await api(url, 'POST', `/v1/leases/${a.id}/stop`, undefined, rent.token), 409);
+  const bal = await apiOk(url, 'GET', '/v1/wallet/balance', undefined, rent.token);
+  assert.equal(micros(bal.available), 100_000_000n - micros(ended.charged) - micros(failed.charged));
+  await broker.kill('SIGTERM');
+  assert.equal((await auditDb(dir, db)).code, 0);
+});
+
+// Known issue: GET /v1/offers/{id} answers 200 with "rentable": true for any
+// size of any registered machine — unlisted (price 0.000000 if never listed),
+// a size that is not a multiple of min_chunk, more GPUs than are free — though
+// search shows none of these and a lease create refuses them.
+test('GET /v1/offers/{id} does not present an unrentable offer as rentable', { todo: 'Broker::GetOffer uses Market::FindOffer, which ignores listing, min_chunk and free GPUs' }, async (t) => {
+  const { url } = await setup(t);
+  const prov = await account(url);
+  const m = await provideMachine(url, prov, { price: '2.10', minChunk: 4 });
+  const notMultiple = await api(url, 'GET', `/v1/offers/${m.id * 1000 + 3}`);
+  assert.ok(notMultiple.status === 404 || notMultiple.body.rentable === false, notMultiple.text);
+  await apiOk(url, 'DELETE', `/v1/machines/${m.id}/offer`, undefined, prov.token);
+  const unlisted = await api(url, 'GET', `/v1/offers/${m.id * 1000 + 8}`);
+  assert.ok(unlisted.status === 404 || unlisted.body.rentable === false, unlisted.text);
+});

@@ -370,6 +370,85 @@ test('a host reports a lease running, then ended (exited) or failed; both bill t
   assert.equal((await auditDb(dir, db)).code, 0);
 });
 
+test('end dates, relisting and unlisting: running leases keep their terms', async (t) => {
+  const { dir, db, broker, url } = await setup(t, { tick: '0.2' });
+  const prov = await account(url);
+  const rent = await account(url);
+  await faucet(url, rent, '100');
+  const { chain_id } = await nonceInfo(url);
+  // An end date in the past is refused.
+  const m0 = await apiOk(url, 'POST', '/v1/machines', (await import('./lib.mjs')).spec(), prov.token);
+  assertApiError(assert, await api(url, 'PUT', `/v1/machines/${m0.id}/offer`, { price_gpu: '1', end_date: '2001-01-01' }, prov.token), 400, { match: /end_date/ });
+
+  // A machine whose listing ends in ~2.5 s: its running lease ends then, billed to the end date.
+  const endAt = Date.now() + 2500 * SLOW;
+  const m = await provideMachine(url, prov, { price: '3.60', endDate: new Date(endAt).toISOString() });
+  assert.ok(m.end_date);
+  const l = await apiOk(url, 'POST', '/v1/leases',
+    await leaseBody(rent.wallet, chain_id, { offerId: m.id * 1000 + 1, gpus: 1, pricePerHourMicros: 3_600_000n }), rent.token);
+  await apiOk(url, 'POST', `/v1/leases/${l.id}/status`, { state: 'running' }, prov.token);
+  let cur;
+  for (let i = 0; i < 100; i++) {
+    await sleep(200);
+    cur = await apiOk(url, 'GET', `/v1/leases/${l.id}`, undefined, rent.token);
+    if (cur.state === 'ended') break;
+  }
+  assert.equal(cur.state, 'ended');
+  assert.equal(cur.end_reason, 'end_date');
+  assert.equal(micros(cur.charged), expectedCharge(cur));
+  const startedMs = Date.parse(cur.started_at);
+  assert.ok(Number(billedMs(cur)) <= Date.parse(m.end_date) - startedMs + 1, `billed ${cur.billed_seconds}s, not past the end date`);
+  // Past its end date the machine offers nothing.
+  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?machine_id=${m.id}`)).offers, []);
+  const late = await api(url, 'POST', '/v1/leases',
+    await leaseBody(rent.wallet, chain_id, { offerId: m.id * 1000 + 1, gpus: 1, pricePerHourMicros: 3_600_000n }), rent.token);
+  assertApiError(assert, late, 409, { match: /no longer available/ });
+
+  // Relisting at a new price does not change a running lease's price; unlisting does not end it.
+  const m2 = await provideMachine(url, prov, { price: '1.00' });
+  const l2 = await apiOk(url, 'POST', '/v1/leases',
+    await leaseBody(rent.wallet, chain_id, { offerId: m2.id * 1000 + 2, gpus: 2, pricePerHourMicros: 2_000_000n }), rent.token);
+  await apiOk(url, 'POST', `/v1/leases/${l2.id}/status`, { state: 'running' }, prov.token);
+  const re = await apiOk(url, 'PUT', `/v1/machines/${m2.id}/offer`, { price_gpu: '5.00' }, prov.token);
+  assert.equal(re.price_gpu, '5.000000');
+  assert.equal(re.free_gpus, 6);
+  // An order signed at the old price no longer buys.
+  const stale = await api(url, 'POST', '/v1/leases',
+    await leaseBody(rent.wallet, chain_id, { offerId: m2.id * 1000 + 1, gpus: 1, pricePerHourMicros: 1_000_000n }), rent.token);
+  assertApiError(assert, stale, 409, { match: /price/ });
+  const un = await apiOk(url, 'DELETE', `/v1/machines/${m2.id}/offer`, undefined, prov.token);
+  assert.equal(un.listed, false);
+  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?machine_id=${m2.id}`)).offers, []);
+  const unl = await api(url, 'POST', '/v1/leases',
+    await leaseBody(rent.wallet, chain_id, { offerId: m2.id * 1000 + 1, gpus: 1, pricePerHourMicros: 5_000_000n }), rent.token);
+  assertApiError(assert, unl, 409, { match: /no longer available/ });
+  await sleep(500);
+  const still = await apiOk(url, 'GET', `/v1/leases/${l2.id}`, undefined, rent.token);
+  assert.equal(still.state, 'running');
+  assert.equal(still.price_per_hour, '2.000000');
+  const s = await apiOk(url, 'POST', `/v1/leases/${l2.id}/stop`, undefined, rent.token);
+  assert.equal(micros(s.charged), expectedCharge(s));
+  await broker.kill('SIGTERM');
+  assert.equal((await auditDb(dir, db)).code, 0);
+});
+
+test('the faucet is idempotent by key', async (t) => {
+  const { url } = await setup(t);
+  const a = await account(url);
+  assert.equal((await faucet(url, a, '5', 'k1')).available, '5.000000');
+  assert.equal((await faucet(url, a, '5', 'k1')).available, '5.000000', 'same key, same amount: credited once');
+  assertApiError(assert, await api(url, 'POST', '/v1/wallet/faucet', { amount: '6', idempotency_key: 'k1' }, a.token), 409,
+    { code: 'exists_with_different_content' });
+  // The same key is per account.
+  const b = await account(url);
+  assert.equal((await faucet(url, b, '5', 'k1')).available, '5.000000');
+  assert.equal((await faucet(url, a, '1')).available, '6.000000');
+  assert.equal((await faucet(url, a, '1')).available, '7.000000', 'no key: each request credits');
+  const h = await apiOk(url, 'GET', '/v1/wallet/history', undefined, a.token);
+  assert.equal(h.entries.length, 3);
+  assert.equal((await apiOk(url, 'GET', '/v1/wallet/history?limit=1', undefined, a.token)).entries.length, 1);
+});
+
 // Known issue: GET /v1/offers/{id} answers 200 with "rentable": true for any
 // size of any registered machine — unlisted (price 0.000000 if never listed),
 // a size that is not a multiple of min_chunk, more GPUs than are free — though

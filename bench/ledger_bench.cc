@@ -458,10 +458,11 @@ int main(int argc, char** argv) {
         auto res = ours.Round(opt.seconds, group);
         if (!res.ok()) Die("ours: " + res.status().ToString());
         (group == 1 ? ours_tps : grouped_tps).push_back(res->ticks_per_s);
-        std::printf("round %d  %-30s %7.0f ticks/s = commits/s / %d  (%.0f transfers/s; %.1f KiB written/tick)\n",
+        std::printf("round %d  %-30s %7.0f ticks/s  (%.0f commits/s, %.0f transfers/s; %.1f KiB written/tick)\n",
                     r + 1, group == 1 ? "ours (sqlite, 1 tick/commit)" : ("ours, " + std::to_string(group) +
                                                                         " ticks/commit").c_str(),
-                    res->ticks_per_s, group, res->transfers_per_s, res->write_bytes_per_tick / 1024);
+                    res->ticks_per_s, res->ticks_per_s / group, res->transfers_per_s,
+                    res->write_bytes_per_tick / 1024);
       } else if (pg) {
         int clients = which == 1 ? 2 : 1;
         auto res = pg->Pgbench(clients, opt.seconds);

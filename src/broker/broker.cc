@@ -404,37 +404,100 @@ int64_t Broker::RunningMs(const Lease& lease) const { return market::RunningMs(l
 
 // ---------------------------------------------------------------- settlement
 
+namespace {
+
+// How a batch of transfers changes an account's available balance (the
+// customer view: credits_posted - debits_posted - debits_pending).
+Micros AvailableDelta(const std::vector<ledger::Transfer>& transfers, const std::string& account) {
+  Micros d = 0;
+  for (const auto& t : transfers) {
+    switch (t.kind) {
+      case ledger::TransferKind::kPosted:
+        if (t.credit == account) d += t.amount;
+        if (t.debit == account) d -= t.amount;
+        break;
+      case ledger::TransferKind::kHold:
+        if (t.debit == account) d -= t.amount;
+        break;
+      case ledger::TransferKind::kRelease:
+        if (t.debit == account) d += t.amount;
+        break;
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
 Status Broker::SettleAll() {
   std::lock_guard lock(mu_);
-  UnixMs now = clock_->NowMs();
+  const UnixMs now = clock_->NowMs();
+  // Plan every due settlement against the current state, then commit them in
+  // groups: one durable transaction for up to kSettleBatch leases instead of
+  // one fsync per lease. Leases of one renter in one group see the renter's
+  // balance as the earlier ones left it. If a group fails to commit, its
+  // leases are retried one by one, so one bad lease cannot hold up the rest.
+  constexpr size_t kSettleBatch = 256;
   std::vector<int64_t> ids;
   for (const Lease* l : market_.ActiveLeases()) ids.push_back(l->id);
   Status first_error;
-  for (int64_t id : ids) {
-    const Lease* l = market_.FindLease(id);
-    if (!l || !l->active()) continue;
-    const market::Machine* m = market_.FindMachine(l->machine_id);
+  auto note = [&](const Status& st) {
+    if (!st.ok() && first_error.ok()) first_error = st;
+  };
+  auto plan = [&](const Lease& l, Micros available) -> std::optional<Result<market::Settlement>> {
+    const market::Machine* m = market_.FindMachine(l.machine_id);
     UnixMs end_date = m ? m->listing.end_date_ms : 0;
     market::SettleOptions o;
     o.now_ms = now;
-    o.renter_available = ledger_.BalanceOf(l->renter).available;
+    o.renter_available = available;
     o.tick_ms = options_.tick_ms;
     if (end_date != 0 && end_date <= now) {
       o.end = true;
       o.end_reason = market::EndReason::kEndDate;
       o.bill_until_ms = end_date;
-    } else if (l->state != LeaseState::kRunning) {
-      continue;  // pending: nothing accrues yet
+    } else if (l.state != LeaseState::kRunning) {
+      return std::nullopt;  // pending: nothing accrues yet
     }
-    auto s = market::Settle(*l, o);
-    Status st = s.status();
-    if (s.ok()) {
+    return market::Settle(l, o);
+  };
+
+  for (size_t begin = 0; begin < ids.size(); begin += kSettleBatch) {
+    size_t end = std::min(ids.size(), begin + kSettleBatch);
+    std::unordered_map<std::string, Micros> available;  // renter -> as this group leaves it
+    store::ChangeSet group;
+    std::vector<int64_t> planned;
+    for (size_t i = begin; i < end; ++i) {
+      const Lease* l = market_.FindLease(ids[i]);
+      if (!l || !l->active()) continue;
+      auto [it, fresh] = available.try_emplace(l->renter, 0);
+      if (fresh) it->second = ledger_.BalanceOf(l->renter).available;
+      auto s = plan(*l, it->second);
+      if (!s) continue;
+      if (!s->ok()) {
+        note(s->status());
+        continue;
+      }
+      it->second += AvailableDelta(s->value().transfers, ledger::UserAccount(l->renter));
+      for (auto& t : s->value().transfers) group.transfers.push_back(std::move(t));
+      group.leases.push_back(std::move(s->value().lease));
+      planned.push_back(ids[i]);
+    }
+    if (group.empty()) continue;
+    if (CommitLocked(std::move(group)).ok()) continue;
+    for (int64_t id : planned) {  // fall back to one lease per commit
+      const Lease* l = market_.FindLease(id);
+      if (!l || !l->active()) continue;
+      auto s = plan(*l, ledger_.BalanceOf(l->renter).available);
+      if (!s) continue;
+      if (!s->ok()) {
+        note(s->status());
+        continue;
+      }
       store::ChangeSet cs;
-      cs.transfers = std::move(s->transfers);
-      cs.leases.push_back(std::move(s->lease));
-      st = CommitLocked(std::move(cs));
+      cs.transfers = std::move(s->value().transfers);
+      cs.leases.push_back(std::move(s->value().lease));
+      note(CommitLocked(std::move(cs)));
     }
-    if (!st.ok() && first_error.ok()) first_error = st;
   }
   return first_error;
 }

@@ -288,3 +288,39 @@ TEST_P(BrokerTest, HostReportsEndOrFailureWithTheirOwnReasons) {
 
 }  // namespace
 }  // namespace grid::broker
+
+namespace grid::broker {
+namespace {
+
+// Many leases of one renter settle in one group: each sees the balance the
+// previous one left, so the renter is never overdrawn and the audit holds.
+TEST_P(BrokerTest, GroupedSettlementOfOneRenterNeverOverdraws) {
+  Account prov = NewAccount(), renter = NewAccount();
+  int64_t m = ListedMachine(prov, 8, "36");  // 1 cent per GPU-second
+  // Enough for the 8 holds (6 USD each) and a little more.
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 50'000'000, "k").ok());
+  std::vector<int64_t> leases;
+  for (int i = 0; i < 8; ++i) {
+    auto l = Rent(renter, m, 1, 100 + i);
+    ASSERT_TRUE(l.ok()) << i << ": " << l.status().ToString();
+    ASSERT_TRUE(broker_->ReportLease(prov.addr, l->id, market::LeaseState::kRunning, "").ok());
+    leases.push_back(l->id);
+  }
+  for (int tick = 0; tick < 12; ++tick) {
+    clock_.AdvanceMs(60'000);
+    ASSERT_TRUE(broker_->SettleAll().ok());
+    ASSERT_GE(broker_->GetBalance(renter.addr).available, 0);
+  }
+  Micros charged = 0;
+  for (int64_t id : leases) {
+    auto l = broker_->GetLease(renter.addr, id).value();
+    EXPECT_EQ(l.state, market::LeaseState::kEnded);
+    EXPECT_EQ(l.end_reason, market::EndReason::kInsufficientFunds);
+    charged += l.charged;
+  }
+  EXPECT_EQ(broker_->GetBalance(renter.addr).available + charged, 50'000'000);
+  ExpectAuditOk();
+}
+
+}  // namespace
+}  // namespace grid::broker

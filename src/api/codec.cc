@@ -185,7 +185,7 @@ json::object EncodeMachine(const market::Machine& m, int free_gpus) {
   return o;
 }
 
-json::object EncodeOffer(const market::Offer& of, const market::Machine& m) {
+json::object EncodeOffer(const market::Offer& of, const market::Machine& m, bool rentable) {
   json::object o;
   o["id"] = of.id;
   o["machine_id"] = of.machine_id;
@@ -208,8 +208,8 @@ json::object EncodeOffer(const market::Offer& of, const market::Machine& m) {
   o["min_chunk"] = m.listing.min_chunk;
   o["storage_cost"] = FormatMoney(m.listing.storage_cost);
   o["end_date"] = m.listing.end_date_ms ? json::value(FormatTime(m.listing.end_date_ms)) : json::value(nullptr);
-  o["rentable"] = true;
-  o["rented"] = false;
+  o["rentable"] = rentable;
+  o["rented"] = !rentable;
   return o;
 }
 

@@ -56,7 +56,7 @@ Result<DecodedSpec> DecodeMachineSpec(std::string_view body);
 
 json::object EncodeSpec(const market::MachineSpec& spec);
 json::object EncodeMachine(const market::Machine& m, int free_gpus);
-json::object EncodeOffer(const market::Offer& o, const market::Machine& m);
+json::object EncodeOffer(const market::Offer& o, const market::Machine& m, bool rentable = true);
 json::object EncodeLease(const market::Lease& l, int64_t running_ms);
 json::object EncodeBalance(const ledger::Balance& b);
 json::object EncodeTransfer(const ledger::Transfer& t);

@@ -281,7 +281,7 @@ std::vector<OfferView> Broker::SearchOffers(const market::OfferFilter& filter) c
   for (const market::Offer& o : market_.Search(filter)) {
     // A machine past its end date offers nothing.
     if (o.machine->listing.end_date_ms && o.machine->listing.end_date_ms <= now) continue;
-    out.push_back({o, *o.machine});
+    out.push_back({o, *o.machine, true});
   }
   return out;
 }
@@ -289,7 +289,14 @@ std::vector<OfferView> Broker::SearchOffers(const market::OfferFilter& filter) c
 Result<OfferView> Broker::GetOffer(int64_t offer_id) const {
   std::lock_guard lock(mu_);
   GRID_ASSIGN_OR_RETURN(market::Offer o, market_.FindOffer(offer_id));
-  return OfferView{o, *o.machine};
+  const market::Listing& listing = o.machine->listing;
+  // An offer exists while its machine is listed in that chunk size; it is
+  // rentable while its GPUs are free and the end date is ahead.
+  if (!listing.listed || o.num_gpus % listing.min_chunk != 0)
+    return NotFound("offer " + std::to_string(offer_id) + " not found (not listed)");
+  bool rentable = market_.FreeGpus(o.machine_id) >= o.num_gpus &&
+                  (listing.end_date_ms == 0 || listing.end_date_ms > clock_->NowMs());
+  return OfferView{o, *o.machine, rentable};
 }
 
 // ---------------------------------------------------------------- leases

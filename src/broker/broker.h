@@ -53,6 +53,7 @@ struct Session {
 struct OfferView {
   market::Offer offer;
   market::Machine machine;
+  bool rentable = true;  // its GPUs are free now (search shows only these)
 };
 
 struct MachineView {

@@ -92,7 +92,7 @@ class Api {
         if (!id.ok()) return Error(id.status());
         auto o = b_->GetOffer(*id);
         if (!o.ok()) return Error(o.status());
-        json::object out = api::EncodeOffer(o->offer, o->machine);
+        json::object out = api::EncodeOffer(o->offer, o->machine, o->rentable);
         return Ok(out);
       }
     }

@@ -449,17 +449,25 @@ test('the faucet is idempotent by key', async (t) => {
   assert.equal((await apiOk(url, 'GET', '/v1/wallet/history?limit=1', undefined, a.token)).entries.length, 1);
 });
 
-// Known issue: GET /v1/offers/{id} answers 200 with "rentable": true for any
-// size of any registered machine — unlisted (price 0.000000 if never listed),
-// a size that is not a multiple of min_chunk, more GPUs than are free — though
-// search shows none of these and a lease create refuses them.
-test('GET /v1/offers/{id} does not present an unrentable offer as rentable', { todo: 'Broker::GetOffer uses Market::FindOffer, which ignores listing, min_chunk and free GPUs' }, async (t) => {
+// GET /v1/offers/{id} never presents an unrentable offer as rentable: a size
+// that is not a multiple of min_chunk, or any size of an unlisted machine, is
+// 404; a listed size whose GPUs are taken answers rentable=false.
+test('GET /v1/offers/{id} does not present an unrentable offer as rentable', async (t) => {
   const { url } = await setup(t);
   const prov = await account(url);
   const m = await provideMachine(url, prov, { price: '2.10', minChunk: 4 });
-  const notMultiple = await api(url, 'GET', `/v1/offers/${m.id * 1000 + 3}`);
-  assert.ok(notMultiple.status === 404 || notMultiple.body.rentable === false, notMultiple.text);
+  assert.equal((await api(url, 'GET', `/v1/offers/${m.id * 1000 + 3}`)).status, 404, 'not a multiple of min_chunk');
+  const free = await apiOk(url, 'GET', `/v1/offers/${m.id * 1000 + 8}`);
+  assert.equal(free.rentable, true);
+  const renter = await account(url);
+  await faucet(url, renter, '100');
+  const { chain_id } = await nonceInfo(url);
+  const lease = await apiOk(url, 'POST', '/v1/leases',
+    await leaseBody(renter.wallet, chain_id, { offerId: m.id * 1000 + 4, gpus: 4, pricePerHourMicros: 8_400_000n }), renter.token);
+  assert.equal(lease.state, 'pending');
+  const taken = await apiOk(url, 'GET', `/v1/offers/${m.id * 1000 + 8}`);
+  assert.equal(taken.rentable, false, 'only 4 of 8 GPUs are free');
+  assert.equal((await apiOk(url, 'GET', `/v1/offers/${m.id * 1000 + 4}`)).rentable, true);
   await apiOk(url, 'DELETE', `/v1/machines/${m.id}/offer`, undefined, prov.token);
-  const unlisted = await api(url, 'GET', `/v1/offers/${m.id * 1000 + 8}`);
-  assert.ok(unlisted.status === 404 || unlisted.body.rentable === false, unlisted.text);
+  assert.equal((await api(url, 'GET', `/v1/offers/${m.id * 1000 + 4}`)).status, 404, 'unlisted machines offer nothing');
 });

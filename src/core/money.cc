@@ -16,14 +16,13 @@ Result<Micros> ParseMoney(std::string_view text, std::string_view what, bool all
     if (!allow_negative) return bad("must not be negative");
     negative = true;
     s.remove_prefix(1);
-  } else if (s.front() == '+') {
-    s.remove_prefix(1);
   }
   if (s.empty()) return bad("not a decimal number");
   size_t dot = s.find('.');
   std::string_view whole = s.substr(0, dot);
   std::string_view frac = dot == std::string_view::npos ? std::string_view() : s.substr(dot + 1);
-  if (whole.empty() && frac.empty()) return bad("not a decimal number");
+  // The wire format is digits[.digits]: no sign, no bare ".5" or "5.".
+  if (whole.empty()) return bad("not a decimal number");
   if (dot != std::string_view::npos && frac.empty()) return bad("not a decimal number");
   if (frac.size() > 6) return bad("more than 6 decimal places");
   __int128 value = 0;

@@ -19,7 +19,8 @@ using Micros = int64_t;  // micro-USD
 inline constexpr Micros kMicrosPerUnit = 1'000'000;
 inline constexpr int64_t kMsPerHour = 3'600'000;
 
-// Parses "2", "2.1", "2.100000", "0.000001". Rejects signs unless
+// Parses "2", "2.1", "2.100000", "0.000001" (digits[.digits]). Rejects "+",
+// ".5", "5." and a "-" sign unless
 // allow_negative, more than six decimals, exponents, spaces, and values that do
 // not fit in int64 micro-units. `what` names the field in the error message.
 Result<Micros> ParseMoney(std::string_view text, std::string_view what = "amount",

@@ -13,7 +13,10 @@
 // that an acknowledged write is never lost, so we pay one fsync of the WAL per
 // commit (≈170 µs here; ~2,000 single-writer tx/s measured, GUIDE.md §6).
 #include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -195,6 +198,7 @@ class SqliteStore final : public Store {
   ~SqliteStore() override {
     for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
     if (db_ != nullptr) sqlite3_close(db_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the writer lock
   }
 
   Status Open();
@@ -287,6 +291,7 @@ class SqliteStore final : public Store {
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;  // fixed set of SQL texts
+  int lock_fd_ = -1;  // flock'd PATH.lock while open for writing
 };
 
 Status SqliteStore::Open() {
@@ -295,6 +300,19 @@ Status SqliteStore::Open() {
     if (::stat(path_.c_str(), &st) != 0) {
       return NotFound(Describe() + ": cannot open read-only: " + std::strerror(errno) +
                       " (a read-only open never creates the database)");
+    }
+  }
+  if (!read_only_) {
+    // One writer per database: a second broker on the same file would keep
+    // its own in-memory state and overwrite the first one's. The lock is an
+    // flock on PATH.lock, released by the kernel when the process dies (even
+    // by kill -9), so a crashed broker never blocks its restart.
+    std::string lock_path = path_ + ".lock";
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) return Unavailable(Describe() + ": cannot open " + lock_path + ": " + std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      return Status(Code::kConflict, Describe() + ": the database is in use by another broker (" + lock_path +
+                                         " is locked)");
     }
   }
   // No SQLITE_OPEN_URI: the path is taken literally. NOMUTEX: mu_ serialises use.

@@ -631,6 +631,20 @@ INSTANTIATE_TEST_SUITE_P(AllStores, StoreTest, ::testing::Values(Backend::kMemor
 // ---------------------------------------------------------------------------
 // OpenStore() urls.
 
+// One writer per database file; readers (the offline audit) may look on.
+TEST(SqliteStoreTest, OneWriterPerDatabase) {
+  std::string db = TempDir() + "/grid.db";
+  auto first = OpenSqliteStore(db);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = OpenSqliteStore(db);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kConflict);
+  EXPECT_NE(second.status().message().find("in use by another broker"), std::string::npos);
+  EXPECT_TRUE(OpenSqliteStore(db, {.read_only = true}).ok());
+  first->reset();
+  EXPECT_TRUE(OpenSqliteStore(db).ok()) << "the lock goes with the store";
+}
+
 TEST(OpenStoreTest, Urls) {
   std::string dir = TempDir();
   auto mem = OpenStore("memory:");

@@ -14,7 +14,7 @@ done
 
 echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 echo
-echo "== bench_ledger: durable settlement commits/s (SQLite, synchronous=FULL) vs pgbench TPC-B (fsync on)"
+echo "== bench_ledger: durable settlement transfers/s via Broker::SettleAll (SQLite, synchronous=FULL) vs pgbench TPC-B (fsync on)"
 "$bin/bench_ledger" "$@"
 echo
 echo "== bench_memory: broker RSS, 100,000 machines + 10,000 running leases, SQLite store"

@@ -1,10 +1,10 @@
 #include "broker/routes.h"
 
-#include <atomic>
 #include <charconv>
 #include <regex>
 
 #include "api/codec.h"
+#include "broker/metrics.h"
 
 namespace grid::broker {
 namespace {
@@ -42,19 +42,13 @@ std::vector<std::string_view> Segments(std::string_view path) {
   return out;
 }
 
-struct Metrics {
-  std::atomic<int64_t> requests{0}, errors_4xx{0}, errors_5xx{0};
-};
-
 class Api {
  public:
   explicit Api(Broker* b) : b_(b) {}
 
   HttpResponse Handle(const HttpRequest& req) {
     HttpResponse r = Route(req);
-    ++metrics_.requests;
-    if (r.status >= 500) ++metrics_.errors_5xx;
-    else if (r.status >= 400) ++metrics_.errors_4xx;
+    metrics_.CountRequest(r.status);
     return r;
   }
 
@@ -360,22 +354,7 @@ class Api {
   }
 
   HttpResponse MetricsText() {
-    Broker::Stats s = b_->GetStats();
-    std::string out;
-    auto metric = [&](const char* name, const char* type, const char* help, int64_t v) {
-      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-             std::to_string(v) + "\n";
-    };
-    metric("grid_http_requests_total", "counter", "HTTP requests handled.", metrics_.requests.load());
-    metric("grid_http_client_errors_total", "counter", "Requests answered 4xx.", metrics_.errors_4xx.load());
-    metric("grid_http_server_errors_total", "counter", "Requests answered 5xx.", metrics_.errors_5xx.load());
-    metric("grid_machines", "gauge", "Registered machines.", s.machines);
-    metric("grid_machines_listed", "gauge", "Machines with a listed offer.", s.listed);
-    metric("grid_leases_active", "gauge", "Leases pending or running.", s.leases_active);
-    metric("grid_leases_total", "counter", "Leases ever created.", s.leases_total);
-    metric("grid_store_commits_total", "counter", "Durable store commits.", s.commits);
-    metric("grid_store_commit_failures_total", "counter", "Store commits that failed.", s.commit_failures);
-    return HttpResponse{200, "text/plain; version=0.0.4", std::move(out), {}};
+    return HttpResponse{200, "text/plain; version=0.0.4", metrics_.Render(b_->GetStats()), {}};
   }
 
   Broker* b_;

@@ -25,14 +25,14 @@ Result<Micros> ParseMoney(std::string_view text, std::string_view what, bool all
   if (whole.empty()) return bad("not a decimal number");
   if (dot != std::string_view::npos && frac.empty()) return bad("not a decimal number");
   if (frac.size() > 6) return bad("more than 6 decimal places");
-  __int128 value = 0;
+  Int128 value = 0;
   for (char c : whole) {
     if (c < '0' || c > '9') return bad("not a decimal number");
     value = value * 10 + (c - '0');
     if (value > INT64_MAX) return bad("too large");
   }
   value *= kMicrosPerUnit;
-  __int128 scale = kMicrosPerUnit / 10;
+  Int128 scale = kMicrosPerUnit / 10;
   for (char c : frac) {
     if (c < '0' || c > '9') return bad("not a decimal number");
     value += (c - '0') * scale;
@@ -46,8 +46,8 @@ Result<Micros> ParseMoney(std::string_view text, std::string_view what, bool all
 std::string FormatMoney(Micros amount) {
   // Work in unsigned 128 bits so INT64_MIN formats correctly.
   bool negative = amount < 0;
-  unsigned __int128 mag = negative ? static_cast<unsigned __int128>(-(static_cast<__int128>(amount)))
-                                   : static_cast<unsigned __int128>(amount);
+  UInt128 mag = negative ? static_cast<UInt128>(-(static_cast<Int128>(amount)))
+                                   : static_cast<UInt128>(amount);
   auto whole = static_cast<uint64_t>(mag / kMicrosPerUnit);
   auto frac = static_cast<uint64_t>(mag % kMicrosPerUnit);
   std::string f = std::to_string(frac);
@@ -74,7 +74,7 @@ std::optional<Micros> CheckedMul(Micros a, int64_t b) {
 
 std::optional<Micros> MulDivFloor(int64_t a, int64_t b, int64_t d) {
   if (a < 0 || b < 0 || d <= 0) return std::nullopt;
-  __int128 r = static_cast<__int128>(a) * b / d;
+  Int128 r = static_cast<Int128>(a) * b / d;
   if (r > INT64_MAX) return std::nullopt;
   return static_cast<Micros>(r);
 }

@@ -16,6 +16,11 @@ namespace grid {
 
 using Micros = int64_t;  // micro-USD
 
+// 128-bit intermediates for exact products of money and time. (__extension__
+// keeps -Wpedantic quiet about the GCC/Clang builtin type.)
+__extension__ typedef __int128 Int128;
+__extension__ typedef unsigned __int128 UInt128;
+
 inline constexpr Micros kMicrosPerUnit = 1'000'000;
 inline constexpr int64_t kMsPerHour = 3'600'000;
 

@@ -5,8 +5,8 @@
 namespace grid::ledger {
 namespace {
 
-__extension__ using Wide = __int128;
-__extension__ using UWide = unsigned __int128;
+using Wide = Int128;
+using UWide = UInt128;
 
 // Sums in 128 bits so a corrupted store cannot overflow the audit itself.
 struct Sums {

@@ -47,7 +47,7 @@ Status ApplyOne(std::map<std::string, Account, std::less<>>& accounts, const Tra
   }
   if (IsCustomerAccount(d.id)) {
     // available = credits_posted - debits_posted - debits_pending must stay >= 0.
-    __int128 avail = static_cast<__int128>(d.credits_posted) - d.debits_posted - d.debits_pending;
+    Int128 avail = static_cast<Int128>(d.credits_posted) - d.debits_posted - d.debits_pending;
     if (avail < 0)
       return Status(Code::kInsufficientFunds, "insufficient funds in " + d.id + " for " + FormatMoney(t.amount));
   }

@@ -213,7 +213,7 @@ TEST(Ledger, PreviewDoesNotApply) {
 
 // ---- Model test: the real Ledger against a trivial map of balances.
 
-__extension__ using Wide = __int128;
+__extension__ using Wide = Int128;
 
 struct Model {
   struct Bal { Wide dp = 0, cp = 0, dpe = 0, cpe = 0; };

@@ -7,7 +7,7 @@
 namespace grid::market {
 namespace {
 
-__extension__ using Wide = __int128;
+__extension__ using Wide = Int128;
 
 std::string W(Wide v) {
   if (v >= INT64_MIN && v <= INT64_MAX) return FormatMoney(static_cast<Micros>(v));

@@ -19,8 +19,8 @@ ledger::Transfer Make(const Lease& l, std::string id, std::string debit, std::st
 int64_t MaxElapsedFor(Micros price, Micros budget) {
   if (price <= 0) return INT64_MAX;
   // floor(p*e/H) <= B  <=>  p*e < (B+1)*H  <=>  e <= ceil((B+1)*H/p) - 1
-  __int128 num = (static_cast<__int128>(budget) + 1) * kMsPerHour;
-  __int128 e = (num + price - 1) / price - 1;
+  Int128 num = (static_cast<Int128>(budget) + 1) * kMsPerHour;
+  Int128 e = (num + price - 1) / price - 1;
   return e > INT64_MAX ? INT64_MAX : static_cast<int64_t>(e);
 }
 
@@ -61,7 +61,7 @@ Result<Settlement> Settle(const Lease& in, const SettleOptions& o) {
     // Never bill beyond what the renter has: the hold plus what it can add.
     // Summed in 128 bits and saturated: a plain int64 sum overflows for a
     // very large balance and would end the lease as if the renter were broke.
-    __extension__ using Wide = __int128;
+    __extension__ using Wide = Int128;
     Wide wide_budget = static_cast<Wide>(l.charged) + l.held + std::max<Micros>(0, available);
     Micros budget = wide_budget > INT64_MAX ? INT64_MAX : static_cast<Micros>(wide_budget);
     int64_t affordable = std::max<int64_t>(l.billed_ms, MaxElapsedFor(l.price_per_hour, budget));

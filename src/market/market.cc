@@ -206,7 +206,7 @@ Result<Lease> Market::PlanCreateLease(const CreateLeaseRequest& req, int64_t lea
     return Status(Code::kConflict, "order: signed price " + FormatMoney(o.price_per_hour) + "/h but the offer costs " +
                                        FormatMoney(price) + "/h");
   // expiry_s comes from outside: compare in 128 bits so a huge value cannot overflow.
-  __extension__ using Wide = __int128;
+  __extension__ using Wide = Int128;
   if (static_cast<Wide>(o.expiry_s) * 1000 <= now_ms) return InvalidArgument("order: the signed order has expired");
 
   Lease l;

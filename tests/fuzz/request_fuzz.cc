@@ -89,7 +89,7 @@ bool MatchesFormatted(std::string_view s) {
 
 // Reference value of a string matching MatchesMoneyPattern, in micro-units;
 // -1 when it exceeds INT64_MAX.
-__extension__ typedef __int128 Wide;
+typedef grid::Int128 Wide;
 Wide ReferenceMicros(std::string_view s) {
   Wide v = 0;
   size_t i = 0;

@@ -50,6 +50,11 @@ struct Machine {
   Listing listing;
   UnixMs created_ms = 0;
   UnixMs updated_ms = 0;
+  // Set when a `grid agent` enrolled this machine: the machine's own account,
+  // which authenticates its heartbeats and lease reports. Empty for machines
+  // registered by hand.
+  std::string agent_address;
+  bool removed = false;              // revoked by its provider: no offers, no agent
 };
 
 // An offer is derived, never stored: the free GPUs of a listed machine in a

@@ -18,7 +18,7 @@
 
 namespace grid::store::internal {
 
-inline constexpr std::array<std::string_view, 1> kMigrations = {
+inline constexpr std::array<std::string_view, 2> kMigrations = {
     // 1: the initial schema.
     R"sql(
 CREATE TABLE machines (
@@ -114,6 +114,13 @@ CREATE TABLE meta (
   key   TEXT NOT NULL PRIMARY KEY,
   value TEXT NOT NULL
 ) STRICT;
+)sql",
+    // 2: machines run by an enrolled agent (issue 3): the machine's own
+    // address, and whether its provider removed (revoked) it.
+    R"sql(
+ALTER TABLE machines ADD COLUMN agent_address TEXT NOT NULL DEFAULT '';
+ALTER TABLE machines ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX machines_agent ON machines (agent_address) WHERE agent_address <> '';
 )sql",
 };
 

@@ -138,13 +138,14 @@ const std::string& MachineUpsertSql() {
   static const std::string sql = UpsertSql(
       "machines", {"id", "provider", "gpu_name", "num_gpus", "gpu_ram", "cpu_cores", "cpu_ram", "disk_space",
                    "inet_up", "inet_down", "geolocation", "datacenter", "simulated", "spec_json", "listed",
-                   "price_per_gpu_hour", "min_chunk", "end_date_ms", "storage_cost", "created_ms", "updated_ms"});
+                   "price_per_gpu_hour", "min_chunk", "end_date_ms", "storage_cost", "created_ms", "updated_ms",
+                   "agent_address", "removed"});
   return sql;
 }
 constexpr const char* kMachineSelect =
     "SELECT id, provider, gpu_name, num_gpus, gpu_ram, cpu_cores, cpu_ram, disk_space, inet_up, inet_down, "
     "geolocation, datacenter, simulated, spec_json, listed, price_per_gpu_hour, min_chunk, end_date_ms, "
-    "storage_cost, created_ms, updated_ms FROM machines ORDER BY id";
+    "storage_cost, created_ms, updated_ms, agent_address, removed FROM machines ORDER BY id";
 
 const std::string& LeaseUpsertSql() {
   static const std::string sql = UpsertSql(
@@ -422,7 +423,9 @@ Status SqliteStore::PutMachine(const Machine& m) {
       .Bind(18, m.listing.end_date_ms)
       .Bind(19, m.listing.storage_cost)
       .Bind(20, m.created_ms)
-      .Bind(21, m.updated_ms);
+      .Bind(21, m.updated_ms)
+      .Bind(22, m.agent_address)
+      .Bind(23, m.removed);
   return Run(stmt, "write machine " + std::to_string(m.id));
 }
 
@@ -581,6 +584,8 @@ Result<Snapshot> SqliteStore::Load() {
       m.listing.storage_cost = stmt.Int(18);
       m.created_ms = stmt.Int(19);
       m.updated_ms = stmt.Int(20);
+      m.agent_address = stmt.Text(21);
+      m.removed = stmt.Int(22) != 0;
       snap.machines.push_back(std::move(m));
     }
     if (rc != SQLITE_DONE) return Error(rc, "read machines");

@@ -1,6 +1,7 @@
 // One test body for every Store (memory, SQLite), plus the SQLite-only checks:
 // read-only opens, schema versions, and a kill -9 right after Commit returns.
 #include "store/store.h"
+#include "store/migrations.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -70,6 +71,10 @@ Machine MakeMachine(int64_t id) {
   m.listing.storage_cost = kMax;
   m.created_ms = 1'700'000'000'000 + id % 1000;
   m.updated_ms = 1'700'000'000'500 + id % 1000;
+  if (id % 2 == 0) {
+    m.agent_address = "0xagent" + std::to_string(id);
+    m.removed = id % 4 == 0;
+  }
   return m;
 }
 
@@ -786,11 +791,34 @@ TEST_F(SqliteTest, SchemaAndPragmas) {
     return out;
   };
   EXPECT_EQ("wal", one("PRAGMA journal_mode"));
-  EXPECT_EQ("1", one("PRAGMA user_version"));
+  EXPECT_EQ(std::to_string(internal::kMigrations.size()), one("PRAGMA user_version"));
   EXPECT_EQ("ok", one("PRAGMA integrity_check"));
   // STRICT: a wrong type is refused by the table itself.
   EXPECT_NE(SQLITE_OK, sqlite3_exec(db, "INSERT INTO meta (key, value) VALUES ('k', x'00')", nullptr, nullptr, nullptr));
   sqlite3_close(db);
+}
+
+// A database written by an older binary (schema version 1) is migrated on
+// open, keeping its rows; new columns take their defaults.
+TEST_F(SqliteTest, MigratesAVersionOneDatabase) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(SQLITE_OK, sqlite3_open(path_.c_str(), &db));
+  std::string v1(internal::kMigrations[0]);
+  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, v1.c_str(), nullptr, nullptr, nullptr));
+  ASSERT_EQ(SQLITE_OK, sqlite3_exec(db,
+                                    "INSERT INTO machines VALUES (7, '0xp', 'RTX 4090', 1, 24, 16, 64, 1000, 500, "
+                                    "1000, 'DE', 0, 1, '{}', 1, 350000, 1, 0, 0, 1, 2); PRAGMA user_version = 1;",
+                                    nullptr, nullptr, nullptr));
+  sqlite3_close(db);
+  auto store = OpenSqliteStore(path_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto snap = (*store)->Load();
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(snap->machines.size(), 1u);
+  EXPECT_EQ(snap->machines[0].id, 7);
+  EXPECT_EQ(snap->machines[0].listing.price_per_gpu_hour, 350000);
+  EXPECT_EQ(snap->machines[0].agent_address, "");
+  EXPECT_FALSE(snap->machines[0].removed);
 }
 
 // A child commits changes and reports each acknowledged one on a pipe; the

@@ -1,0 +1,7 @@
+#include "agent/runtime/runtime.h"
+
+namespace grid::agent {
+
+Runtime::~Runtime() = default;
+
+}  // namespace grid::agent

@@ -316,7 +316,8 @@ Status CreateCgroups(const CgroupLayout& layout, const LeaseCgroups& cg, const W
     }
     if (spec.cpu_millicores > 0) {
       GRID_RETURN_IF_ERROR(
-          WriteFile(cg.cpu + "/cpu.max", std::to_string(spec.cpu_millicores * 100) + " 100000"));
+          WriteFile(cg.cpu + "/cpu.max",
+                    std::to_string(std::max<int64_t>(1000, spec.cpu_millicores * 100)) + " 100000"));
     }
     if (spec.pids_limit > 0) {
       GRID_RETURN_IF_ERROR(WriteFile(cg.pids + "/pids.max", std::to_string(spec.pids_limit)));
@@ -336,8 +337,9 @@ Status CreateCgroups(const CgroupLayout& layout, const LeaseCgroups& cg, const W
   }
   if (spec.cpu_millicores > 0) {
     GRID_RETURN_IF_ERROR(WriteFile(cg.cpu + "/cpu.cfs_period_us", "100000"));
-    GRID_RETURN_IF_ERROR(
-        WriteFile(cg.cpu + "/cpu.cfs_quota_us", std::to_string(spec.cpu_millicores * 100)));
+    // The kernel's smallest quota is 1 ms per 100 ms period (10 millicores).
+    GRID_RETURN_IF_ERROR(WriteFile(cg.cpu + "/cpu.cfs_quota_us",
+                                   std::to_string(std::max<int64_t>(1000, spec.cpu_millicores * 100))));
   }
   if (spec.pids_limit > 0) {
     GRID_RETURN_IF_ERROR(WriteFile(cg.pids + "/pids.max", std::to_string(spec.pids_limit)));

@@ -238,8 +238,6 @@ TEST_F(ProcessRuntimeTest, CannotLeaveItsCgroup) {
                            "mount -t cgroup2 none /tmp 2>/dev/null && echo MOUNTED2; "
                            "sleep 0.2; echo done"});
   ASSERT_TRUE(Start(s).ok());
-  // While it runs, every process of the lease is in the lease's cgroup.
-  std::this_thread::sleep_for(100ms);
   auto st = Wait(s.lease_id);
   EXPECT_EQ(st.state, WorkloadState::kExited);
   std::string log = Logs(s.lease_id);
@@ -293,6 +291,15 @@ TEST_F(ProcessRuntimeTest, ForkBombStopsAtPidsLimit) {
   EXPECT_EQ(ReadAll(cg + "/cgroup.procs"), "");
 }
 
+// Waits until the file exists and is not empty (the workload got going).
+bool WaitForFile(const std::string& path) {
+  for (int i = 0; i < 500; ++i) {
+    if (!ReadAll(path).empty()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
 // Pids of processes (host-wide) whose cgroup names the lease.
 std::vector<pid_t> ProcessesOfLease(const std::string& id) {
   std::vector<pid_t> out;
@@ -311,8 +318,11 @@ TEST_F(ProcessRuntimeTest, StopKillsEverythingAfterGrace) {
   auto s = Spec("stop", {"sh", "-c", "trap '' TERM; sleep 100 & sleep 100 & "
                                      "while :; do sleep 1; done"});
   ASSERT_TRUE(Start(s).ok());
-  std::this_thread::sleep_for(200ms);
-  EXPECT_GE(ProcessesOfLease(s.lease_id).size(), 4u);  // init, sh, 2 sleeps (+1)
+  // init, sh and the two sleeps: the trap is set by then.
+  for (int i = 0; i < 500 && ProcessesOfLease(s.lease_id).size() < 4; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GE(ProcessesOfLease(s.lease_id).size(), 4u);
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(rt_->Stop(s.lease_id, 500).ok());
   auto took = std::chrono::steady_clock::now() - t0;
@@ -339,10 +349,37 @@ TEST_F(ProcessRuntimeTest, StopKillsEverythingAfterGrace) {
   EXPECT_EQ(rt_->Poll(t.lease_id).status().code(), Code::kNotFound);
 }
 
+TEST_F(ProcessRuntimeTest, WorkloadOutlivesAgentProcessAndIsAdopted) {
+  auto s = Spec("orphan", {"sh", "-c", "echo start >> /work/count; sleep 100"});
+  // The "agent" is a child process that starts the workload and dies.
+  pid_t agent = fork();
+  ASSERT_GE(agent, 0);
+  if (agent == 0) {
+    auto rt = NewProcessRuntime(Options());
+    _exit(rt.ok() && (*rt)->Start(s).ok() ? 0 : 1);
+  }
+  int wst = 0;
+  ASSERT_EQ(waitpid(agent, &wst, 0), agent);
+  ASSERT_TRUE(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+  started_.push_back(s.lease_id);
+  ASSERT_TRUE(WaitForFile(dir_ + "/leases/" + s.lease_id + "/work/count"));
+  auto adopted = rt_->Adopt();
+  ASSERT_TRUE(adopted.ok());
+  EXPECT_EQ(*adopted, std::vector<std::string>{s.lease_id});
+  auto st = rt_->Poll(s.lease_id);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->state, WorkloadState::kRunning);
+  EXPECT_FALSE(ProcessesOfLease(s.lease_id).empty());
+  ASSERT_TRUE(rt_->Stop(s.lease_id, 1000).ok());
+  EXPECT_TRUE(ProcessesOfLease(s.lease_id).empty());
+  EXPECT_EQ(ReadAll(dir_ + "/leases/" + s.lease_id + "/work/count"), "start\n");
+}
+
 TEST_F(ProcessRuntimeTest, AdoptAfterAgentRestart) {
   auto s = Spec("adopt", {"sh", "-c", "echo start >> /work/count; sleep 100"});
   ASSERT_TRUE(Start(s).ok());
   EXPECT_EQ(rt_->Remove(s.lease_id).code(), Code::kConflict);
+  ASSERT_TRUE(WaitForFile(dir_ + "/leases/" + s.lease_id + "/work/count"));
 
   // A second runtime on the same state dir: the restarted agent.
   auto rt2 = NewProcessRuntime(Options());

@@ -3,6 +3,10 @@
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <cmath>
+#include <sstream>
 
 #include <algorithm>
 
@@ -50,6 +54,9 @@ Result<std::unique_ptr<Broker>> Broker::Open(std::unique_ptr<store::Store> store
   // a tick must be well under 10 minutes.
   if (options.tick_ms < 100 || options.tick_ms > market::kHoldMs / 2)
     return InvalidArgument("tick: must be between 0.1 and 300 seconds");
+  if (options.heartbeat_ms < 100 || options.heartbeat_ms > 3600'000)
+    return InvalidArgument("heartbeat: must be between 0.1 and 3600 seconds");
+  if (options.host_grace_ms < 0) return InvalidArgument("host-grace: must not be negative");
   for (auto& a : options.admins) {
     auto parsed = crypto::ParseAddress(a);
     if (!parsed.ok()) return InvalidArgument("admin: " + parsed.status().message());
@@ -74,8 +81,27 @@ Status Broker::LoadState() {
   }
   for (auto& l : snap.leases) market_.Put(std::move(l));
   for (auto& a : snap.accounts) ledger_.Restore(a);
-  for (auto& [k, v] : snap.meta)
+  started_ms_ = clock_->NowMs();
+  for (const auto& [id, m] : market_.machines()) {
+    if (m.agent_address.empty()) continue;
+    agents_[m.agent_address] = id;  // removed ones too: their agent is told so
+    if (m.removed) continue;
+    hosts_[id] = HostState{started_ms_, true, 1.0, started_ms_, ""};
+  }
+  for (auto& [k, v] : snap.meta) {
     if (k == "token_secret") token_secret_ = v;
+    if (k.starts_with("join_token:")) {
+      // "<provider> <expires_ms> <revoked>"
+      JoinToken t;
+      std::istringstream in(v);
+      int revoked = 0;
+      in >> t.provider >> t.expires_ms >> revoked;
+      t.revoked = revoked != 0;
+      std::string hash = k.substr(11);
+      t.id = hash.substr(0, 12);
+      join_tokens_[hash] = t;
+    }
+  }
   if (token_secret_.empty()) {
     // Persisted so tokens outlive a restart; 32 random bytes.
     std::string secret = RandomHex(32);
@@ -238,14 +264,14 @@ Result<MachineView> Broker::RegisterMachine(const std::string& addr, market::Mac
   store::ChangeSet cs;
   cs.machines.push_back(std::move(m));
   GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
-  return MachineView{*market_.FindMachine(id), market_.FreeGpus(id)};
+  return ViewLocked(*market_.FindMachine(id));
 }
 
 std::vector<MachineView> Broker::ListMachines(const std::string& addr) const {
   std::lock_guard lock(mu_);
   std::vector<MachineView> out;
   for (const auto& [id, m] : market_.machines())
-    if (m.provider == addr) out.push_back({m, market_.FreeGpus(id)});
+    if (m.provider == addr) out.push_back(ViewLocked(m));
   return out;
 }
 
@@ -253,7 +279,7 @@ Result<MachineView> Broker::GetMachine(const std::string& addr, int64_t id) cons
   std::lock_guard lock(mu_);
   const market::Machine* m = market_.FindMachine(id);
   if (!m || m->provider != addr) return NotFound("machine " + std::to_string(id) + " not found among yours");
-  return MachineView{*m, market_.FreeGpus(id)};
+  return ViewLocked(*m);
 }
 
 Result<MachineView> Broker::ListOffer(const std::string& addr, const market::ListOfferRequest& req) {
@@ -262,7 +288,7 @@ Result<MachineView> Broker::ListOffer(const std::string& addr, const market::Lis
   store::ChangeSet cs;
   cs.machines.push_back(std::move(m));
   GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
-  return MachineView{*market_.FindMachine(req.machine_id), market_.FreeGpus(req.machine_id)};
+  return ViewLocked(*market_.FindMachine(req.machine_id));
 }
 
 Result<MachineView> Broker::Unlist(const std::string& addr, int64_t machine_id) {
@@ -271,17 +297,21 @@ Result<MachineView> Broker::Unlist(const std::string& addr, int64_t machine_id) 
   store::ChangeSet cs;
   cs.machines.push_back(std::move(m));
   GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
-  return MachineView{*market_.FindMachine(machine_id), market_.FreeGpus(machine_id)};
+  return ViewLocked(*market_.FindMachine(machine_id));
 }
 
 std::vector<OfferView> Broker::SearchOffers(const market::OfferFilter& filter) const {
   std::lock_guard lock(mu_);
   UnixMs now = clock_->NowMs();
   std::vector<OfferView> out;
-  for (const market::Offer& o : market_.Search(filter)) {
+  market::OfferFilter f = filter;
+  f.hide_machine = [this](int64_t id) { return HiddenLocked(id); };
+  for (const market::Offer& o : market_.Search(f)) {
     // A machine past its end date offers nothing.
     if (o.machine->listing.end_date_ms && o.machine->listing.end_date_ms <= now) continue;
-    out.push_back({o, *o.machine, true});
+    OfferView v{o, *o.machine, true, std::nullopt};
+    if (auto it = hosts_.find(o.machine_id); it != hosts_.end()) v.reliability = it->second.reliability;
+    out.push_back(std::move(v));
   }
   return out;
 }
@@ -294,9 +324,11 @@ Result<OfferView> Broker::GetOffer(int64_t offer_id) const {
   // rentable while its GPUs are free and the end date is ahead.
   if (!listing.listed || o.num_gpus % listing.min_chunk != 0)
     return NotFound("offer " + std::to_string(offer_id) + " not found (not listed)");
-  bool rentable = market_.FreeGpus(o.machine_id) >= o.num_gpus &&
+  bool rentable = market_.FreeGpus(o.machine_id) >= o.num_gpus && !HiddenLocked(o.machine_id) &&
                   (listing.end_date_ms == 0 || listing.end_date_ms > clock_->NowMs());
-  return OfferView{o, *o.machine, rentable};
+  OfferView v{o, *o.machine, rentable, std::nullopt};
+  if (auto it = hosts_.find(o.machine_id); it != hosts_.end()) v.reliability = it->second.reliability;
+  return v;
 }
 
 // ---------------------------------------------------------------- leases
@@ -321,6 +353,9 @@ Result<Lease> Broker::CreateLease(const std::string& addr, market::CreateLeaseRe
     if (l.renter == addr && l.order.nonce == req.order.nonce)
       return Conflict("order: nonce " + std::to_string(req.order.nonce) + " already used by lease " +
                       std::to_string(id));
+  if (int64_t mid = req.offer_id / market::kOfferIdBase; HiddenLocked(mid))
+    return Status(Code::kNotAvailable, "offer " + std::to_string(req.offer_id) + " is no longer available: machine " +
+                                           std::to_string(mid) + " is offline");
   GRID_ASSIGN_OR_RETURN(Lease lease, market_.PlanCreateLease(req, market_.next_lease_id(), now));
   GRID_ASSIGN_OR_RETURN(Micros hold, market::InitialHold(lease.price_per_hour));
   Micros available = ledger_.BalanceOf(addr).available;
@@ -384,24 +419,35 @@ Result<Lease> Broker::ReportLease(const std::string& addr, int64_t id, LeaseStat
   std::lock_guard lock(mu_);
   const Lease* l = market_.FindLease(id);
   if (!l) return NotFound("lease " + std::to_string(id) + " not found");
+  // The machine's own agent reports for its provider.
+  if (const market::Machine* am = AgentMachineLocked(addr); am && am->id == l->machine_id) {
+    hosts_[am->id].last_seen_ms = clock_->NowMs();  // a report is a sign of life too
+    return ReportAsProviderLocked(l->provider, *l, to, message, failed);
+  }
   if (l->provider != addr) {
     if (l->renter == addr) return PermissionDenied("only the machine's provider reports a lease's state");
     return NotFound("lease " + std::to_string(id) + " not found");
   }
-  GRID_RETURN_IF_ERROR(market_.CheckHostReport(addr, *l, to));
+  return ReportAsProviderLocked(addr, *l, to, message, failed);
+}
+
+Result<Lease> Broker::ReportAsProviderLocked(const std::string& provider, const Lease& lease, LeaseState to,
+                                             const std::string& message, bool failed) {
+  GRID_RETURN_IF_ERROR(market_.CheckHostReport(provider, lease, to));
   if (to == LeaseState::kRunning) {
-    if (l->state == LeaseState::kRunning) return *l;  // repeated report
-    Lease next = *l;
+    if (lease.state == LeaseState::kRunning) return lease;  // repeated report
+    Lease next = lease;
     next.state = LeaseState::kRunning;
     next.started_ms = clock_->NowMs();  // billing starts now
     next.message = message;
+    int64_t id = next.id;
     store::ChangeSet cs;
-    cs.leases.push_back(next);
+    cs.leases.push_back(std::move(next));
     GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
     return *market_.FindLease(id);
   }
   // failed or ended: the host says the workload is gone.
-  Lease copy = *l;
+  Lease copy = lease;
   copy.message = message;
   auto reason = failed ? market::EndReason::kFailed : market::EndReason::kExited;
   return EndLeaseLocked(copy, reason, 0);
@@ -465,6 +511,10 @@ Status Broker::SettleAll() {
     } else if (l.state != LeaseState::kRunning) {
       return std::nullopt;  // pending: nothing accrues yet
     }
+    // An agent's host is billed up to its last heartbeat, never beyond, so a
+    // host that silently died costs its renter nothing after its last sign.
+    if (auto h = hosts_.find(l.machine_id); h != hosts_.end())
+      o.bill_until_ms = o.bill_until_ms ? std::min(o.bill_until_ms, h->second.last_seen_ms) : h->second.last_seen_ms;
     return market::Settle(l, o);
   };
 
@@ -504,6 +554,192 @@ Status Broker::SettleAll() {
       cs.transfers = std::move(s->value().transfers);
       cs.leases.push_back(std::move(s->value().lease));
       note(CommitLocked(std::move(cs)));
+    }
+  }
+  return first_error;
+}
+
+// ---------------------------------------------------------------- agents
+
+namespace {
+
+std::string Sha256Hex(std::string_view text) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d);
+  return crypto::HexEncode(std::span<const uint8_t>(d, sizeof d), false);
+}
+
+std::string JoinTokenMeta(const JoinToken& t) {
+  return t.provider + " " + std::to_string(t.expires_ms) + " " + (t.revoked ? "1" : "0");
+}
+
+}  // namespace
+
+const market::Machine* Broker::AgentMachineLocked(const std::string& agent) const {
+  auto it = agents_.find(agent);
+  if (it == agents_.end()) return nullptr;
+  const market::Machine* m = market_.FindMachine(it->second);
+  return m && !m->removed ? m : nullptr;
+}
+
+bool Broker::HiddenLocked(int64_t machine_id) const {
+  auto it = hosts_.find(machine_id);
+  return it != hosts_.end() && !it->second.online;
+}
+
+MachineView Broker::ViewLocked(const market::Machine& m) const {
+  MachineView v{m, market_.FreeGpus(m.id), std::nullopt};
+  if (auto it = hosts_.find(m.id); it != hosts_.end()) v.host = it->second;
+  return v;
+}
+
+std::optional<HostState> Broker::HostOf(int64_t machine_id) const {
+  std::lock_guard lock(mu_);
+  auto it = hosts_.find(machine_id);
+  if (it == hosts_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<JoinToken> Broker::CreateJoinToken(const std::string& provider, int64_t ttl_ms) {
+  if (ttl_ms < 60'000 || ttl_ms > 365LL * 24 * 3600'000) return InvalidArgument("ttl: between 1 minute and 365 days");
+  JoinToken t;
+  t.token = "gjt_" + RandomHex(24);
+  std::string hash = Sha256Hex(t.token);
+  t.id = hash.substr(0, 12);
+  t.provider = provider;
+  std::lock_guard lock(mu_);
+  t.expires_ms = clock_->NowMs() + ttl_ms;
+  store::ChangeSet cs;
+  cs.meta.emplace_back("join_token:" + hash, JoinTokenMeta(t));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  JoinToken stored = t;
+  stored.token.clear();  // only its hash is kept
+  join_tokens_[hash] = stored;
+  return t;
+}
+
+Result<JoinToken> Broker::RevokeJoinToken(const std::string& provider, const std::string& token_or_id) {
+  std::lock_guard lock(mu_);
+  std::string hash;
+  if (token_or_id.starts_with("gjt_")) {
+    hash = Sha256Hex(token_or_id);
+  } else {
+    for (const auto& [h, t] : join_tokens_)
+      if (t.id == token_or_id) hash = h;
+  }
+  auto it = join_tokens_.find(hash);
+  if (hash.empty() || it == join_tokens_.end() || it->second.provider != provider)
+    return NotFound("join token " + token_or_id.substr(0, 16) + " not found among yours");
+  JoinToken t = it->second;
+  t.revoked = true;
+  store::ChangeSet cs;
+  cs.meta.emplace_back("join_token:" + hash, JoinTokenMeta(t));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  it->second = t;
+  return t;
+}
+
+Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::string& join_token,
+                                          market::MachineSpec spec, std::string spec_json) {
+  GRID_RETURN_IF_ERROR(market::ValidateSpec(spec));
+  std::lock_guard lock(mu_);
+  UnixMs now = clock_->NowMs();
+  if (auto it = agents_.find(agent); it != agents_.end()) {
+    // Enrolled before: the agent restarted or its hardware changed.
+    const market::Machine* m = market_.FindMachine(it->second);
+    if (!m || m->removed) return PermissionDenied("this machine was removed by its provider");
+    bool gpus_changed = m->spec.num_gpus != spec.num_gpus;
+    if (gpus_changed && market_.FreeGpus(m->id) != m->spec.num_gpus)
+      return Conflict("machine " + std::to_string(m->id) + ": the GPU count changed while leases are active");
+    market::Machine next = *m;
+    next.spec = std::move(spec);
+    next.spec_json = std::move(spec_json);
+    next.updated_ms = now;
+    if (next.listing.min_chunk > next.spec.num_gpus) next.listing.min_chunk = next.spec.num_gpus;
+    int64_t id = next.id;
+    store::ChangeSet cs;
+    cs.machines.push_back(std::move(next));
+    GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+    hosts_[id].last_seen_ms = now;
+    return ViewLocked(*market_.FindMachine(id));
+  }
+  auto tok = join_tokens_.find(Sha256Hex(join_token));
+  if (join_token.empty() || tok == join_tokens_.end())
+    return Unauthenticated("join token: unknown; create one with `grid provider join-token create`");
+  if (tok->second.revoked) return Unauthenticated("join token: revoked");
+  if (tok->second.expires_ms <= now) return Unauthenticated("join token: expired");
+  GRID_ASSIGN_OR_RETURN(market::Machine m,
+                        market_.PlanRegister(tok->second.provider, std::move(spec), std::move(spec_json), now));
+  m.agent_address = agent;
+  int64_t id = m.id;
+  store::ChangeSet cs;
+  cs.machines.push_back(std::move(m));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  agents_[agent] = id;
+  hosts_[id] = HostState{now, true, 1.0, now, ""};
+  return ViewLocked(*market_.FindMachine(id));
+}
+
+Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std::string health_json) {
+  if (health_json.size() > 64 * 1024) return InvalidArgument("health: at most 64 KiB");
+  std::lock_guard lock(mu_);
+  const market::Machine* m = AgentMachineLocked(agent);
+  if (!m) return PermissionDenied("not an enrolled machine; run `grid agent --join-token …` first");
+  HostState& h = hosts_[m->id];
+  h.last_seen_ms = clock_->NowMs();
+  h.online = true;  // back in search at once
+  h.health_json = std::move(health_json);
+  std::vector<AgentLease> out;
+  for (const auto& [id, l] : market_.leases())
+    if (l.machine_id == m->id && l.active()) out.push_back({l, market::PaidUntil(l)});
+  return out;
+}
+
+Result<MachineView> Broker::RemoveMachine(const std::string& provider, int64_t machine_id) {
+  std::lock_guard lock(mu_);
+  const market::Machine* m = market_.FindMachine(machine_id);
+  if (!m || m->provider != provider)
+    return NotFound("machine " + std::to_string(machine_id) + " not found among yours");
+  if (m->removed) return ViewLocked(*m);
+  // Its leases end first: the renter is not billed for a host that is gone.
+  std::vector<int64_t> active;
+  for (const auto& [id, l] : market_.leases())
+    if (l.machine_id == machine_id && l.active()) active.push_back(id);
+  for (int64_t id : active) GRID_RETURN_IF_ERROR(EndLeaseLocked(*market_.FindLease(id), market::EndReason::kHostLost, 0).status());
+  market::Machine next = *market_.FindMachine(machine_id);
+  next.removed = true;
+  next.listing.listed = false;
+  next.updated_ms = clock_->NowMs();
+  store::ChangeSet cs;
+  cs.machines.push_back(std::move(next));
+  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  const market::Machine* after = market_.FindMachine(machine_id);
+  hosts_.erase(machine_id);  // agents_ keeps it, so the agent is told it was removed
+  return ViewLocked(*after);
+}
+
+Status Broker::CheckHosts() {
+  std::lock_guard lock(mu_);
+  const UnixMs now = clock_->NowMs();
+  const int64_t offline_after = options_.heartbeat_ms * options_.missed_heartbeats;
+  Status first_error;
+  for (auto& [id, h] : hosts_) {
+    bool online = now - h.last_seen_ms <= offline_after;
+    // Reliability: exponentially weighted fraction of time online.
+    if (now > h.reliability_at_ms) {
+      double w = std::exp(-static_cast<double>(now - h.reliability_at_ms) / static_cast<double>(options_.reliability_tau_ms));
+      h.reliability = h.reliability * w + (online ? 1.0 : 0.0) * (1.0 - w);
+      h.reliability_at_ms = now;
+    }
+    h.online = online;
+    if (online || now - h.last_seen_ms <= options_.host_grace_ms) continue;
+    // Offline past the grace period: its leases end, billed to the last beat.
+    std::vector<int64_t> lost;
+    for (const auto& [lid, l] : market_.leases())
+      if (l.machine_id == id && l.active()) lost.push_back(lid);
+    for (int64_t lid : lost) {
+      Status st = EndLeaseLocked(*market_.FindLease(lid), market::EndReason::kHostLost, h.last_seen_ms).status();
+      if (!st.ok() && first_error.ok()) first_error = st;
     }
   }
   return first_error;

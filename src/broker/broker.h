@@ -38,6 +38,37 @@ struct BrokerOptions {
   int64_t clock_skew_ms = 5 * 60'000;
   Micros faucet_max = 10'000 * kMicrosPerUnit;  // per request
   std::vector<std::string> admins;  // lowercase addresses allowed to run the audit
+  // Agents (issue 3): heartbeat period, missed beats before "offline", and
+  // how long a lease survives its host being offline before host_lost.
+  int64_t heartbeat_ms = 10'000;
+  int missed_heartbeats = 3;
+  int64_t host_grace_ms = 5 * 60'000;
+  int64_t reliability_tau_ms = 24 * 3600'000LL;  // EWMA time constant
+};
+
+struct JoinToken {
+  std::string token;  // shown once, at creation
+  std::string id;     // first 12 hex digits of its SHA-256: names it afterwards
+  std::string provider;
+  UnixMs expires_ms = 0;
+  bool revoked = false;
+};
+
+// What the broker knows of an agent's host right now. Kept in memory: after
+// a broker restart every host counts as seen at the restart, so the broker's
+// own downtime never ends a lease with host_lost.
+struct HostState {
+  UnixMs last_seen_ms = 0;
+  bool online = true;
+  double reliability = 1.0;  // EWMA of being online, time constant reliability_tau_ms
+  UnixMs reliability_at_ms = 0;
+  std::string health_json;   // the last heartbeat's GPU health, as sent
+};
+
+// A lease as the agent sees it: what to run and until when it is paid.
+struct AgentLease {
+  market::Lease lease;
+  UnixMs paid_until_ms = 0;
 };
 
 struct NonceInfo {
@@ -54,11 +85,13 @@ struct OfferView {
   market::Offer offer;
   market::Machine machine;
   bool rentable = true;  // its GPUs are free now (search shows only these)
+  std::optional<double> reliability;  // hosts run by an agent
 };
 
 struct MachineView {
   market::Machine machine;
   int free_gpus = 0;
+  std::optional<HostState> host;  // machines run by an agent
 };
 
 struct AuditResult {
@@ -105,6 +138,24 @@ class Broker {
                                     const std::string& message, bool failed = false);
   int64_t RunningMs(const market::Lease& lease) const;
 
+  // --- agents (issue 3)
+  Result<JoinToken> CreateJoinToken(const std::string& provider, int64_t ttl_ms);
+  Result<JoinToken> RevokeJoinToken(const std::string& provider, const std::string& token_or_id);
+  // The agent, logged in as the machine's own address, enrolls with a join
+  // token; enrolling again (after a restart) updates the spec and needs no
+  // valid token. A removed machine cannot enroll again.
+  Result<MachineView> EnrollMachine(const std::string& agent, const std::string& join_token,
+                                    market::MachineSpec spec, std::string spec_json);
+  // Records a heartbeat; returns the machine's active leases.
+  Result<std::vector<AgentLease>> Heartbeat(const std::string& agent, std::string health_json);
+  // The provider revokes a host: no more offers, its agent is refused, and
+  // its active leases end with host_lost.
+  Result<MachineView> RemoveMachine(const std::string& provider, int64_t machine_id);
+  // Marks hosts offline after missed heartbeats, updates reliability, ends
+  // leases of hosts offline past the grace period (billed to the last beat).
+  Status CheckHosts();
+  std::optional<HostState> HostOf(int64_t machine_id) const;
+
   // --- background work
   // Settles every running lease: posts what accrued, tops up holds, ends the
   // leases whose money ran out or whose machine's end date passed.
@@ -125,6 +176,11 @@ class Broker {
   // Commits the change set, then applies it to memory. Requires mu_ held.
   Status CommitLocked(store::ChangeSet changes);
   Result<market::Lease> EndLeaseLocked(const market::Lease& lease, market::EndReason reason, UnixMs bill_until_ms);
+  const market::Machine* AgentMachineLocked(const std::string& agent) const;
+  Result<market::Lease> ReportAsProviderLocked(const std::string& provider, const market::Lease& lease,
+                                               market::LeaseState to, const std::string& message, bool failed);
+  bool HiddenLocked(int64_t machine_id) const;  // offline: offers leave search
+  MachineView ViewLocked(const market::Machine& m) const;
   std::string SignToken(const std::string& address, UnixMs expires_ms) const;
 
   std::unique_ptr<store::Store> store_;
@@ -136,6 +192,10 @@ class Broker {
   market::Market market_;
   ledger::Ledger ledger_;
   std::unordered_map<std::string, UnixMs> nonces_;  // SIWE nonce -> expiry
+  std::unordered_map<std::string, JoinToken> join_tokens_;  // by SHA-256 hex of the token
+  std::unordered_map<std::string, int64_t> agents_;   // agent address -> machine id
+  std::unordered_map<int64_t, HostState> hosts_;     // machine id -> host state
+  UnixMs started_ms_ = 0;
   int64_t commits_ = 0, commit_failures_ = 0;
 };
 

@@ -324,3 +324,80 @@ TEST_P(BrokerTest, GroupedSettlementOfOneRenterNeverOverdraws) {
 
 }  // namespace
 }  // namespace grid::broker
+
+namespace grid::broker {
+namespace {
+
+// An agent enrolls with its provider's join token, heartbeats, goes offline
+// when its beats stop (offers leave search), and past the grace period its
+// leases end host_lost, billed only to the last heartbeat.
+TEST_P(BrokerTest, AgentEnrollsHeartbeatsAndIsLost) {
+  Account prov = NewAccount(), renter = NewAccount(), agent = NewAccount(), other_agent = NewAccount();
+  auto token = broker_->CreateJoinToken(prov.addr, 3600'000);
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_EQ(broker_->EnrollMachine(agent.addr, "gjt_wrong", Spec(2), "").status().code(), Code::kUnauthenticated);
+  auto m = broker_->EnrollMachine(agent.addr, token->token, Spec(2), "");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->machine.provider, prov.addr);
+  EXPECT_EQ(m->machine.agent_address, agent.addr);
+  ASSERT_TRUE(m->host.has_value());
+  int64_t id = m->machine.id;
+  market::ListOfferRequest lr{id, 1'000'000, 1, 0, 0};
+  ASSERT_TRUE(broker_->ListOffer(prov.addr, lr).ok());
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 50'000'000, "k").ok());
+  auto lease = Rent(renter, id, 1, 1).value();
+  auto beat = broker_->Heartbeat(agent.addr, "{}");
+  ASSERT_TRUE(beat.ok());
+  ASSERT_EQ(beat->size(), 1u);
+  EXPECT_EQ((*beat)[0].lease.id, lease.id);
+  EXPECT_EQ((*beat)[0].paid_until_ms, 0);  // not running yet
+  // The agent reports for its provider.
+  ASSERT_TRUE(broker_->ReportLease(agent.addr, lease.id, market::LeaseState::kRunning, "").ok());
+  EXPECT_EQ(broker_->ReportLease(other_agent.addr, lease.id, market::LeaseState::kEnded, "").status().code(),
+            Code::kNotFound);
+  EXPECT_GT(broker_->Heartbeat(agent.addr, "{}").value()[0].paid_until_ms, clock_.NowMs());
+  UnixMs last_beat = clock_.NowMs();
+
+  // Three missed beats: offline, its offers leave search, no new leases.
+  clock_.AdvanceMs(31'000);
+  ASSERT_TRUE(broker_->CheckHosts().ok());
+  EXPECT_FALSE(broker_->HostOf(id)->online);
+  EXPECT_LT(broker_->HostOf(id)->reliability, 1.0);
+  EXPECT_TRUE(broker_->SearchOffers({.machine_id = id}).empty());
+  EXPECT_EQ(Rent(renter, id, 1, 2).status().code(), Code::kNotAvailable);
+  // Back before the grace period ends: online again, the lease goes on.
+  ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
+  last_beat = clock_.NowMs();
+  ASSERT_TRUE(broker_->CheckHosts().ok());
+  EXPECT_TRUE(broker_->HostOf(id)->online);
+  EXPECT_EQ(broker_->SearchOffers({.machine_id = id}).size(), 1u);
+  // Then gone for good: past the 5-minute grace the lease ends host_lost.
+  clock_.AdvanceMs(5 * 60'000 + 1);
+  ASSERT_TRUE(broker_->SettleAll().ok());  // a tick meanwhile bills up to now...
+  ASSERT_TRUE(broker_->CheckHosts().ok());
+  auto l = broker_->GetLease(renter.addr, lease.id).value();
+  EXPECT_EQ(l.state, market::LeaseState::kEnded);
+  EXPECT_EQ(l.end_reason, market::EndReason::kHostLost);
+  EXPECT_EQ(l.billed_ms, last_beat - l.started_ms) << "not billed after the last heartbeat";
+  ExpectAuditOk();
+
+  // Re-enrolling after a restart needs no valid token; a revoked token stops
+  // new machines only; a removed machine is refused.
+  ASSERT_TRUE(broker_->RevokeJoinToken(prov.addr, token->id).ok());
+  EXPECT_TRUE(broker_->EnrollMachine(agent.addr, "", Spec(2), "").ok());
+  EXPECT_EQ(broker_->EnrollMachine(other_agent.addr, token->token, Spec(1), "").status().code(),
+            Code::kUnauthenticated);
+  Reopen();  // tokens and enrollments are durable
+  EXPECT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
+  EXPECT_EQ(broker_->EnrollMachine(other_agent.addr, token->token, Spec(1), "").status().code(),
+            Code::kUnauthenticated);
+  EXPECT_EQ(broker_->RemoveMachine(renter.addr, id).status().code(), Code::kNotFound);
+  ASSERT_TRUE(broker_->RemoveMachine(prov.addr, id).ok());
+  EXPECT_EQ(broker_->Heartbeat(agent.addr, "{}").status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(broker_->EnrollMachine(agent.addr, "", Spec(2), "").status().code(), Code::kPermissionDenied);
+  EXPECT_TRUE(broker_->SearchOffers({.machine_id = id}).empty());
+  ExpectAuditOk();
+}
+
+}  // namespace
+}  // namespace grid::broker

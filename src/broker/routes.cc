@@ -87,6 +87,7 @@ class Api {
         auto o = b_->GetOffer(*id);
         if (!o.ok()) return Error(o.status());
         json::object out = api::EncodeOffer(o->offer, o->machine, o->rentable);
+        out["reliability"] = o->reliability ? json::value(*o->reliability) : json::value(nullptr);
         return Ok(out);
       }
     }
@@ -102,11 +103,14 @@ class Api {
     if (area == "machines") return Machines(req, seg, addr);
     if (area == "leases") return Leases(req, seg, addr);
     if (area == "admin" && seg.size() == 2 && seg[1] == "audit" && m == "GET") return Audit(addr);
+    if (area == "provider") return Provider(req, seg, addr);
+    if (area == "agent") return Agent(req, seg, addr);
     return Error(NotFound("no route for " + m + " " + req.path));
   }
 
   static bool KnownArea(std::string_view a) {
-    return a == "wallet" || a == "machines" || a == "leases" || a == "admin" || a == "auth" || a == "offers";
+    return a == "wallet" || a == "machines" || a == "leases" || a == "admin" || a == "auth" || a == "offers" ||
+           a == "provider" || a == "agent";
   }
 
   HttpResponse Login(const HttpRequest& req) {
@@ -155,9 +159,22 @@ class Api {
     return Error(NotFound("no route for " + req.method + " " + req.path));
   }
 
-  static HttpResponse MachineOut(const MachineView& v, int status = 200) {
-    return Json(status, api::EncodeMachine(v.machine, v.free_gpus));
+  static json::object MachineJson(const MachineView& v) {
+    json::object o = api::EncodeMachine(v.machine, v.free_gpus);
+    o["agent_address"] = v.machine.agent_address.empty() ? json::value(nullptr) : json::value(v.machine.agent_address);
+    o["removed"] = v.machine.removed;
+    if (v.host) {
+      o["online"] = v.host->online;
+      o["reliability"] = v.host->reliability;
+      o["last_seen"] = FormatTime(v.host->last_seen_ms);
+    } else {
+      o["online"] = nullptr;  // registered by hand: no agent reports on it
+      o["reliability"] = nullptr;
+      o["last_seen"] = nullptr;
+    }
+    return o;
   }
+  static HttpResponse MachineOut(const MachineView& v, int status = 200) { return Json(status, MachineJson(v)); }
 
   HttpResponse Machines(const HttpRequest& req, const std::vector<std::string_view>& seg, const std::string& addr) {
     if (seg.size() == 1 && req.method == "POST") {
@@ -169,7 +186,7 @@ class Api {
     }
     if (seg.size() == 1 && req.method == "GET") {
       json::array arr;
-      for (const auto& v : b_->ListMachines(addr)) arr.push_back(api::EncodeMachine(v.machine, v.free_gpus));
+      for (const auto& v : b_->ListMachines(addr)) arr.push_back(MachineJson(v));
       return Ok(json::object{{"machines", std::move(arr)}});
     }
     if (seg.size() < 2) return Error(NotFound("no route for " + req.method + " " + req.path));
@@ -177,6 +194,10 @@ class Api {
     if (!id.ok()) return Error(id.status());
     if (seg.size() == 2 && req.method == "GET") {
       auto v = b_->GetMachine(addr, *id);
+      return v.ok() ? MachineOut(*v) : Error(v.status());
+    }
+    if (seg.size() == 2 && req.method == "DELETE") {
+      auto v = b_->RemoveMachine(addr, *id);
       return v.ok() ? MachineOut(*v) : Error(v.status());
     }
     if (seg.size() == 3 && seg[2] == "offer" && req.method == "PUT") {
@@ -213,6 +234,71 @@ class Api {
     return Error(NotFound("no route for " + req.method + " " + req.path));
   }
 
+  HttpResponse Provider(const HttpRequest& req, const std::vector<std::string_view>& seg, const std::string& addr) {
+    auto token_json = [](const JoinToken& t) {
+      json::object o{{"id", t.id}, {"expires_at", FormatTime(t.expires_ms)}, {"revoked", t.revoked}};
+      if (!t.token.empty()) o["token"] = t.token;
+      return o;
+    };
+    if (seg.size() == 2 && seg[1] == "join-tokens" && req.method == "POST") {
+      int64_t ttl_s = 24 * 3600;
+      if (!req.body.empty()) {
+        auto obj = api::ParseObject(req.body);
+        if (!obj.ok()) return Error(obj.status());
+        api::Fields f(*obj);
+        if (auto st = f.OnlyKnown({"ttl_seconds"}); !st.ok()) return Error(st);
+        auto ttl = f.OptInt("ttl_seconds", ttl_s, 60, 365LL * 24 * 3600);
+        if (!ttl.ok()) return Error(ttl.status());
+        ttl_s = *ttl;
+      }
+      auto t = b_->CreateJoinToken(addr, ttl_s * 1000);
+      return t.ok() ? Json(201, token_json(*t)) : Error(t.status());
+    }
+    if (seg.size() == 3 && seg[1] == "join-tokens" && req.method == "DELETE") {
+      auto t = b_->RevokeJoinToken(addr, std::string(seg[2]));
+      return t.ok() ? Ok(token_json(*t)) : Error(t.status());
+    }
+    return Error(NotFound("no route for " + req.method + " " + req.path));
+  }
+
+  HttpResponse Agent(const HttpRequest& req, const std::vector<std::string_view>& seg, const std::string& addr) {
+    if (seg.size() == 2 && seg[1] == "enroll" && req.method == "POST") {
+      auto obj = api::ParseObject(req.body);
+      if (!obj.ok()) return Error(obj.status());
+      api::Fields f(*obj);
+      if (auto st = f.OnlyKnown({"join_token", "spec"}); !st.ok()) return Error(st);
+      auto token = f.OptString("join_token", "");
+      if (!token.ok()) return Error(token.status());
+      const json::value* sv = obj->if_contains("spec");
+      if (!sv || !sv->is_object()) return Error(InvalidArgument("spec: required, the machine's detected spec"));
+      auto spec = api::DecodeMachineSpec(json::serialize(*sv));
+      if (!spec.ok()) return Error(Status(spec.status().code(), "spec." + spec.status().message()));
+      auto v = b_->EnrollMachine(addr, *token, std::move(spec->spec), std::move(spec->canonical_json));
+      return v.ok() ? MachineOut(*v, 201) : Error(v.status());
+    }
+    if (seg.size() == 2 && seg[1] == "heartbeat" && req.method == "POST") {
+      std::string health = "{}";
+      if (!req.body.empty()) {
+        auto obj = api::ParseObject(req.body);
+        if (!obj.ok()) return Error(obj.status());
+        api::Fields f(*obj);
+        if (auto st = f.OnlyKnown({"gpus", "note"}); !st.ok()) return Error(st);
+        health = json::serialize(*obj);
+      }
+      auto leases = b_->Heartbeat(addr, health);
+      if (!leases.ok()) return Error(leases.status());
+      json::array arr;
+      for (const auto& al : *leases) {
+        json::object o = api::EncodeLease(al.lease, b_->RunningMs(al.lease));
+        o["paid_until"] = al.paid_until_ms ? json::value(FormatTime(al.paid_until_ms)) : json::value(nullptr);
+        arr.push_back(std::move(o));
+      }
+      return Ok(json::object{{"heartbeat_seconds", static_cast<double>(b_->options().heartbeat_ms) / 1000.0},
+                             {"leases", std::move(arr)}});
+    }
+    return Error(NotFound("no route for " + req.method + " " + req.path));
+  }
+
   HttpResponse SearchOffers(const HttpRequest& req) {
     market::OfferFilter f;
     for (const auto& [k, v] : req.query) {
@@ -240,7 +326,11 @@ class Api {
       }
     }
     json::array arr;
-    for (const auto& v : b_->SearchOffers(f)) arr.push_back(api::EncodeOffer(v.offer, v.machine));
+    for (const auto& v : b_->SearchOffers(f)) {
+      json::object o = api::EncodeOffer(v.offer, v.machine);
+      o["reliability"] = v.reliability ? json::value(*v.reliability) : json::value(nullptr);
+      arr.push_back(std::move(o));
+    }
     return Ok(json::object{{"offers", std::move(arr)}});
   }
 

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -67,12 +68,22 @@ int RunServer(ServerOptions o) {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+  // The ticker: host checks every heartbeat period (or tick, if shorter),
+  // settlement every tick.
   std::thread ticker([&] {
+    const int64_t wake_ms = std::min(o.broker.tick_ms, o.broker.heartbeat_ms);
+    int64_t since_settle_ms = 0;
     std::unique_lock lock(mu);
-    while (!cv.wait_for(lock, std::chrono::milliseconds(o.broker.tick_ms), [&] { return stopping; })) {
+    while (!cv.wait_for(lock, std::chrono::milliseconds(wake_ms), [&] { return stopping; })) {
       lock.unlock();
-      Status s = (*broker)->SettleAll();
-      if (!s.ok()) std::fprintf(stderr, "grid broker: settlement: %s\n", s.ToString().c_str());
+      Status h = (*broker)->CheckHosts();
+      if (!h.ok()) std::fprintf(stderr, "grid broker: host check: %s\n", h.ToString().c_str());
+      since_settle_ms += wake_ms;
+      if (since_settle_ms >= o.broker.tick_ms) {
+        since_settle_ms = 0;
+        Status s = (*broker)->SettleAll();
+        if (!s.ok()) std::fprintf(stderr, "grid broker: settlement: %s\n", s.ToString().c_str());
+      }
       lock.lock();
     }
   });

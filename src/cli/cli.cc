@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -256,6 +257,17 @@ void AddMachines(CLI::App& app, Globals& g, Run& run) {
       return Status::Ok();
     };
   });
+  auto* rm = ms->add_subcommand("remove", "Revoke a host: no more offers, its agent is refused, its leases end");
+  rm->add_option("machine_id", id, "Machine id")->required();
+  rm->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("DELETE", "/v1/machines/" + std::to_string(id)));
+      if (g.json) PrintJson(r);
+      else std::printf("machine %s removed\n", Str(r, "id").c_str());
+      return Status::Ok();
+    };
+  });
   auto* ul = ms->add_subcommand("unlist", "Stop offering a machine (running leases go on)");
   ul->add_option("machine_id", id, "Machine id")->required();
   ul->callback([&] {
@@ -422,12 +434,69 @@ void AddBroker(CLI::App& app, Run& run) {
   b->add_option("--chain-id", o.broker.chain_id, "Chain id for SIWE and signed orders");
   b->add_option("--admin", o.broker.admins, "Address allowed to run the audit API (repeatable)");
   b->add_option("--threads", o.threads, "HTTP threads")->check(CLI::Range(1, 64));
+  static std::string heartbeat = "10", grace = "300";
+  b->add_option("--heartbeat", heartbeat, "Agents' heartbeat period in seconds (offline after 3 missed)");
+  b->add_option("--host-grace", grace, "Seconds a lease survives its host being offline (then host_lost)");
   b->callback([&] {
     run = [&]() -> Status {
       GRID_ASSIGN_OR_RETURN(Micros tick_micros, ParseMoney(tick, "--tick"));  // seconds with <= 6 decimals
       o.broker.tick_ms = tick_micros / 1000;
+      GRID_ASSIGN_OR_RETURN(Micros hb, ParseMoney(heartbeat, "--heartbeat"));
+      GRID_ASSIGN_OR_RETURN(Micros gr, ParseMoney(grace, "--host-grace"));
+      o.broker.heartbeat_ms = hb / 1000;
+      o.broker.host_grace_ms = gr / 1000;
       int rc = broker::RunServer(o);
       if (rc != 0) std::exit(rc);
+      return Status::Ok();
+    };
+  });
+}
+
+// Durations such as "90s", "30m", "24h", "7d"; a bare number is seconds.
+Result<int64_t> ParseDurationSeconds(const std::string& text, std::string_view what) {
+  if (text.empty()) return InvalidArgument(std::string(what) + ": empty");
+  int64_t unit = 1;
+  std::string digits = text;
+  switch (text.back()) {
+    case 's': unit = 1; digits.pop_back(); break;
+    case 'm': unit = 60; digits.pop_back(); break;
+    case 'h': unit = 3600; digits.pop_back(); break;
+    case 'd': unit = 86400; digits.pop_back(); break;
+    default: break;
+  }
+  if (digits.empty() || digits.size() > 9 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
+    return InvalidArgument(std::string(what) + ": expected a duration such as 90s, 30m, 24h or 7d");
+  return std::stoll(digits) * unit;
+}
+
+void AddProvider(CLI::App& app, Globals& g, Run& run) {
+  auto* p = app.add_subcommand("provider", "Provider tools: join tokens that enroll `grid agent` hosts");
+  p->require_subcommand(1);
+  auto* jt = p->add_subcommand("join-token", "Tokens that let agents enroll machines under your account");
+  jt->require_subcommand(1);
+  static std::string ttl = "24h", token;
+  auto* cr = jt->add_subcommand("create", "Create a join token (one token serves a whole fleet)");
+  cr->add_option("--ttl", ttl, "Lifetime, e.g. 24h, 7d (1 minute to 365 days)");
+  cr->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(int64_t secs, ParseDurationSeconds(ttl, "--ttl"));
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      json::value body = json::object{{"ttl_seconds", secs}};
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/provider/join-tokens", &body));
+      if (g.json) PrintJson(json::object{{"token", Str(r, "token")}, {"id", Str(r, "id")}, {"expires_at", Str(r, "expires_at")}});
+      else std::printf("%s\n(id %s, expires %s; shown once — keep it like a password)\n", Str(r, "token").c_str(),
+                       Str(r, "id").c_str(), Str(r, "expires_at").c_str());
+      return Status::Ok();
+    };
+  });
+  auto* rv = jt->add_subcommand("revoke", "Stop new enrollments with a token (enrolled hosts stay)");
+  rv->add_option("token", token, "The token, or its id")->required();
+  rv->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("DELETE", "/v1/provider/join-tokens/" + net::UrlEncode(token)));
+      if (g.json) PrintJson(r);
+      else std::printf("join token %s revoked\n", Str(r, "id").c_str());
       return Status::Ok();
     };
   });
@@ -500,6 +569,7 @@ int Main(int argc, char** argv) {
   AddLogin(app, g, run);
   AddWallet(app, g, run);
   AddMachines(app, g, run);
+  AddProvider(app, g, run);
   AddOffers(app, g, run);
   AddLeases(app, g, run);
   AddAdmin(app, g, run);

@@ -38,6 +38,14 @@ std::vector<ledger::Transfer> HoldTransfers(const Lease& lease, Micros amount) {
                std::string(ledger::kEscrow), amount, ledger::TransferKind::kHold, lease.created_ms, "hold")};
 }
 
+UnixMs PaidUntil(const Lease& lease) {
+  if (lease.state != LeaseState::kRunning) return 0;
+  Micros budget = lease.charged + lease.held;
+  int64_t elapsed = MaxElapsedFor(lease.price_per_hour, budget);
+  if (elapsed > INT64_MAX - lease.started_ms) return INT64_MAX;
+  return lease.started_ms + elapsed;
+}
+
 int64_t RunningMs(const Lease& lease, UnixMs now_ms) {
   if (lease.state != LeaseState::kRunning) return lease.billed_ms;
   return std::max<int64_t>(lease.billed_ms, now_ms - lease.started_ms);

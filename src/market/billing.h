@@ -53,4 +53,9 @@ Result<Settlement> Settle(const Lease& lease, const SettleOptions& opts);
 // Running time the lease has to its credit at `now` (0 unless running).
 int64_t RunningMs(const Lease& lease, UnixMs now_ms);
 
+// The moment the money already held for a running lease runs out: what the
+// agent may keep the workload running to if the broker becomes unreachable.
+// 0 for a lease that is not running.
+UnixMs PaidUntil(const Lease& lease);
+
 }  // namespace grid::market

@@ -485,3 +485,23 @@ TEST(BillingProperty, RandomTicksKeepTheBooks) {
 
 }  // namespace
 }  // namespace grid::market
+
+namespace grid::market {
+namespace {
+
+TEST(PaidUntil, IsWhereTheHoldRunsOut) {
+  Lease l;
+  l.state = LeaseState::kRunning;
+  l.started_ms = 1'000'000;
+  l.price_per_hour = 36'000'000;  // 10 micro-USD per ms
+  l.charged = 50'000;             // 5 s billed
+  l.held = 100'000;               // 10 s more
+  EXPECT_EQ(PaidUntil(l), 1'000'000 + 15'000);
+  EXPECT_EQ(AccruedCharge(l.price_per_hour, PaidUntil(l) - l.started_ms).value(), l.charged + l.held);
+  EXPECT_GT(AccruedCharge(l.price_per_hour, PaidUntil(l) + 1 - l.started_ms).value(), l.charged + l.held);
+  l.state = LeaseState::kPending;
+  EXPECT_EQ(PaidUntil(l), 0);
+}
+
+}  // namespace
+}  // namespace grid::market

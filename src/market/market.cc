@@ -139,7 +139,7 @@ int Market::FreeGpus(int64_t machine_id) const {
 
 void Market::ForEachOffer(const std::function<bool(const Offer&)>& visit) const {
   for (const auto& [id, m] : machines_) {
-    if (!m.listing.listed) continue;
+    if (!m.listing.listed || m.removed) continue;
     int free = FreeGpus(id);
     for (int n = m.listing.min_chunk; n <= free; n += m.listing.min_chunk) {
       Offer o{id * kOfferIdBase + n, id, n, m.listing.price_per_gpu_hour * n, &m};
@@ -154,6 +154,7 @@ std::vector<Offer> Market::Search(const OfferFilter& f) const {
   std::string want_geo = f.geolocation ? Fold(*f.geolocation) : "";
   ForEachOffer([&](const Offer& o) {
     if (f.machine_id && o.machine_id != *f.machine_id) return true;
+    if (f.hide_machine && f.hide_machine(o.machine_id)) return true;
     if (f.min_gpus && o.num_gpus < *f.min_gpus) return true;
     if (f.max_dph_total && o.dph_total > *f.max_dph_total) return true;
     if (f.gpu_name && Fold(o.machine->spec.gpu_name) != want_gpu) return true;

@@ -49,6 +49,8 @@ struct OfferFilter {
   std::optional<std::string> geolocation;
   std::optional<int64_t> machine_id;
   int limit = 64;
+  // Machines whose offers are hidden (offline hosts), applied before limit.
+  std::function<bool(int64_t machine_id)> hide_machine;
 };
 
 class Market {

@@ -28,6 +28,8 @@
 
 #include <linux/magic.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>

@@ -23,8 +23,20 @@
 // session with no parent-death signal: an agent that dies leaves them running.
 //
 // Requires root on the host and kernel >= 5.12 (mount_setattr).
-// Not yet done: v2 device control (needs BPF; GPUs are then exposed to the
-// lease only through CUDA_VISIBLE_DEVICES), v2 paths are untested here.
+//
+// Ending: when the command exits, the init writes its wait status to `exit`
+// and exits, which kills the rest of the namespace. Poll works without being
+// the parent: the lease runs while its pids cgroup has a member. A Stop that
+// had to SIGKILL the init reports "signal 9"; an unsuccessful end of a lease
+// that saw an OOM kill reports "oom".
+//
+// Not yet done: v2 device control (needs BPF; on a pure v2 host GPUs are
+// limited only through CUDA_VISIBLE_DEVICES); the v2 paths are untested (the
+// machines here are v1/v2 hybrids: v1 is used whenever v2 lacks memory, cpu
+// or pids); no test proves the device cgroup (no /dev/nvidia* here); an init
+// orphaned by a dead agent is reaped by the host's PID 1 (a zombie remains
+// where PID 1 does not reap); a Start interrupted by an agent crash before
+// its state file is written leaves a dir that blocks that lease id.
 //
 // Thread safety: as Runtime.
 #pragma once

@@ -8,10 +8,12 @@
 #include <iostream>
 #include <iterator>
 
+#include "agent/agent.h"
+#include "agent/gpu/gpu_probe.h"
 #include "api/codec.h"
 #include "broker/server.h"
 #include "cli/admin.h"
-#include "cli/client.h"
+#include "client/broker_client.h"
 #include "cli/table.h"
 #include "core/clock.h"
 #include "core/money.h"
@@ -21,6 +23,13 @@
 #include "crypto/keystore.h"
 
 namespace grid::cli {
+
+using client::BrokerClient;
+using client::KeyFileAddress;
+using client::KeyPassword;
+using client::LoadKey;
+using client::LoginResult;
+namespace json = boost::json;
 namespace {
 
 struct Globals {
@@ -502,6 +511,30 @@ void AddProvider(CLI::App& app, Globals& g, Run& run) {
   });
 }
 
+void AddAgent(CLI::App& app, Globals& g, Run& run) {
+  static agent::AgentOptions o;
+  auto* a = app.add_subcommand("agent", "Run the provider agent on a GPU host (one per host)");
+  a->add_option("--join-token", o.join_token, "Join token from `grid provider join-token create` (first run)")
+      ->envname("GRID_JOIN_TOKEN");
+  a->add_option("--state-dir", o.state_dir, "Machine key and workload state")->required();
+  a->add_option("--simulate-gpus", o.simulate_gpus,
+                "Simulated GPUs for hosts without any, e.g. 8xH100-SXM-80GB (test fixture; listed as simulated)");
+  a->add_option("--runtime", o.runtime, "Workload runtime: process");
+  a->add_option("--geolocation", o.site.geolocation, "Two-letter country code of this host")->required();
+  a->add_flag("--datacenter", o.site.datacenter, "This host is in a data center");
+  a->add_option("--inet-up", o.site.inet_up_mbps, "Upload bandwidth, Mbps");
+  a->add_option("--inet-down", o.site.inet_down_mbps, "Download bandwidth, Mbps");
+  a->add_option("--grace", o.grace_ms, "Milliseconds between SIGTERM and SIGKILL when a lease stops");
+  a->callback([&] {
+    run = [&]() -> Status {
+      o.broker_url = g.broker;
+      int rc = agent::RunAgent(o);
+      if (rc != 0) std::exit(rc);
+      return Status::Ok();
+    };
+  });
+}
+
 void AddLogin(CLI::App& app, Globals& g, Run& run) {
   auto* l = app.add_subcommand("login", "Sign in with Ethereum (EIP-4361) and cache the session token");
   l->callback([&] {
@@ -570,6 +603,7 @@ int Main(int argc, char** argv) {
   AddWallet(app, g, run);
   AddMachines(app, g, run);
   AddProvider(app, g, run);
+  AddAgent(app, g, run);
   AddOffers(app, g, run);
   AddLeases(app, g, run);
   AddAdmin(app, g, run);

@@ -13,7 +13,7 @@
 #include "crypto/keys.h"
 #include "net/http.h"
 
-namespace grid::cli {
+namespace grid::client {
 
 namespace json = boost::json;
 
@@ -31,6 +31,10 @@ struct LoginResult {
 class BrokerClient {
  public:
   static Result<std::unique_ptr<BrokerClient>> Create(const std::string& broker_url, const std::string& key_path);
+  // A client signing with a key held in memory (the agent's machine key);
+  // tokens are cached under `home` instead of $GRID_HOME.
+  static Result<std::unique_ptr<BrokerClient>> CreateWithKey(const std::string& broker_url,
+                                                              const crypto::PrivateKey& key, std::string home);
 
   // Unauthenticated call.
   Result<json::value> Call(std::string_view method, std::string_view path, const json::value* body = nullptr);
@@ -50,9 +54,12 @@ class BrokerClient {
                            const std::string* token, int* http_status);
   std::string TokenPath(const std::string& address) const;
 
+  Result<std::string> Address();
+
   std::unique_ptr<net::HttpClient> http_;
   std::string url_, key_path_;
   std::optional<crypto::PrivateKey> key_;
+  std::string home_;  // empty: $GRID_HOME or ~/.grid
 };
 
-}  // namespace grid::cli
+}  // namespace grid::client

@@ -1,4 +1,4 @@
-#include "cli/client.h"
+#include "client/broker_client.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 #include "crypto/keystore.h"
 #include "crypto/siwe.h"
 
-namespace grid::cli {
+namespace grid::client {
 namespace {
 
 std::string GridHome() {
@@ -78,6 +78,19 @@ Result<std::unique_ptr<BrokerClient>> BrokerClient::Create(const std::string& br
   return std::unique_ptr<BrokerClient>(new BrokerClient(std::move(http), url, key_path));
 }
 
+Result<std::unique_ptr<BrokerClient>> BrokerClient::CreateWithKey(const std::string& broker_url,
+                                                                 const crypto::PrivateKey& key, std::string home) {
+  GRID_ASSIGN_OR_RETURN(auto c, Create(broker_url, ""));
+  c->key_ = key;
+  c->home_ = std::move(home);
+  return c;
+}
+
+Result<std::string> BrokerClient::Address() {
+  if (key_) return crypto::AddressOf(*key_).ToLowerHex();
+  return KeyFileAddress(key_path_);
+}
+
 Result<crypto::PrivateKey> BrokerClient::Key() {
   if (!key_) {
     GRID_ASSIGN_OR_RETURN(crypto::PrivateKey k, LoadKey(key_path_));
@@ -89,7 +102,7 @@ Result<crypto::PrivateKey> BrokerClient::Key() {
 std::string BrokerClient::TokenPath(const std::string& address) const {
   std::string safe;
   for (char c : url_) safe.push_back(std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
-  return GridHome() + "/tokens/" + address + "@" + safe + ".json";
+  return (home_.empty() ? GridHome() : home_) + "/tokens/" + address + "@" + safe + ".json";
 }
 
 Result<json::value> BrokerClient::Send(std::string_view method, std::string_view path, const json::value* body,
@@ -171,7 +184,7 @@ Result<LoginResult> BrokerClient::Login() {
 }
 
 Result<json::value> BrokerClient::AuthCall(std::string_view method, std::string_view path, const json::value* body) {
-  GRID_ASSIGN_OR_RETURN(std::string address, KeyFileAddress(key_path_));
+  GRID_ASSIGN_OR_RETURN(std::string address, Address());
   std::string token;
   if (auto cached = crypto::ReadFileToString(TokenPath(address)); cached.ok()) {
     boost::system::error_code ec;
@@ -195,4 +208,4 @@ Result<json::value> BrokerClient::AuthCall(std::string_view method, std::string_
   return Send(method, path, body, &login.token, &status);
 }
 
-}  // namespace grid::cli
+}  // namespace grid::client

@@ -1,0 +1,278 @@
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "agent/gpu/host_facts.h"
+#include "agent/runtime/process_runtime.h"
+#include "crypto/hex.h"
+#include "crypto/keys.h"
+#include "crypto/keystore.h"
+
+namespace grid::agent {
+namespace {
+
+namespace json = boost::json;
+
+std::string LeaseKey(int64_t id) { return "lease-" + std::to_string(id); }
+
+// The machine's own key: created once, mode 0600, hex like an SSH host key.
+Result<crypto::PrivateKey> MachineKey(const std::string& state_dir) {
+  std::string path = state_dir + "/machine.key";
+  if (auto text = crypto::ReadFileToString(path); text.ok()) return crypto::PrivateKeyFromHex(*text);
+  GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, crypto::GeneratePrivateKey());
+  GRID_RETURN_IF_ERROR(crypto::WriteKeyFile(path, crypto::HexEncode(key.bytes) + "\n"));
+  return key;
+}
+
+json::value ToJson(const SpecValue& v) {
+  return std::visit([](const auto& x) { return json::value(x); }, v);
+}
+
+std::string Str(const json::object& o, std::string_view k) {
+  const json::value* v = o.if_contains(k);
+  return v && v->is_string() ? std::string(v->get_string()) : "";
+}
+
+int64_t Int(const json::object& o, std::string_view k) {
+  const json::value* v = o.if_contains(k);
+  return v && v->is_int64() ? v->get_int64() : 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock) {
+  if (o.state_dir.empty()) return InvalidArgument("--state-dir: required");
+  std::error_code ec;
+  std::filesystem::create_directories(o.state_dir, ec);
+  if (ec) return Unavailable("--state-dir " + o.state_dir + ": " + ec.message());
+  ::chmod(o.state_dir.c_str(), 0711);  // lease users reach their own work dirs below it
+  std::unique_ptr<Agent> a(new Agent(std::move(o), clock));
+  if (!a->o_.simulate_gpus.empty()) {
+    GRID_ASSIGN_OR_RETURN(a->probe_, NewSimulatedProbe(a->o_.simulate_gpus));
+  } else {
+    a->probe_ = NewNvmlProbe();
+  }
+  if (a->o_.runtime != "process")
+    return InvalidArgument("--runtime " + a->o_.runtime + ": this build has the process runtime only");
+  ProcessRuntimeOptions ro;
+  ro.state_dir = a->o_.state_dir + "/runtime";
+  GRID_ASSIGN_OR_RETURN(a->runtime_, NewProcessRuntime(ro));
+  GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, MachineKey(a->o_.state_dir));
+  GRID_ASSIGN_OR_RETURN(a->client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
+  return a;
+}
+
+Result<int64_t> Agent::Start() {
+  GRID_ASSIGN_OR_RETURN(inventory_, probe_->Inventory());
+  GRID_ASSIGN_OR_RETURN(host_, ProbeHost(o_.state_dir));
+  if (inventory_.gpus.empty())
+    return Unavailable(inventory_.note.empty() ? "no GPU found" : inventory_.note);
+  json::object spec;
+  for (const auto& [k, v] : BuildSpecFields(inventory_, host_, o_.site)) spec[k] = ToJson(v);
+  json::value body = json::object{{"join_token", o_.join_token}, {"spec", spec}};
+  GRID_ASSIGN_OR_RETURN(json::value m, client_->AuthCall("POST", "/v1/agent/enroll", &body));
+  machine_id_ = Int(m.as_object(), "id");
+  // Workloads that outlived a previous agent are taken back, not restarted.
+  GRID_ASSIGN_OR_RETURN(std::vector<std::string> adopted, runtime_->Adopt());
+  for (const std::string& key : adopted) {
+    Local l;
+    l.lease_id = std::stoll(key.substr(6));
+    l.reported_running = false;  // confirm with the broker on the next step
+    local_[key] = l;
+    std::fprintf(stderr, "grid agent: re-adopted %s\n", key.c_str());
+  }
+  return machine_id_;
+}
+
+json::object Agent::HealthJson() {
+  json::array gpus;
+  if (auto health = probe_->Health(); health.ok()) {
+    for (const GpuHealth& h : *health) {
+      json::object g{{"index", h.index}, {"ok", h.ok}};
+      if (h.utilization_pct) g["utilization_pct"] = *h.utilization_pct;
+      if (h.memory_used_pct) g["memory_used_pct"] = *h.memory_used_pct;
+      if (h.temperature_c) g["temperature_c"] = *h.temperature_c;
+      if (h.power_mw) g["power_mw"] = *h.power_mw;
+      if (h.energy_mj) g["energy_mj"] = *h.energy_mj;
+      if (!h.problem.empty()) g["problem"] = h.problem;
+      gpus.push_back(std::move(g));
+    }
+  }
+  json::object o{{"gpus", std::move(gpus)}};
+  if (inventory_.simulated) o["note"] = "simulated GPUs";
+  return o;
+}
+
+Status Agent::Report(int64_t lease_id, const std::string& state, const std::string& message) {
+  json::value body = json::object{{"state", state}, {"message", message}};
+  return client_->AuthCall("POST", "/v1/leases/" + std::to_string(lease_id) + "/status", &body).status();
+}
+
+Status Agent::StartLease(const json::object& lease) {
+  int64_t id = Int(lease, "id");
+  WorkloadSpec spec;
+  spec.lease_id = LeaseKey(id);
+  spec.image = Str(lease, "image");
+  for (const auto& v : lease.at("command").as_array()) spec.command.emplace_back(v.as_string());
+  for (const auto& v : lease.at("env").as_array()) spec.env.emplace_back(v.as_string());
+  for (const auto& v : lease.at("gpus").as_array()) {
+    int idx = static_cast<int>(v.as_int64());
+    spec.gpu_indices.push_back(idx);
+    for (const GpuInfo& g : inventory_.gpus)
+      if (g.index == idx && !inventory_.simulated) spec.gpu_uuids.push_back(g.uuid);
+  }
+  if (spec.command.empty()) spec.command = {"/bin/sh", "-c", "echo no command given; sleep infinity"};
+  // CPU and memory in proportion to the GPUs rented.
+  size_t n = std::max<size_t>(1, inventory_.gpus.size());
+  spec.cpu_millicores = static_cast<int64_t>(host_.cpu_cores) * 1000 * static_cast<int64_t>(spec.gpu_indices.size()) /
+                        static_cast<int64_t>(n);
+  spec.memory_limit_bytes = static_cast<int64_t>(host_.ram_bytes / n * spec.gpu_indices.size());
+  spec.pids_limit = o_.pids_limit;
+  spec.grace_ms = o_.grace_ms;
+  if (inventory_.simulated) spec.env.push_back("GRID_SIMULATED_GPUS=1");
+  Status s = runtime_->Start(spec);
+  if (!s.ok()) {
+    std::fprintf(stderr, "grid agent: lease %lld failed to start: %s\n", static_cast<long long>(id), s.message().c_str());
+    return Report(id, "failed", s.message());
+  }
+  local_[spec.lease_id] = Local{id, false, 0};
+  std::fprintf(stderr, "grid agent: lease %lld started\n", static_cast<long long>(id));
+  Status r = Report(id, "running", inventory_.simulated ? "started (simulated GPUs)" : "started");
+  if (r.ok()) local_[spec.lease_id].reported_running = true;
+  return r;
+}
+
+void Agent::StopLocal(const std::string& key, const char* why) {
+  std::fprintf(stderr, "grid agent: stopping %s: %s\n", key.c_str(), why);
+  Status s = runtime_->Stop(key, o_.grace_ms);
+  if (!s.ok()) std::fprintf(stderr, "grid agent: stop %s: %s\n", key.c_str(), s.ToString().c_str());
+  if (runtime_->Remove(key).ok()) local_.erase(key);
+}
+
+Status Agent::Reconcile(const json::array& leases) {
+  std::map<std::string, const json::object*> wanted;
+  for (const auto& v : leases) wanted[LeaseKey(Int(v.as_object(), "id"))] = &v.as_object();
+  // Workloads the broker no longer lists have ended there (stopped, out of
+  // money, host_lost): stop them here.
+  for (auto it = local_.begin(); it != local_.end();) {
+    std::string key = (it++)->first;
+    if (!wanted.contains(key)) StopLocal(key, "the lease ended at the broker");
+  }
+  Status first;
+  for (const auto& [key, lease] : wanted) {
+    auto local = local_.find(key);
+    if (local == local_.end()) {
+      Status s = StartLease(*lease);
+      if (!s.ok() && first.ok()) first = s;
+      continue;
+    }
+    const json::value* pu = lease->if_contains("paid_until");
+    if (pu && pu->is_string()) ParseTime(pu->get_string(), &local->second.paid_until_ms);
+    auto status = runtime_->Poll(key);
+    if (!status.ok()) continue;
+    if (status->state == WorkloadState::kRunning) {
+      if (!local->second.reported_running || Str(*lease, "state") == "pending") {
+        if (Report(local->second.lease_id, "running", "re-adopted").ok()) local->second.reported_running = true;
+      }
+      continue;
+    }
+    // The workload ended by itself.
+    bool ok = status->state == WorkloadState::kExited;
+    Status r = Report(local->second.lease_id, ok ? "ended" : "failed", status->reason);
+    if (r.ok() || r.code() == Code::kConflict) {
+      if (runtime_->Remove(key).ok()) local_.erase(key);
+    } else if (first.ok()) {
+      first = r;
+    }
+  }
+  return first;
+}
+
+void Agent::EnforceDeadlines() {
+  // The broker is unreachable: keep each workload only while it is paid for.
+  UnixMs now = clock_->NowMs();
+  for (auto it = local_.begin(); it != local_.end();) {
+    std::string key = it->first;
+    const Local& l = (it++)->second;
+    if (l.paid_until_ms > 0 && now > l.paid_until_ms + o_.grace_ms) StopLocal(key, "paid-until passed and the broker is unreachable");
+  }
+}
+
+int64_t Agent::Step() {
+  json::value body = HealthJson();
+  auto r = client_->AuthCall("POST", "/v1/agent/heartbeat", &body);
+  if (!r.ok()) {
+    ++failures_;
+    std::fprintf(stderr, "grid agent: heartbeat failed (%d in a row): %s\n", failures_, r.status().message().c_str());
+    EnforceDeadlines();
+    // Exponential backoff with jitter, capped at 30 s.
+    int64_t backoff = std::min<int64_t>(30'000, 500LL << std::min(failures_, 6));
+    static thread_local std::mt19937_64 rng(std::random_device{}());
+    return backoff / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(backoff / 2 + 1));
+  }
+  failures_ = 0;
+  const json::object& o = r->as_object();
+  if (const json::value* hb = o.if_contains("heartbeat_seconds"); hb && hb->is_number())
+    heartbeat_ms_ = std::max<int64_t>(100, static_cast<int64_t>(hb->to_number<double>() * 1000));
+  Status s = Reconcile(o.at("leases").as_array());
+  if (!s.ok()) std::fprintf(stderr, "grid agent: %s\n", s.ToString().c_str());
+  return heartbeat_ms_;
+}
+
+int Agent::Run(const std::atomic<bool>& stop) {
+  for (int attempt = 0; !stop; ++attempt) {
+    auto id = Start();
+    if (id.ok()) {
+      std::printf("grid agent: machine %lld enrolled with %zu %sGPU(s) (%s); heartbeat to %s\n",
+                  static_cast<long long>(*id), inventory_.gpus.size(), inventory_.simulated ? "SIMULATED " : "",
+                  inventory_.gpus.empty() ? "" : inventory_.gpus[0].name.c_str(), o_.broker_url.c_str());
+      std::fflush(stdout);
+      break;
+    }
+    if (id.status().code() == Code::kUnauthenticated || id.status().code() == Code::kPermissionDenied ||
+        id.status().code() == Code::kInvalidArgument) {
+      std::fprintf(stderr, "grid agent: %s\n", id.status().message().c_str());
+      return 1;
+    }
+    // No GPU (no driver) or no broker yet: say so and keep trying.
+    std::fprintf(stderr, "grid agent: %s; retrying\n", id.status().message().c_str());
+    for (int i = 0; i < 50 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  while (!stop) {
+    int64_t wait_ms = Step();
+    for (int64_t waited = 0; waited < wait_ms && !stop; waited += 50)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // Workloads keep running: an agent restart re-adopts them.
+  return 0;
+}
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int RunAgent(AgentOptions options) {
+  SystemClock clock;
+  auto agent = Agent::Create(std::move(options), &clock);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "grid agent: %s\n", agent.status().message().c_str());
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  return (*agent)->Run(g_stop);
+}
+
+}  // namespace grid::agent

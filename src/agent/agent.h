@@ -1,0 +1,86 @@
+// The provider agent (`grid agent`): one per GPU host. It detects the GPUs,
+// enrolls the machine under its provider with a join token, keeps one
+// outbound connection to the broker (a heartbeat every few seconds carrying
+// GPU health; the answer lists the machine's active leases), runs those
+// leases' workloads through a Runtime, reports them running / ended / failed,
+// and stops workloads the broker ended or that are no longer paid for.
+//
+// The host needs no inbound port. A broker that cannot be reached is retried
+// with backoff and jitter; meanwhile each workload runs until its paid-until
+// time plus the grace period, then is stopped locally. An agent restart
+// re-adopts running workloads from the state dir (never starts one twice).
+//
+// Thread safety: an Agent is driven by one thread (Run or Step).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent/gpu/gpu_probe.h"
+#include "agent/gpu/spec_fields.h"
+#include "agent/runtime/runtime.h"
+#include "client/broker_client.h"
+#include "core/clock.h"
+#include "core/status.h"
+
+namespace grid::agent {
+
+struct AgentOptions {
+  std::string broker_url;
+  std::string join_token;         // needed for the first enrollment only
+  std::string state_dir;          // machine key, runtime state, token cache
+  std::string simulate_gpus;      // "8xH100-SXM-80GB": simulated GPUs (test fixture)
+  std::string runtime = "process";
+  AgentSiteConfig site;
+  int grace_ms = 10'000;          // SIGTERM -> SIGKILL when a lease stops
+  int64_t pids_limit = 4096;      // per lease
+};
+
+class Agent {
+ public:
+  static Result<std::unique_ptr<Agent>> Create(AgentOptions options, const Clock* clock);
+
+  // Enrolls (or re-enrolls) and adopts surviving workloads. Returns the
+  // machine id. FailedPrecondition-like kUnavailable when no GPU was found.
+  Result<int64_t> Start();
+  // One heartbeat and reconciliation round. Returns the broker's requested
+  // heartbeat period in ms (or a backoff after a failure).
+  int64_t Step();
+  // Start(), then Step() until `stop` becomes true.
+  int Run(const std::atomic<bool>& stop);
+
+  const GpuInventory& inventory() const { return inventory_; }
+
+ private:
+  struct Local {
+    int64_t lease_id = 0;
+    bool reported_running = false;
+    UnixMs paid_until_ms = 0;
+  };
+  Agent(AgentOptions o, const Clock* clock) : o_(std::move(o)), clock_(clock) {}
+  Status Reconcile(const boost::json::array& leases);
+  Status StartLease(const boost::json::object& lease);
+  Status Report(int64_t lease_id, const std::string& state, const std::string& message);
+  void StopLocal(const std::string& key, const char* why);
+  void EnforceDeadlines();
+  boost::json::object HealthJson();
+
+  AgentOptions o_;
+  const Clock* clock_;
+  std::unique_ptr<GpuProbe> probe_;
+  std::unique_ptr<Runtime> runtime_;
+  std::unique_ptr<client::BrokerClient> client_;
+  GpuInventory inventory_;
+  HostFacts host_;
+  int64_t machine_id_ = 0;
+  int64_t heartbeat_ms_ = 10'000;
+  int failures_ = 0;
+  std::map<std::string, Local> local_;  // runtime lease key "lease-<id>" -> state
+};
+
+// `grid agent`: blocks until SIGINT/SIGTERM; returns the exit code.
+int RunAgent(AgentOptions options);
+
+}  // namespace grid::agent

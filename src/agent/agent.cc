@@ -55,6 +55,15 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock)
   std::filesystem::create_directories(o.state_dir, ec);
   if (ec) return Unavailable("--state-dir " + o.state_dir + ": " + ec.message());
   ::chmod(o.state_dir.c_str(), 0711);  // lease users reach their own work dirs below it
+  // Workloads run as unprivileged uids: every folder above the state dir must
+  // let them pass (o+x), or their namespaces cannot be set up.
+  for (auto p = std::filesystem::absolute(o.state_dir).parent_path(); !p.empty(); p = p.parent_path()) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0)
+      return InvalidArgument("--state-dir: " + p.string() + " is not searchable by other users (chmod o+x " +
+                             p.string() + "); workloads run as unprivileged uids below it");
+    if (p == p.root_path()) break;
+  }
   std::unique_ptr<Agent> a(new Agent(std::move(o), clock));
   if (!a->o_.simulate_gpus.empty()) {
     GRID_ASSIGN_OR_RETURN(a->probe_, NewSimulatedProbe(a->o_.simulate_gpus));

@@ -395,6 +395,10 @@ Result<Lease> Broker::EndLeaseLocked(const Lease& lease, market::EndReason reaso
   o.end = true;
   o.end_reason = reason;
   o.bill_until_ms = bill_until_ms;
+  // An agent's host is never billed past its last sign of life, however the
+  // lease ends (renter stop, machine removed, host lost), as in SettleAll.
+  if (auto h = hosts_.find(lease.machine_id); h != hosts_.end())
+    o.bill_until_ms = o.bill_until_ms ? std::min(o.bill_until_ms, h->second.last_seen_ms) : h->second.last_seen_ms;
   GRID_ASSIGN_OR_RETURN(market::Settlement s, market::Settle(lease, o));
   int64_t id = s.lease.id;
   store::ChangeSet cs;
@@ -684,6 +688,7 @@ Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std:
   if (health_json.size() > 64 * 1024) return InvalidArgument("health: at most 64 KiB");
   std::lock_guard lock(mu_);
   const market::Machine* m = AgentMachineLocked(agent);
+  if (!m && agents_.contains(agent)) return PermissionDenied("this machine was removed by its provider");
   if (!m) return PermissionDenied("not an enrolled machine; run `grid agent --join-token …` first");
   HostState& h = hosts_[m->id];
   h.last_seen_ms = clock_->NowMs();

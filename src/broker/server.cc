@@ -74,16 +74,19 @@ int RunServer(ServerOptions o) {
     const int64_t wake_ms = std::min(o.broker.tick_ms, o.broker.heartbeat_ms);
     int64_t since_settle_ms = 0;
     std::unique_lock lock(mu);
-    while (!cv.wait_for(lock, std::chrono::milliseconds(wake_ms), [&] { return stopping; })) {
+    int64_t sleep_ms = wake_ms;
+    while (!cv.wait_for(lock, std::chrono::milliseconds(sleep_ms), [&] { return stopping; })) {
       lock.unlock();
       Status h = (*broker)->CheckHosts();
       if (!h.ok()) std::fprintf(stderr, "grid broker: host check: %s\n", h.ToString().c_str());
-      since_settle_ms += wake_ms;
+      since_settle_ms += sleep_ms;
+      // Wake for the next settlement exactly, not at the next multiple of wake_ms.
       if (since_settle_ms >= o.broker.tick_ms) {
         since_settle_ms = 0;
         Status s = (*broker)->SettleAll();
         if (!s.ok()) std::fprintf(stderr, "grid broker: settlement: %s\n", s.ToString().c_str());
       }
+      sleep_ms = std::min(wake_ms, o.broker.tick_ms - since_settle_ms);
       lock.lock();
     }
   });

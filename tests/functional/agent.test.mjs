@@ -1,0 +1,150 @@
+// `grid agent` end to end: a real agent process with simulated GPUs and the
+// process runtime enrolls with a join token, runs a renter's workload in its
+// namespaces, reports it, stops it when the renter stops, survives kill -9
+// with its workload re-adopted (not started twice). Needs root (namespaces,
+// cgroups), as CI has.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  GRID_BIN, SLOW, tempDir, startBroker, cliEnv, gridJson, grid, newKey, account, faucet, apiOk, api,
+  nonceInfo, leaseBody, sleep, auditDb,
+} from './lib.mjs';
+
+const root = process.getuid && process.getuid() === 0;
+
+// Starts `grid agent` and waits for its "enrolled" line; killed by PID at the end.
+async function startAgent(t, dir, broker, args) {
+  const proc = spawn(GRID_BIN, ['--broker', broker, 'agent', ...args], { env: cliEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  proc.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+  const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
+  let alive = true;
+  exited.then(() => (alive = false));
+  t.after(async () => {
+    if (alive) {
+      process.kill(proc.pid, 'SIGKILL');
+      await exited;
+    }
+  });
+  const deadline = Date.now() + 20000 * SLOW;
+  while (!/enrolled/.test(out)) {
+    if (!alive) throw new Error(`agent exited before enrolling:\n${err}`);
+    if (Date.now() > deadline) throw new Error(`agent did not enroll in time:\n${out}\n${err}`);
+    await sleep(50);
+  }
+  return { proc, exited, get stderr() { return err; }, get stdout() { return out; } };
+}
+
+async function waitFor(what, fn, ms = 15000 * SLOW) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+// Pids of processes whose command line contains `marker`.
+function processesWith(marker) {
+  const pids = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) pids.push(Number(p));
+    } catch {}
+  }
+  return pids;
+}
+
+test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it after kill -9', { skip: !root && 'needs root' }, async (t) => {
+  const dir = await tempDir(t);
+  fs.chmodSync(dir, 0o711);  // workloads run as unprivileged uids below the agent's state dir
+  const db = path.join(dir, 'b.db');
+  const b = await startBroker(t, { db, dir, tick: '0.5', extraArgs: ['--heartbeat', '0.5', '--host-grace', '60'] });
+  const prov = await newKey(dir, 'prov');
+  const tok = await gridJson(dir, ['provider', 'join-token', 'create', '--ttl', '1h'], { key: prov.key, broker: b.url });
+  assert.match(tok.token, /^gjt_/);
+  const stateDir = path.join(dir, 'agent');
+  const agentArgs = ['--state-dir', stateDir, '--simulate-gpus', '2xRTX-4090', '--geolocation', 'DE', '--grace', '500'];
+  let agent = await startAgent(t, dir, b.url, ['--join-token', tok.token, ...agentArgs]);
+  assert.match(agent.stdout, /2 SIMULATED GPU/);
+  assert.equal(fs.statSync(path.join(stateDir, 'machine.key')).mode & 0o777, 0o600);
+
+  const [machine] = (await gridJson(dir, ['machines', 'list'], { key: prov.key, broker: b.url })).machines;
+  assert.equal(machine.spec.simulated, true);
+  assert.equal(machine.spec.num_gpus, 2);
+  assert.equal(machine.online, true);
+  await gridJson(dir, ['machines', 'list-offer', String(machine.id), '--price-gpu', '0.35'], { key: prov.key, broker: b.url });
+  const offers = (await apiOk(b.url, 'GET', `/v1/offers?machine_id=${machine.id}`)).offers;
+  assert.ok(offers.every((o) => o.simulated === true), 'simulated in search');
+
+  // A workload that prints what it was given and keeps running.
+  const renter = await account(b.url);
+  await faucet(b.url, renter, '50');
+  const { chain_id } = await nonceInfo(b.url);
+  const marker = `grid-agent-test-${process.pid}-${Date.now()}`;
+  const body = await leaseBody(renter.wallet, chain_id, {
+    offerId: machine.id * 1000 + 2, gpus: 2, pricePerHourMicros: 700_000n,
+    command: ['sh', '-c', `echo "gpus=$CUDA_VISIBLE_DEVICES"; sleep 3600; true ${marker}`],
+  });
+  const lease = await apiOk(b.url, 'POST', '/v1/leases', body, renter.token);
+  let last;
+  const running = await waitFor('the lease to run', async () => {
+    last = await apiOk(b.url, 'GET', `/v1/leases/${lease.id}`, undefined, renter.token);
+    return last.state === 'running' && last;
+  }).catch((e) => {
+    throw new Error(`${e.message}: ${JSON.stringify(last)}\nagent:\n${agent.stderr}`);
+  });
+  assert.match(running.message, /simulated/);
+  await waitFor('the workload process', () => processesWith(marker).length === 1);
+  const pid = processesWith(marker)[0];
+
+  // kill -9 the agent: the workload goes on; a new agent re-adopts it.
+  agent.proc.kill('SIGKILL');
+  await agent.exited;
+  assert.deepEqual(processesWith(marker), [pid], 'the workload survives its agent');
+  agent = await startAgent(t, dir, b.url, agentArgs);  // no token needed the second time
+  await waitFor('re-adoption', () => /re-adopted lease-/.test(agent.stderr));
+  await sleep(1500 * SLOW);
+  assert.deepEqual(processesWith(marker), [pid], 'not started twice');
+  assert.equal((await apiOk(b.url, 'GET', `/v1/leases/${lease.id}`, undefined, renter.token)).state, 'running');
+
+  // The renter stops: the agent stops the workload; nothing of it survives.
+  await apiOk(b.url, 'POST', `/v1/leases/${lease.id}/stop`, undefined, renter.token);
+  await waitFor('the workload to be stopped', () => processesWith(marker).length === 0);
+
+  // A workload that ends by itself is reported ended (exited).
+  const body2 = await leaseBody(renter.wallet, chain_id, {
+    offerId: machine.id * 1000 + 1, gpus: 1, pricePerHourMicros: 350_000n, command: ['sh', '-c', 'echo done'],
+  });
+  const short = await apiOk(b.url, 'POST', '/v1/leases', body2, renter.token);
+  const ended = await waitFor('the short lease to end', async () => {
+    const l = await apiOk(b.url, 'GET', `/v1/leases/${short.id}`, undefined, renter.token);
+    return l.state === 'ended' && l;
+  });
+  assert.equal(ended.end_reason, 'exited');
+  // An image the process runtime cannot run fails clearly.
+  const body3 = await leaseBody(renter.wallet, chain_id, {
+    offerId: machine.id * 1000 + 1, gpus: 1, pricePerHourMicros: 350_000n, image: 'ubuntu:22.04', command: ['true'],
+  });
+  const bad = await apiOk(b.url, 'POST', '/v1/leases', body3, renter.token);
+  const failed = await waitFor('the bad image to fail', async () => {
+    const l = await apiOk(b.url, 'GET', `/v1/leases/${bad.id}`, undefined, renter.token);
+    return l.state === 'ended' && l;
+  });
+  assert.equal(failed.end_reason, 'failed');
+  assert.match(failed.message, /process runtime runs only --image host/);
+  assert.equal(failed.charged, '0.000000');
+
+  agent.proc.kill('SIGTERM');
+  await agent.exited;
+  await b.kill('SIGTERM');
+  const audit = await auditDb(dir, db);
+  assert.equal(audit.code, 0, audit.stdout + audit.stderr);
+});

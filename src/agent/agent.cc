@@ -47,6 +47,29 @@ int64_t Int(const json::object& o, std::string_view k) {
   return v && v->is_int64() ? v->get_int64() : 0;
 }
 
+// The longest prefix of `data` that is whole UTF-8 sequences, with invalid
+// bytes replaced by '?' one for one (so byte offsets stay those of the log).
+std::string Utf8Prefix(std::string_view data) {
+  std::string out;
+  size_t i = 0;
+  while (i < data.size()) {
+    auto c = static_cast<unsigned char>(data[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0) {
+      out.push_back('?');
+      ++i;
+      continue;
+    }
+    if (i + n > data.size()) break;  // a sequence cut at the chunk's end: next time
+    bool ok = true;
+    for (size_t k = 1; k < n; ++k) ok = ok && (static_cast<unsigned char>(data[i + k]) >> 6) == 2;
+    if (ok) out.append(data.substr(i, n));
+    else out.append(n, '?');
+    i += n;
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock) {
@@ -153,11 +176,34 @@ Status Agent::StartLease(const json::object& lease) {
     std::fprintf(stderr, "grid agent: lease %lld failed to start: %s\n", static_cast<long long>(id), s.message().c_str());
     return Report(id, "failed", s.message());
   }
-  local_[spec.lease_id] = Local{id, false, 0};
+  local_[spec.lease_id] = Local{id, false, 0, 0};
   std::fprintf(stderr, "grid agent: lease %lld started\n", static_cast<long long>(id));
   Status r = Report(id, "running", inventory_.simulated ? "started (simulated GPUs)" : "started");
   if (r.ok()) local_[spec.lease_id].reported_running = true;
   return r;
+}
+
+void Agent::ShipOutput(const std::string& key, Local& local) {
+  if (local.log_offset < 0) return;
+  for (int round = 0; round < 4; ++round) {  // at most 256 KiB per step
+    auto chunk = runtime_->ReadLogs(key, local.log_offset, 64 * 1024);
+    if (!chunk.ok()) return;
+    std::string data = Utf8Prefix(*chunk);
+    json::object body{{"offset", local.log_offset}, {"data", data}};
+    if (round == 0) {
+      if (auto st = runtime_->Poll(key); st.ok()) {
+        body["metering"] = json::object{{"wall_seconds", st->wall_seconds},
+                                        {"cpu_seconds", st->cpu_seconds},
+                                        {"peak_memory_bytes", st->peak_memory_bytes},
+                                        {"oom_kills", st->oom_kills}};
+      }
+    }
+    if (data.empty() && round > 0) return;
+    json::value v = std::move(body);
+    if (!client_->AuthCall("POST", "/v1/agent/leases/" + std::to_string(local.lease_id) + "/output", &v).ok()) return;
+    local.log_offset += static_cast<int64_t>(data.size());
+    if (data.size() < 32 * 1024) return;
+  }
 }
 
 void Agent::StopLocal(const std::string& key, const char* why) {
@@ -186,6 +232,8 @@ Status Agent::Reconcile(const json::array& leases) {
     }
     const json::value* pu = lease->if_contains("paid_until");
     if (pu && pu->is_string()) ParseTime(pu->get_string(), &local->second.paid_until_ms);
+    if (local->second.log_offset < 0) local->second.log_offset = Int(*lease, "log_offset");
+    ShipOutput(key, local->second);
     auto status = runtime_->Poll(key);
     if (!status.ok()) continue;
     if (status->state == WorkloadState::kRunning) {
@@ -194,7 +242,8 @@ Status Agent::Reconcile(const json::array& leases) {
       }
       continue;
     }
-    // The workload ended by itself.
+    // The workload ended by itself: its last words first, then the report.
+    ShipOutput(key, local->second);
     bool ok = status->state == WorkloadState::kExited;
     Status r = Report(local->second.lease_id, ok ? "ended" : "failed", status->reason);
     if (r.ok() || r.code() == Code::kConflict) {

@@ -58,6 +58,7 @@ class Agent {
     int64_t lease_id = 0;
     bool reported_running = false;
     UnixMs paid_until_ms = 0;
+    int64_t log_offset = -1;  // output already at the broker; -1: ask the heartbeat
   };
   Agent(AgentOptions o, const Clock* clock) : o_(std::move(o)), clock_(clock) {}
   Status Reconcile(const boost::json::array& leases);
@@ -65,6 +66,8 @@ class Agent {
   Status Report(int64_t lease_id, const std::string& state, const std::string& message);
   void StopLocal(const std::string& key, const char* why);
   void EnforceDeadlines();
+  // Sends the workload's new output and its metering to the broker.
+  void ShipOutput(const std::string& key, Local& local);
   boost::json::object HealthJson();
 
   AgentOptions o_;

@@ -696,7 +696,10 @@ Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std:
   h.health_json = std::move(health_json);
   std::vector<AgentLease> out;
   for (const auto& [id, l] : market_.leases())
-    if (l.machine_id == m->id && l.active()) out.push_back({l, market::PaidUntil(l)});
+    if (l.machine_id == m->id && l.active()) {
+      auto lg = logs_.find(id);
+      out.push_back({l, market::PaidUntil(l), lg == logs_.end() ? 0 : lg->second.end_offset()});
+    }
   return out;
 }
 
@@ -721,6 +724,67 @@ Result<MachineView> Broker::RemoveMachine(const std::string& provider, int64_t m
   const market::Machine* after = market_.FindMachine(machine_id);
   hosts_.erase(machine_id);  // agents_ keeps it, so the agent is told it was removed
   return ViewLocked(*after);
+}
+
+Status Broker::AppendLeaseOutput(const std::string& agent, int64_t lease_id, int64_t offset, std::string_view data,
+                                 const std::optional<Metering>& metering) {
+  if (data.size() > kLogKeepBytes) return InvalidArgument("log: at most 256 KiB per report");
+  if (offset < 0) return InvalidArgument("offset: must not be negative");
+  std::lock_guard lock(mu_);
+  const market::Machine* m = AgentMachineLocked(agent);
+  const market::Lease* l = market_.FindLease(lease_id);
+  if (!m || !l || l->machine_id != m->id) return NotFound("lease " + std::to_string(lease_id) + " not found");
+  hosts_[m->id].last_seen_ms = clock_->NowMs();
+  if (logs_.size() > 4096) {  // keep memory bounded: forget ended leases' output first
+    std::erase_if(logs_, [&](const auto& kv) {
+      const market::Lease* x = market_.FindLease(kv.first);
+      return !x || !x->active();
+    });
+  }
+  LeaseLog& log = logs_[lease_id];
+  if (log.data.empty() && log.start_offset == 0) log.start_offset = offset;
+  // Append what is new; a repeated chunk (a retry) is skipped, a gap is
+  // accepted (the agent's own log may have been cut).
+  int64_t end = log.end_offset();
+  int64_t from = std::max<int64_t>(offset, end);
+  if (offset > end) {
+    log.data.clear();
+    log.start_offset = offset;
+    from = offset;
+  }
+  if (from < offset + static_cast<int64_t>(data.size())) log.data.append(data.substr(static_cast<size_t>(from - offset)));
+  if (log.data.size() > kLogKeepBytes) {
+    size_t cut = log.data.size() - kLogKeepBytes;
+    log.data.erase(0, cut);
+    log.start_offset += static_cast<int64_t>(cut);
+  }
+  if (metering) {
+    metering_[lease_id] = *metering;
+    metering_[lease_id].reported_ms = clock_->NowMs();
+  }
+  return Status::Ok();
+}
+
+Result<LeaseLog> Broker::ReadLeaseOutput(const std::string& addr, int64_t lease_id, int64_t offset,
+                                         size_t max_bytes) const {
+  std::lock_guard lock(mu_);
+  const market::Lease* l = market_.FindLease(lease_id);
+  if (!l || !market_.CanSee(addr, *l)) return NotFound("lease " + std::to_string(lease_id) + " not found");
+  LeaseLog out;
+  auto it = logs_.find(lease_id);
+  if (it == logs_.end()) return out;
+  const LeaseLog& log = it->second;
+  int64_t from = std::clamp(offset, log.start_offset, log.end_offset());
+  out.start_offset = from;
+  out.data = log.data.substr(static_cast<size_t>(from - log.start_offset), max_bytes);
+  return out;
+}
+
+std::optional<Metering> Broker::MeteringOf(int64_t lease_id) const {
+  std::lock_guard lock(mu_);
+  auto it = metering_.find(lease_id);
+  if (it == metering_.end()) return std::nullopt;
+  return it->second;
 }
 
 Status Broker::CheckHosts() {

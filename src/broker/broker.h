@@ -69,6 +69,24 @@ struct HostState {
 struct AgentLease {
   market::Lease lease;
   UnixMs paid_until_ms = 0;
+  int64_t log_offset = 0;  // how much of the workload's output the broker has
+};
+
+// What the agent measured of a lease's workload (evidence, not the bill:
+// billing stays on allocated GPUs x running wall-seconds).
+struct Metering {
+  double wall_seconds = 0, cpu_seconds = 0;
+  int64_t peak_memory_bytes = 0, oom_kills = 0;
+  UnixMs reported_ms = 0;
+};
+
+// The tail of a workload's output, relayed by its agent. In memory and
+// bounded (kLogKeepBytes per lease): logs are for watching, not an archive.
+inline constexpr size_t kLogKeepBytes = 256 * 1024;
+struct LeaseLog {
+  int64_t start_offset = 0;  // offset of data[0] in the workload's whole output
+  std::string data;
+  int64_t end_offset() const { return start_offset + static_cast<int64_t>(data.size()); }
 };
 
 struct NonceInfo {
@@ -151,6 +169,13 @@ class Broker {
   // The provider revokes a host: no more offers, its agent is refused, and
   // its active leases end with host_lost.
   Result<MachineView> RemoveMachine(const std::string& provider, int64_t machine_id);
+  // The agent appends the workload's output (from `offset`) and metering.
+  Status AppendLeaseOutput(const std::string& agent, int64_t lease_id, int64_t offset, std::string_view data,
+                           const std::optional<Metering>& metering);
+  // The renter or provider reads the output from `offset` (clamped to what is
+  // kept); next offset = returned start + data size.
+  Result<LeaseLog> ReadLeaseOutput(const std::string& addr, int64_t lease_id, int64_t offset, size_t max_bytes) const;
+  std::optional<Metering> MeteringOf(int64_t lease_id) const;
   // Marks hosts offline after missed heartbeats, updates reliability, ends
   // leases of hosts offline past the grace period (billed to the last beat).
   Status CheckHosts();
@@ -195,6 +220,8 @@ class Broker {
   std::unordered_map<std::string, JoinToken> join_tokens_;  // by SHA-256 hex of the token
   std::unordered_map<std::string, int64_t> agents_;   // agent address -> machine id
   std::unordered_map<int64_t, HostState> hosts_;     // machine id -> host state
+  std::unordered_map<int64_t, LeaseLog> logs_;       // lease id -> output tail
+  std::unordered_map<int64_t, Metering> metering_;   // lease id -> last evidence
   UnixMs started_ms_ = 0;
   int64_t commits_ = 0, commit_failures_ = 0;
 };

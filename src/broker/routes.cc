@@ -28,6 +28,14 @@ Result<int64_t> ParseId(std::string_view text, std::string_view what) {
   return v;
 }
 
+Result<int64_t> ParseOffset(std::string_view text) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || v < 0)
+    return InvalidArgument("offset: expected a non-negative integer");
+  return v;
+}
+
 // Splits "/v1/leases/12/stop" into {"v1","leases","12","stop"}.
 std::vector<std::string_view> Segments(std::string_view path) {
   std::vector<std::string_view> out;
@@ -291,10 +299,43 @@ class Api {
       for (const auto& al : *leases) {
         json::object o = api::EncodeLease(al.lease, b_->RunningMs(al.lease));
         o["paid_until"] = al.paid_until_ms ? json::value(FormatTime(al.paid_until_ms)) : json::value(nullptr);
+        o["log_offset"] = al.log_offset;
         arr.push_back(std::move(o));
       }
       return Ok(json::object{{"heartbeat_seconds", static_cast<double>(b_->options().heartbeat_ms) / 1000.0},
                              {"leases", std::move(arr)}});
+    }
+    if (seg.size() == 4 && seg[1] == "leases" && seg[3] == "output" && req.method == "POST") {
+      auto id = ParseId(seg[2], "lease id");
+      if (!id.ok()) return Error(id.status());
+      auto obj = api::ParseObject(req.body);
+      if (!obj.ok()) return Error(obj.status());
+      api::Fields f(*obj);
+      if (auto st = f.OnlyKnown({"offset", "data", "metering"}); !st.ok()) return Error(st);
+      auto offset = f.OptInt("offset", 0, 0, INT64_MAX / 2);
+      if (!offset.ok()) return Error(offset.status());
+      auto data = f.OptString("data", "");
+      if (!data.ok()) return Error(data.status());
+      std::optional<Metering> metering;
+      if (const json::value* mv = obj->if_contains("metering"); mv && mv->is_object()) {
+        api::Fields mf(mv->get_object(), "metering.");
+        if (auto st = mf.OnlyKnown({"wall_seconds", "cpu_seconds", "peak_memory_bytes", "oom_kills"}); !st.ok())
+          return Error(st);
+        Metering m;
+        auto wall = mf.Number("wall_seconds");
+        auto cpu = mf.Number("cpu_seconds");
+        auto peak = mf.Int("peak_memory_bytes", 0, INT64_MAX);
+        auto ooms = mf.Int("oom_kills", 0, INT64_MAX);
+        for (const Status* st : {&wall.status(), &cpu.status(), &peak.status(), &ooms.status()})
+          if (!st->ok()) return Error(*st);
+        m.wall_seconds = *wall;
+        m.cpu_seconds = *cpu;
+        m.peak_memory_bytes = *peak;
+        m.oom_kills = *ooms;
+        metering = m;
+      }
+      Status st = b_->AppendLeaseOutput(addr, *id, *offset, *data, metering);
+      return st.ok() ? Ok(json::object{{"ok", true}}) : Error(st);
     }
     return Error(NotFound("no route for " + req.method + " " + req.path));
   }
@@ -334,15 +375,26 @@ class Api {
     return Ok(json::object{{"offers", std::move(arr)}});
   }
 
-  HttpResponse LeaseOut(const market::Lease& l, int status = 200) {
-    return Json(status, api::EncodeLease(l, b_->RunningMs(l)));
+  json::object LeaseJson(const market::Lease& l) {
+    json::object o = api::EncodeLease(l, b_->RunningMs(l));
+    if (auto m = b_->MeteringOf(l.id)) {
+      o["metering"] = json::object{{"wall_seconds", m->wall_seconds},
+                                   {"cpu_seconds", m->cpu_seconds},
+                                   {"peak_memory_bytes", m->peak_memory_bytes},
+                                   {"oom_kills", m->oom_kills},
+                                   {"reported_at", FormatTime(m->reported_ms)}};
+    } else {
+      o["metering"] = nullptr;
+    }
+    return o;
   }
+  HttpResponse LeaseOut(const market::Lease& l, int status = 200) { return Json(status, LeaseJson(l)); }
 
   HttpResponse Leases(const HttpRequest& req, const std::vector<std::string_view>& seg, const std::string& addr) {
     if (seg.size() == 1 && req.method == "POST") return CreateLease(req, addr);
     if (seg.size() == 1 && req.method == "GET") {
       json::array arr;
-      for (const auto& l : b_->ListLeases(addr)) arr.push_back(api::EncodeLease(l, b_->RunningMs(l)));
+      for (const auto& l : b_->ListLeases(addr)) arr.push_back(LeaseJson(l));
       return Ok(json::object{{"leases", std::move(arr)}});
     }
     if (seg.size() < 2) return Error(NotFound("no route for " + req.method + " " + req.path));
@@ -351,6 +403,25 @@ class Api {
     if (seg.size() == 2 && req.method == "GET") {
       auto l = b_->GetLease(addr, *id);
       return l.ok() ? LeaseOut(*l) : Error(l.status());
+    }
+    if (seg.size() == 3 && seg[2] == "logs" && req.method == "GET") {
+      int64_t offset = 0;
+      size_t limit = 64 * 1024;
+      if (const std::string* q = req.Query("offset")) {
+        auto v = ParseOffset(*q);
+        if (!v.ok()) return Error(v.status());
+        offset = *v;
+      }
+      if (const std::string* q = req.Query("limit")) {
+        auto v = ParseId(*q, "limit");
+        if (!v.ok()) return Error(v.status());
+        limit = static_cast<size_t>(std::min<int64_t>(*v, 256 * 1024));
+      }
+      auto log = b_->ReadLeaseOutput(addr, *id, offset, limit);
+      if (!log.ok()) return Error(log.status());
+      return Ok(json::object{{"offset", log->start_offset},
+                             {"next_offset", log->end_offset()},
+                             {"data", log->data}});
     }
     if (seg.size() == 3 && seg[2] == "stop" && req.method == "POST") {
       auto l = b_->StopLease(addr, *id);

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <thread>
+#include <chrono>
 
 #include "agent/agent.h"
 #include "agent/gpu/gpu_probe.h"
@@ -413,6 +415,37 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
   };
   show_like(ls->add_subcommand("show", "One lease"), "GET", "");
   show_like(ls->add_subcommand("stop", "Stop a lease you rent; billing stops now"), "POST", "/stop");
+  static bool follow = false;
+  auto* lg = ls->add_subcommand("logs", "The workload's output (stdout and stderr), relayed by its host");
+  lg->add_option("lease_id", id, "Lease id")->required();
+  lg->add_flag("-f,--follow", follow, "Keep printing new output until the lease ends");
+  lg->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      int64_t offset = 0;
+      for (;;) {
+        GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/leases/" + std::to_string(id) +
+                                                                     "/logs?offset=" + std::to_string(offset)));
+        const json::object& o = r.as_object();
+        std::string data(o.at("data").as_string());
+        std::fwrite(data.data(), 1, data.size(), stdout);
+        std::fflush(stdout);
+        offset = o.at("next_offset").as_int64();
+        if (!data.empty()) continue;  // more may be waiting
+        if (!follow) return Status::Ok();
+        GRID_ASSIGN_OR_RETURN(json::value l, c->AuthCall("GET", "/v1/leases/" + std::to_string(id)));
+        if (Str(l, "state") == "ended") {
+          // One last read: the host ships the final output before it reports the end.
+          GRID_ASSIGN_OR_RETURN(json::value last, c->AuthCall("GET", "/v1/leases/" + std::to_string(id) +
+                                                                          "/logs?offset=" + std::to_string(offset)));
+          std::string rest(last.as_object().at("data").as_string());
+          std::fwrite(rest.data(), 1, rest.size(), stdout);
+          return Status::Ok();
+        }
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+    };
+  });
   auto* rp = ls->add_subcommand("report", "Host side: report a lease's state (running, failed, ended)");
   rp->add_option("lease_id", id, "Lease id")->required();
   rp->add_option("--state", state, "running | failed | ended")->required();

@@ -104,6 +104,19 @@ test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it af
   assert.match(running.message, /simulated/);
   await waitFor('the workload process', () => processesWith(marker).length === 1);
   const pid = processesWith(marker)[0];
+  // Its output reaches the renter through the broker; the simulated GPUs are
+  // exposed by index, and the lease carries the host's metering.
+  await waitFor('the workload output', async () => {
+    const logs = await apiOk(b.url, 'GET', `/v1/leases/${lease.id}/logs?offset=0`, undefined, renter.token);
+    return logs.data.includes('gpus=0,1');
+  });
+  const metered = await waitFor('metering', async () => {
+    const l = await apiOk(b.url, 'GET', `/v1/leases/${lease.id}`, undefined, renter.token);
+    return l.metering && l;
+  });
+  assert.ok(metered.metering.wall_seconds >= 0);
+  const stranger = await account(b.url);
+  assert.equal((await api(b.url, 'GET', `/v1/leases/${lease.id}/logs`, undefined, stranger.token)).status, 404);
 
   // kill -9 the agent: the workload goes on; a new agent re-adopts it.
   agent.proc.kill('SIGKILL');
@@ -129,6 +142,8 @@ test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it af
     return l.state === 'ended' && l;
   });
   assert.equal(ended.end_reason, 'exited');
+  const shortLogs = await apiOk(b.url, 'GET', `/v1/leases/${short.id}/logs`, undefined, renter.token);
+  assert.equal(shortLogs.data, 'done\n', 'the final output arrives before the end is reported');
   // An image the process runtime cannot run fails clearly.
   const body3 = await leaseBody(renter.wallet, chain_id, {
     offerId: machine.id * 1000 + 1, gpus: 1, pricePerHourMicros: 350_000n, image: 'ubuntu:22.04', command: ['true'],

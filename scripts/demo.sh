@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `make demo`: the core loop end to end on the embedded default (SQLite).
-# A --dev broker, three providers' machines, a renter funded from the faucet
-# who searches, rents 8×H100, runs ~10 s (the host side is driven through the
-# host API until the agent exists), stops; then the bill, the provider's
+# A --dev broker and three providers' `grid agent`s with simulated GPUs
+# (8×H100 80GB in AU, 4×A100 40GB in US, 1×RTX 4090 in DE); a renter funded
+# from the faucet searches, rents the 8×H100, watches the workload's output
+# (it prints the GPUs it was given), stops it; then the bill, the provider's
 # earnings, the operator's fee and the audit, checked against each other.
 #
-# No GPU is involved: the demo machines are hand-written specs marked
-# "simulated": true, and every listing below says so.
+# No GPU is involved: the agents' GPUs are simulated (a test fixture), and
+# every listing below says so. The agents need root for namespaces/cgroups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID=$PWD/build/grid
@@ -14,18 +15,27 @@ DEMO=$(mktemp -d /tmp/grid-demo.XXXXXX)
 export GRID_HOME=$DEMO/home GRID_KEY_PASSWORD=demo-password GRID_SCRYPT_N=4096
 RUN_SECONDS=${DEMO_RUN_SECONDS:-10}
 BROKER_PID=""
-cleanup() { [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; wait 2>/dev/null || true; }
+AGENT_PIDS=""
+cleanup() {
+  for p in $AGENT_PIDS $BROKER_PID; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let v=JSON.parse(s);for(const k of process.argv[1].split("."))v=v[k];console.log(v)})' "$1"; }
 
 say "Starting a broker (SQLite at $DEMO/grid.db, 2.5% operator fee, settlement every 2 s)"
-"$GRID" broker --db "$DEMO/grid.db" --listen 127.0.0.1:0 --dev --fee-bps 250 --tick 2 >"$DEMO/broker.log" 2>&1 &
+"$GRID" broker --db "$DEMO/grid.db" --listen 127.0.0.1:0 --dev --fee-bps 250 --tick 2 --heartbeat 1 >"$DEMO/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$DEMO/broker.log" 2>/dev/null && break; sleep 0.1; done
 export GRID_BROKER=$(grep -o 'http://[0-9.:]*' "$DEMO/broker.log")
 echo "broker at $GRID_BROKER (pid $BROKER_PID)"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make demo: the agents run workloads in their own namespaces and cgroups; run as root" >&2
+  exit 1
+fi
 
 say "Three providers and a renter create their keys"
 for who in au us de renter; do
@@ -34,11 +44,27 @@ for who in au us de renter; do
 done
 AU="$GRID --key $DEMO/au.key"; US="$GRID --key $DEMO/us.key"; DE="$GRID --key $DEMO/de.key"
 RENTER="$GRID --key $DEMO/renter.key"
+chmod 0711 "$DEMO"   # workloads run as unprivileged uids below the agents' state dirs
 
-say "Providers register their machines and list them"
-M_AU=$($AU machines register --spec examples/h100-au.json -q)
-M_US=$($US machines register --spec examples/a100-us.json -q)
-M_DE=$($DE machines register --spec examples/rtx4090-de.json -q)
+say "Each provider starts a grid agent on its host (simulated GPUs: no GPU on this machine)"
+start_agent() {  # who gpus geo [flags]
+  local who=$1 gpus=$2 geo=$3; shift 3
+  local token
+  token=$($GRID --key "$DEMO/$who.key" provider join-token create --ttl 1h --json | field token)
+  "$GRID" agent --join-token "$token" --state-dir "$DEMO/agent-$who" --simulate-gpus "$gpus" \
+    --geolocation "$geo" "$@" >"$DEMO/agent-$who.log" 2>&1 &
+  AGENT_PIDS="$AGENT_PIDS $!"
+  for _ in $(seq 1 100); do grep -q enrolled "$DEMO/agent-$who.log" 2>/dev/null && break; sleep 0.1; done
+  sed -n 1p "$DEMO/agent-$who.log"
+}
+start_agent au 8xH100-SXM-80GB AU --datacenter --inet-up 10000 --inet-down 10000
+start_agent us 4xA100-SXM4-40GB US --datacenter --inet-up 5000 --inet-down 5000
+start_agent de 1xRTX-4090 DE --inet-up 500 --inet-down 1000
+
+say "Providers set their prices"
+M_AU=$($AU machines list --json | field machines.0.id)
+M_US=$($US machines list --json | field machines.0.id)
+M_DE=$($DE machines list --json | field machines.0.id)
 $AU machines list-offer "$M_AU" --price-gpu 2.10 --min-chunk 1 --end-date 2027-06-30 >/dev/null
 $US machines list-offer "$M_US" --price-gpu 1.40 --min-chunk 2 >/dev/null
 $DE machines list-offer "$M_DE" --price-gpu 0.35 >/dev/null
@@ -52,21 +78,28 @@ say "The renter searches: every chunk size of every listed machine, cheapest fir
 OFFER=$("$GRID" offers search --gpu-name H100_SXM_80GB --num-gpus 8 --json | field offers.0.id)
 
 say "The renter rents 8×H100 (offer $OFFER), signing the order (EIP-712)"
-LEASE=$($RENTER leases create "$OFFER" --image host -q -- python3 train.py)
-$RENTER leases show "$LEASE"
+LEASE=$($RENTER leases create "$OFFER" --image host -q -- sh -c \
+  'echo "lease on $(hostname): CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES (simulated GPUs: ${GRID_SIMULATED_GPUS:-0})"; i=0; while :; do i=$((i+1)); echo "training step $i"; sleep 1; done')
 "$GRID" offers search --gpu-name H100_SXM_80GB --limit 3 | sed 's/^/  /'
 echo "(the H100 offers are gone while the lease holds all 8 GPUs)"
 
-say "The host reports the workload running; billing starts (${RUN_SECONDS} s)"
-$AU leases report "$LEASE" --state running --message "simulated host: started" >/dev/null
+say "The AU agent starts the workload in its own namespaces; billing starts when it runs"
+for _ in $(seq 1 100); do [ "$($RENTER leases show "$LEASE" --json | field state)" = running ] && break; sleep 0.2; done
+$RENTER leases show "$LEASE"
 for i in $(seq 1 "$RUN_SECONDS"); do
   sleep 1
   printf '\r  %2ss  settled so far: %s USD' "$i" "$($RENTER leases show "$LEASE" --json | field charged)"
 done
 echo
 
-say "The renter stops the lease"
+say "The workload's output, relayed through the broker (grid leases logs)"
+$RENTER leases logs "$LEASE" | head -n 6
+echo "  …"
+
+say "The renter stops the lease; the agent stops the workload (SIGTERM, grace, SIGKILL)"
 $RENTER leases stop "$LEASE"
+for _ in $(seq 1 50); do grep -q "stopping lease-$LEASE" "$DEMO/agent-au.log" && break; sleep 0.2; done
+grep "lease-$LEASE\|lease $LEASE" "$DEMO/agent-au.log" | sed 's/^/  /' 
 
 say "The bill"
 L=$($RENTER leases show "$LEASE" --json)

@@ -260,9 +260,13 @@ Result<MachineView> Broker::RegisterMachine(const std::string& addr, market::Mac
   std::lock_guard lock(mu_);
   GRID_ASSIGN_OR_RETURN(market::Machine m,
                         market_.PlanRegister(addr, std::move(spec), std::move(spec_json), clock_->NowMs()));
-  int64_t id = m.id;
+  return CommitMachineLocked(std::move(m));
+}
+
+Result<MachineView> Broker::CommitMachineLocked(market::Machine machine) {
+  int64_t id = machine.id;
   store::ChangeSet cs;
-  cs.machines.push_back(std::move(m));
+  cs.machines.push_back(std::move(machine));
   GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
   return ViewLocked(*market_.FindMachine(id));
 }
@@ -285,19 +289,13 @@ Result<MachineView> Broker::GetMachine(const std::string& addr, int64_t id) cons
 Result<MachineView> Broker::ListOffer(const std::string& addr, const market::ListOfferRequest& req) {
   std::lock_guard lock(mu_);
   GRID_ASSIGN_OR_RETURN(market::Machine m, market_.PlanListOffer(addr, req, clock_->NowMs()));
-  store::ChangeSet cs;
-  cs.machines.push_back(std::move(m));
-  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
-  return ViewLocked(*market_.FindMachine(req.machine_id));
+  return CommitMachineLocked(std::move(m));
 }
 
 Result<MachineView> Broker::Unlist(const std::string& addr, int64_t machine_id) {
   std::lock_guard lock(mu_);
   GRID_ASSIGN_OR_RETURN(market::Machine m, market_.PlanUnlist(addr, machine_id, clock_->NowMs()));
-  store::ChangeSet cs;
-  cs.machines.push_back(std::move(m));
-  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
-  return ViewLocked(*market_.FindMachine(machine_id));
+  return CommitMachineLocked(std::move(m));
 }
 
 std::vector<OfferView> Broker::SearchOffers(const market::OfferFilter& filter) const {
@@ -660,12 +658,8 @@ Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::s
     next.spec_json = std::move(spec_json);
     next.updated_ms = now;
     if (next.listing.min_chunk > next.spec.num_gpus) next.listing.min_chunk = next.spec.num_gpus;
-    int64_t id = next.id;
-    store::ChangeSet cs;
-    cs.machines.push_back(std::move(next));
-    GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
-    hosts_[id].last_seen_ms = now;
-    return ViewLocked(*market_.FindMachine(id));
+    hosts_[next.id].last_seen_ms = now;
+    return CommitMachineLocked(std::move(next));
   }
   auto tok = join_tokens_.find(Sha256Hex(join_token));
   if (join_token.empty() || tok == join_tokens_.end())
@@ -676,12 +670,11 @@ Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::s
                         market_.PlanRegister(tok->second.provider, std::move(spec), std::move(spec_json), now));
   m.agent_address = agent;
   int64_t id = m.id;
-  store::ChangeSet cs;
-  cs.machines.push_back(std::move(m));
-  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
+  GRID_ASSIGN_OR_RETURN(MachineView view, CommitMachineLocked(std::move(m)));
   agents_[agent] = id;
   hosts_[id] = HostState{now, true, 1.0, now, ""};
-  return ViewLocked(*market_.FindMachine(id));
+  view.host = hosts_[id];
+  return view;
 }
 
 Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std::string health_json) {
@@ -718,12 +711,9 @@ Result<MachineView> Broker::RemoveMachine(const std::string& provider, int64_t m
   next.removed = true;
   next.listing.listed = false;
   next.updated_ms = clock_->NowMs();
-  store::ChangeSet cs;
-  cs.machines.push_back(std::move(next));
-  GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
-  const market::Machine* after = market_.FindMachine(machine_id);
+  GRID_RETURN_IF_ERROR(CommitMachineLocked(std::move(next)).status());
   hosts_.erase(machine_id);  // agents_ keeps it, so the agent is told it was removed
-  return ViewLocked(*after);
+  return ViewLocked(*market_.FindMachine(machine_id));
 }
 
 Status Broker::AppendLeaseOutput(const std::string& agent, int64_t lease_id, int64_t offset, std::string_view data,
@@ -775,8 +765,17 @@ Result<LeaseLog> Broker::ReadLeaseOutput(const std::string& addr, int64_t lease_
   if (it == logs_.end()) return out;
   const LeaseLog& log = it->second;
   int64_t from = std::clamp(offset, log.start_offset, log.end_offset());
-  out.start_offset = from;
-  out.data = log.data.substr(static_cast<size_t>(from - log.start_offset), max_bytes);
+  size_t begin = static_cast<size_t>(from - log.start_offset);
+  // Whole UTF-8 characters only, so the JSON answer stays valid: skip
+  // continuation bytes at the start, and stop before a cut-off character.
+  auto continuation = [&](size_t i) { return (static_cast<unsigned char>(log.data[i]) & 0xC0) == 0x80; };
+  while (begin < log.data.size() && continuation(begin)) ++begin;
+  size_t end = std::min(log.data.size(), begin + max_bytes);
+  if (end < log.data.size()) {
+    while (end > begin && continuation(end)) --end;
+  }
+  out.start_offset = log.start_offset + static_cast<int64_t>(begin);
+  out.data = log.data.substr(begin, end - begin);
   return out;
 }
 

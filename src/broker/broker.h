@@ -206,6 +206,8 @@ class Broker {
                                                market::LeaseState to, const std::string& message, bool failed);
   bool HiddenLocked(int64_t machine_id) const;  // offline: offers leave search
   MachineView ViewLocked(const market::Machine& m) const;
+  // Commits one machine's new state and returns its view.
+  Result<MachineView> CommitMachineLocked(market::Machine machine);
   std::string SignToken(const std::string& address, UnixMs expires_ms) const;
 
   std::unique_ptr<store::Store> store_;

@@ -401,3 +401,36 @@ TEST_P(BrokerTest, AgentEnrollsHeartbeatsAndIsLost) {
 
 }  // namespace
 }  // namespace grid::broker
+
+namespace grid::broker {
+namespace {
+
+// Output pages never split a UTF-8 character, and the kept tail is bounded.
+TEST_P(BrokerTest, LeaseOutputIsBoundedAndPagedOnCharacterBoundaries) {
+  Account prov = NewAccount(), renter = NewAccount(), agent = NewAccount();
+  auto token = broker_->CreateJoinToken(prov.addr, 3600'000).value();
+  int64_t id = broker_->EnrollMachine(agent.addr, token.token, Spec(1), "").value().machine.id;
+  ASSERT_TRUE(broker_->ListOffer(prov.addr, {id, 1'000'000, 1, 0, 0}).ok());
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 50'000'000, "k").ok());
+  auto lease = Rent(renter, id, 1, 1).value();
+  std::string text = "h\xC3\xA9llo";  // "héllo": é is two bytes
+  ASSERT_TRUE(broker_->AppendLeaseOutput(agent.addr, lease.id, 0, text, std::nullopt).ok());
+  ASSERT_TRUE(broker_->AppendLeaseOutput(agent.addr, lease.id, 0, text, std::nullopt).ok());  // a retry
+  auto page = broker_->ReadLeaseOutput(renter.addr, lease.id, 0, 2).value();
+  EXPECT_EQ(page.data, "h");  // not "h\xC3"
+  page = broker_->ReadLeaseOutput(renter.addr, lease.id, 2, 100).value();
+  EXPECT_EQ(page.start_offset, 3);  // skipped the continuation byte
+  EXPECT_EQ(page.data, "llo");
+  EXPECT_EQ(broker_->ReadLeaseOutput(prov.addr, lease.id, 0, 100).value().data, text);
+  EXPECT_EQ(broker_->ReadLeaseOutput(agent.addr, lease.id, 0, 100).status().code(), Code::kNotFound);
+  EXPECT_EQ(broker_->AppendLeaseOutput(renter.addr, lease.id, 0, "x", std::nullopt).code(), Code::kNotFound);
+  std::string big(kLogKeepBytes, 'x');
+  ASSERT_TRUE(broker_->AppendLeaseOutput(agent.addr, lease.id, 6, big, Metering{1, 0.5, 1024, 0, 0}).ok());
+  auto tail = broker_->ReadLeaseOutput(renter.addr, lease.id, 0, kLogKeepBytes * 2).value();
+  EXPECT_EQ(tail.data.size(), kLogKeepBytes);
+  EXPECT_EQ(tail.start_offset, 6);
+  EXPECT_EQ(broker_->MeteringOf(lease.id)->peak_memory_bytes, 1024);
+}
+
+}  // namespace
+}  // namespace grid::broker

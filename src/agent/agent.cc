@@ -225,6 +225,24 @@ Status Agent::Reconcile(const json::array& leases) {
   Status first;
   for (const auto& [key, lease] : wanted) {
     auto local = local_.find(key);
+    if (local == local_.end() && Str(*lease, "state") == "running") {
+      // Running at the broker but not here: its workload ended while no
+      // agent watched (or its state is gone). Report that; never start a
+      // running lease a second time.
+      int64_t id = Int(*lease, "id");
+      std::string why = "the workload was lost while the agent was down";
+      bool exited = false;
+      if (auto st = runtime_->Poll(key); st.ok() && st->state != WorkloadState::kRunning) {
+        exited = st->state == WorkloadState::kExited;
+        why = st->reason;
+        Local tmp{id, true, 0, Int(*lease, "log_offset")};
+        ShipOutput(key, tmp);
+      }
+      Status r = Report(id, exited ? "ended" : "failed", why);
+      if (r.ok()) (void)runtime_->Remove(key);
+      if (!r.ok() && first.ok()) first = r;
+      continue;
+    }
     if (local == local_.end()) {
       Status s = StartLease(*lease);
       if (!s.ok() && first.ok()) first = s;

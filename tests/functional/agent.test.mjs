@@ -163,3 +163,38 @@ test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it af
   const audit = await auditDb(dir, db);
   assert.equal(audit.code, 0, audit.stdout + audit.stderr);
 });
+
+test('a workload that dies while its agent is down is reported, never restarted', { skip: !root && 'needs root' }, async (t) => {
+  const dir = await tempDir(t);
+  fs.chmodSync(dir, 0o711);
+  const b = await startBroker(t, { db: path.join(dir, 'b.db'), dir, tick: '0.5', extraArgs: ['--heartbeat', '0.5'] });
+  const prov = await newKey(dir, 'prov');
+  const tok = await gridJson(dir, ['provider', 'join-token', 'create'], { key: prov.key, broker: b.url });
+  const agentArgs = ['--state-dir', path.join(dir, 'agent'), '--simulate-gpus', '1xRTX-4090', '--geolocation', 'DE'];
+  let agent = await startAgent(t, dir, b.url, ['--join-token', tok.token, ...agentArgs]);
+  const [machine] = (await gridJson(dir, ['machines', 'list'], { key: prov.key, broker: b.url })).machines;
+  await gridJson(dir, ['machines', 'list-offer', String(machine.id), '--price-gpu', '0.35'], { key: prov.key, broker: b.url });
+  const renter = await account(b.url);
+  await faucet(b.url, renter, '10');
+  const { chain_id } = await nonceInfo(b.url);
+  const marker = `grid-agent-lost-${process.pid}-${Date.now()}`;
+  const lease = await apiOk(b.url, 'POST', '/v1/leases', await leaseBody(renter.wallet, chain_id, {
+    offerId: machine.id * 1000 + 1, gpus: 1, pricePerHourMicros: 350_000n,
+    command: ['sh', '-c', `echo up; sleep 3600; true ${marker}`],
+  }), renter.token);
+  await waitFor('the workload', () => processesWith(marker).length === 1);
+  agent.proc.kill('SIGKILL');
+  await agent.exited;
+  for (const pid of processesWith(marker)) process.kill(pid, 'SIGKILL');  // dies while no agent watches
+  await waitFor('the workload to die', () => processesWith(marker).length === 0);
+  agent = await startAgent(t, dir, b.url, agentArgs);
+  const ended = await waitFor('the lease to end', async () => {
+    const l = await apiOk(b.url, 'GET', `/v1/leases/${lease.id}`, undefined, renter.token);
+    return l.state === 'ended' && l;
+  });
+  assert.equal(ended.end_reason, 'failed');
+  assert.match(ended.message, /signal 9|lost/);
+  await sleep(1000 * SLOW);
+  assert.equal(processesWith(marker).length, 0, 'not restarted');
+  assert.match((await apiOk(b.url, 'GET', `/v1/leases/${lease.id}/logs`, undefined, renter.token)).data, /up/);
+});

@@ -113,6 +113,13 @@ Result<int64_t> Agent::Start() {
   json::value body = json::object{{"join_token", o_.join_token}, {"spec", spec}};
   GRID_ASSIGN_OR_RETURN(json::value m, client_->AuthCall("POST", "/v1/agent/enroll", &body));
   machine_id_ = Int(m.as_object(), "id");
+  if (!o_.price_gpu.empty()) {
+    json::object listing{{"price_gpu", o_.price_gpu}, {"min_chunk", o_.min_chunk}};
+    if (!o_.end_date.empty()) listing["end_date"] = o_.end_date;
+    if (!o_.price_disk.empty()) listing["price_disk"] = o_.price_disk;
+    json::value lb = std::move(listing);
+    GRID_RETURN_IF_ERROR(client_->AuthCall("PUT", "/v1/agent/offer", &lb).status());
+  }
   // Workloads that outlived a previous agent are taken back, not restarted.
   GRID_ASSIGN_OR_RETURN(std::vector<std::string> adopted, runtime_->Adopt());
   for (const std::string& key : adopted) {
@@ -330,6 +337,39 @@ int Agent::Run(const std::atomic<bool>& stop) {
   }
   // Workloads keep running: an agent restart re-adopts them.
   return 0;
+}
+
+Status LoadAgentConfig(const std::string& path, AgentOptions* o) {
+  GRID_ASSIGN_OR_RETURN(std::string text, crypto::ReadFileToString(path));
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return InvalidArgument(path + ": not a JSON object");
+  for (const auto& kv : v.as_object()) {
+    std::string_view k = kv.key();
+    const json::value& x = kv.value();
+    auto bad = [&](const char* want) { return InvalidArgument(path + ": " + std::string(k) + ": expected " + want); };
+    if (k == "geolocation" || k == "price_gpu" || k == "end_date" || k == "price_disk" || k == "simulate_gpus") {
+      if (!x.is_string()) return bad("a string");
+      std::string s(x.get_string());
+      if (k == "geolocation") o->site.geolocation = s;
+      else if (k == "price_gpu") o->price_gpu = s;
+      else if (k == "end_date") o->end_date = s;
+      else if (k == "price_disk") o->price_disk = s;
+      else o->simulate_gpus = s;
+    } else if (k == "datacenter") {
+      if (!x.is_bool()) return bad("true or false");
+      o->site.datacenter = x.get_bool();
+    } else if (k == "inet_up" || k == "inet_down") {
+      if (!x.is_number()) return bad("a number (Mbps)");
+      (k == "inet_up" ? o->site.inet_up_mbps : o->site.inet_down_mbps) = x.to_number<double>();
+    } else if (k == "min_chunk" || k == "grace_ms") {
+      if (!x.is_int64() || x.get_int64() < 1 || x.get_int64() > 1'000'000) return bad("a positive integer");
+      (k == "min_chunk" ? o->min_chunk : o->grace_ms) = static_cast<int>(x.get_int64());
+    } else {
+      return InvalidArgument(path + ": " + std::string(k) + ": unknown key");
+    }
+  }
+  return Status::Ok();
 }
 
 namespace {

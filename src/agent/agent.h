@@ -36,7 +36,18 @@ struct AgentOptions {
   AgentSiteConfig site;
   int grace_ms = 10'000;          // SIGTERM -> SIGKILL when a lease stops
   int64_t pids_limit = 4096;      // per lease
+  // Listing terms from the agent's config file: when price_gpu is set, the
+  // agent lists its machine at enrollment (as `grid machines list-offer`).
+  std::string price_gpu;          // "2.10" USD per GPU-hour
+  int min_chunk = 1;
+  std::string end_date;           // "2027-06-30"
+  std::string price_disk;
 };
+
+// Reads an agent config file (JSON) into `o`; keys: geolocation, datacenter,
+// inet_up, inet_down, price_gpu, min_chunk, end_date, price_disk,
+// simulate_gpus, grace_ms. Unknown keys are an error naming them.
+Status LoadAgentConfig(const std::string& path, AgentOptions* o);
 
 class Agent {
  public:

@@ -677,6 +677,15 @@ Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::s
   return view;
 }
 
+Result<MachineView> Broker::AgentListOffer(const std::string& agent, market::ListOfferRequest req) {
+  std::lock_guard lock(mu_);
+  const market::Machine* m = AgentMachineLocked(agent);
+  if (!m) return PermissionDenied("not an enrolled machine");
+  req.machine_id = m->id;
+  GRID_ASSIGN_OR_RETURN(market::Machine next, market_.PlanListOffer(m->provider, req, clock_->NowMs()));
+  return CommitMachineLocked(std::move(next));
+}
+
 Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std::string health_json) {
   if (health_json.size() > 64 * 1024) return InvalidArgument("health: at most 64 KiB");
   std::lock_guard lock(mu_);

@@ -164,6 +164,9 @@ class Broker {
   // valid token. A removed machine cannot enroll again.
   Result<MachineView> EnrollMachine(const std::string& agent, const std::string& join_token,
                                     market::MachineSpec spec, std::string spec_json);
+  // The agent lists its own machine at the prices of its config file, as its
+  // provider would with `grid machines list-offer`.
+  Result<MachineView> AgentListOffer(const std::string& agent, market::ListOfferRequest req);
   // Records a heartbeat; returns the machine's active leases.
   Result<std::vector<AgentLease>> Heartbeat(const std::string& agent, std::string health_json);
   // The provider revokes a host: no more offers, its agent is refused, and

@@ -209,30 +209,10 @@ class Api {
       return v.ok() ? MachineOut(*v) : Error(v.status());
     }
     if (seg.size() == 3 && seg[2] == "offer" && req.method == "PUT") {
-      auto obj = api::ParseObject(req.body);
-      if (!obj.ok()) return Error(obj.status());
-      api::Fields f(*obj);
-      if (auto s = f.OnlyKnown({"price_gpu", "min_chunk", "end_date", "price_disk"}); !s.ok()) return Error(s);
-      market::ListOfferRequest lr;
-      lr.machine_id = *id;
-      auto price = f.Money("price_gpu");
-      if (!price.ok()) return Error(price.status());
-      lr.price_per_gpu_hour = *price;
-      auto chunk = f.OptInt("min_chunk", 1, 1, market::kMaxGpusPerMachine);
-      if (!chunk.ok()) return Error(chunk.status());
-      lr.min_chunk = static_cast<int>(*chunk);
-      if (f.Has("end_date")) {
-        auto d = f.String("end_date");
-        if (!d.ok()) return Error(d.status());
-        if (!ParseTime(*d, &lr.end_date_ms))
-          return Error(InvalidArgument("end_date: expected a date such as 2027-06-30 or an RFC 3339 time"));
-      }
-      if (f.Has("price_disk")) {
-        auto pd = f.Money("price_disk");
-        if (!pd.ok()) return Error(pd.status());
-        lr.storage_cost = *pd;
-      }
-      auto v = b_->ListOffer(addr, lr);
+      auto lr = DecodeListing(req.body);
+      if (!lr.ok()) return Error(lr.status());
+      lr->machine_id = *id;
+      auto v = b_->ListOffer(addr, *lr);
       return v.ok() ? MachineOut(*v) : Error(v.status());
     }
     if (seg.size() == 3 && seg[2] == "offer" && req.method == "DELETE") {
@@ -305,6 +285,12 @@ class Api {
       return Ok(json::object{{"heartbeat_seconds", static_cast<double>(b_->options().heartbeat_ms) / 1000.0},
                              {"leases", std::move(arr)}});
     }
+    if (seg.size() == 2 && seg[1] == "offer" && req.method == "PUT") {
+      auto lr = DecodeListing(req.body);
+      if (!lr.ok()) return Error(lr.status());
+      auto v = b_->AgentListOffer(addr, *lr);
+      return v.ok() ? MachineOut(*v) : Error(v.status());
+    }
     if (seg.size() == 4 && seg[1] == "leases" && seg[3] == "output" && req.method == "POST") {
       auto id = ParseId(seg[2], "lease id");
       if (!id.ok()) return Error(id.status());
@@ -338,6 +324,26 @@ class Api {
       return st.ok() ? Ok(json::object{{"ok", true}}) : Error(st);
     }
     return Error(NotFound("no route for " + req.method + " " + req.path));
+  }
+
+  // {"price_gpu", "min_chunk", "end_date", "price_disk"}: a listing's terms.
+  static Result<market::ListOfferRequest> DecodeListing(std::string_view body) {
+    GRID_ASSIGN_OR_RETURN(json::object obj, api::ParseObject(body));
+    api::Fields f(obj);
+    GRID_RETURN_IF_ERROR(f.OnlyKnown({"price_gpu", "min_chunk", "end_date", "price_disk"}));
+    market::ListOfferRequest lr;
+    GRID_ASSIGN_OR_RETURN(lr.price_per_gpu_hour, f.Money("price_gpu"));
+    GRID_ASSIGN_OR_RETURN(int64_t chunk, f.OptInt("min_chunk", 1, 1, market::kMaxGpusPerMachine));
+    lr.min_chunk = static_cast<int>(chunk);
+    if (f.Has("end_date")) {
+      GRID_ASSIGN_OR_RETURN(std::string d, f.String("end_date"));
+      if (!ParseTime(d, &lr.end_date_ms))
+        return InvalidArgument("end_date: expected a date such as 2027-06-30 or an RFC 3339 time");
+    }
+    if (f.Has("price_disk")) {
+      GRID_ASSIGN_OR_RETURN(lr.storage_cost, f.Money("price_disk"));
+    }
+    return lr;
   }
 
   HttpResponse SearchOffers(const HttpRequest& req) {

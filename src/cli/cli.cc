@@ -553,14 +553,39 @@ void AddAgent(CLI::App& app, Globals& g, Run& run) {
   a->add_option("--simulate-gpus", o.simulate_gpus,
                 "Simulated GPUs for hosts without any, e.g. 8xH100-SXM-80GB (test fixture; listed as simulated)");
   a->add_option("--runtime", o.runtime, "Workload runtime: process");
-  a->add_option("--geolocation", o.site.geolocation, "Two-letter country code of this host")->required();
+  a->add_option("--geolocation", o.site.geolocation, "Two-letter country code of this host");
   a->add_flag("--datacenter", o.site.datacenter, "This host is in a data center");
   a->add_option("--inet-up", o.site.inet_up_mbps, "Upload bandwidth, Mbps");
   a->add_option("--inet-down", o.site.inet_down_mbps, "Download bandwidth, Mbps");
   a->add_option("--grace", o.grace_ms, "Milliseconds between SIGTERM and SIGKILL when a lease stops");
-  a->callback([&] {
-    run = [&]() -> Status {
+  static std::string config;
+  a->add_option("--config", config,
+                "JSON file: geolocation, datacenter, inet_up, inet_down, price_gpu, min_chunk, end_date, "
+                "price_disk, simulate_gpus, grace_ms (flags given on the command line win)");
+  a->add_option("--price-gpu", o.price_gpu, "List the machine at this USD per GPU-hour once enrolled");
+  a->add_option("--min-chunk", o.min_chunk, "Smallest GPU count rented (with --price-gpu)");
+  a->add_option("--end-date", o.end_date, "No lease runs past this date (with --price-gpu)");
+  a->callback([&, a] {
+    run = [&, a]() -> Status {
       o.broker_url = g.broker;
+      if (!config.empty()) {
+        // The file first, then the flags given on the command line again on top.
+        agent::AgentOptions from_file = o;
+        GRID_RETURN_IF_ERROR(agent::LoadAgentConfig(config, &from_file));
+        auto given = [&](const char* flag) { return a->count(flag) > 0; };
+        if (!given("--geolocation")) o.site.geolocation = from_file.site.geolocation;
+        if (!given("--datacenter")) o.site.datacenter = from_file.site.datacenter;
+        if (!given("--inet-up")) o.site.inet_up_mbps = from_file.site.inet_up_mbps;
+        if (!given("--inet-down")) o.site.inet_down_mbps = from_file.site.inet_down_mbps;
+        if (!given("--price-gpu")) o.price_gpu = from_file.price_gpu;
+        if (!given("--min-chunk")) o.min_chunk = from_file.min_chunk;
+        if (!given("--end-date")) o.end_date = from_file.end_date;
+        if (!given("--simulate-gpus")) o.simulate_gpus = from_file.simulate_gpus;
+        if (!given("--grace")) o.grace_ms = from_file.grace_ms;
+        o.price_disk = from_file.price_disk;
+      }
+      if (o.site.geolocation.empty()) return InvalidArgument("--geolocation (or \"geolocation\" in --config) is required");
+      if (!o.price_gpu.empty()) GRID_RETURN_IF_ERROR(ParseMoney(o.price_gpu, "--price-gpu").status());
       int rc = agent::RunAgent(o);
       if (rc != 0) std::exit(rc);
       return Status::Ok();

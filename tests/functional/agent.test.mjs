@@ -198,3 +198,33 @@ test('a workload that dies while its agent is down is reported, never restarted'
   assert.equal(processesWith(marker).length, 0, 'not restarted');
   assert.match((await apiOk(b.url, 'GET', `/v1/leases/${lease.id}/logs`, undefined, renter.token)).data, /up/);
 });
+
+test('an agent config file sets the site and lists the machine at its price', { skip: !root && 'needs root' }, async (t) => {
+  const dir = await tempDir(t);
+  fs.chmodSync(dir, 0o711);
+  const b = await startBroker(t, { db: path.join(dir, 'b.db'), dir, extraArgs: ['--heartbeat', '0.5'] });
+  const prov = await newKey(dir, 'prov');
+  const tok = await gridJson(dir, ['provider', 'join-token', 'create'], { key: prov.key, broker: b.url });
+  const bad = path.join(dir, 'bad.json');
+  fs.writeFileSync(bad, JSON.stringify({ geolocation: 'DE', price_gpus: '0.40' }));
+  const r = await grid(dir, ['--broker', b.url, 'agent', '--join-token', tok.token, '--state-dir', path.join(dir, 'a0'),
+    '--config', bad]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /price_gpus: unknown key/);
+  const cfg = path.join(dir, 'agent.json');
+  fs.writeFileSync(cfg, JSON.stringify({
+    geolocation: 'NL', datacenter: true, inet_up: 900, inet_down: 950, price_gpu: '0.40', min_chunk: 1,
+    simulate_gpus: '1xRTX-4090',
+  }));
+  await startAgent(t, dir, b.url, ['--join-token', tok.token, '--state-dir', path.join(dir, 'a1'), '--config', cfg]);
+  const [m] = (await gridJson(dir, ['machines', 'list'], { key: prov.key, broker: b.url })).machines;
+  assert.equal(m.listed, true);
+  assert.equal(m.price_gpu, '0.400000');
+  assert.equal(m.spec.geolocation, 'NL');
+  assert.equal(m.spec.datacenter, true);
+  assert.equal(m.spec.inet_down, 950);
+  const offers = (await apiOk(b.url, 'GET', `/v1/offers?machine_id=${m.id}`)).offers;
+  assert.equal(offers.length, 1);
+  assert.equal(offers[0].dph_total, '0.400000');
+  assert.equal(offers[0].simulated, true);
+});

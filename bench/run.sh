@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${BENCH_BIN:-$here/../build/bench}"
-for b in bench_ledger bench_memory; do
+for b in bench_ledger bench_memory bench_heartbeat; do
   if [[ ! -x "$bin/$b" ]]; then
     echo "bench/run.sh: $bin/$b not found; build first (make build, or set BENCH_BIN)" >&2
     exit 1
@@ -22,3 +22,7 @@ echo "== bench_memory: broker RSS, 100,000 machines + 10,000 running leases, SQL
 echo
 echo "== bench_memory: the same with the in-memory store (RSS = broker + the store's own copy)"
 "$bin/bench_memory" --store memory
+echo
+echo "== bench_heartbeat: the real broker (build/grid) while 10,000 agents heartbeat every 10 s (~80 s)"
+"$bin/bench_heartbeat" --grid "${GRID_BIN:-$bin/../grid}"
+# Not run here (5+ minutes, needs root): build/bench/bench_start_latency

@@ -697,11 +697,10 @@ Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std:
   h.online = true;  // back in search at once
   h.health_json = std::move(health_json);
   std::vector<AgentLease> out;
-  for (const auto& [id, l] : market_.leases())
-    if (l.machine_id == m->id && l.active()) {
-      auto lg = logs_.find(id);
-      out.push_back({l, market::PaidUntil(l), lg == logs_.end() ? 0 : lg->second.end_offset()});
-    }
+  for (const market::Lease* l : market_.ActiveLeasesOn(m->id)) {
+    auto lg = logs_.find(l->id);
+    out.push_back({*l, market::PaidUntil(*l), lg == logs_.end() ? 0 : lg->second.end_offset()});
+  }
   return out;
 }
 
@@ -713,8 +712,7 @@ Result<MachineView> Broker::RemoveMachine(const std::string& provider, int64_t m
   if (m->removed) return ViewLocked(*m);
   // Its leases end first: the renter is not billed for a host that is gone.
   std::vector<int64_t> active;
-  for (const auto& [id, l] : market_.leases())
-    if (l.machine_id == machine_id && l.active()) active.push_back(id);
+  for (const market::Lease* l : market_.ActiveLeasesOn(machine_id)) active.push_back(l->id);
   for (int64_t id : active) GRID_RETURN_IF_ERROR(EndLeaseLocked(*market_.FindLease(id), market::EndReason::kHostLost, 0).status());
   market::Machine next = *market_.FindMachine(machine_id);
   next.removed = true;
@@ -812,8 +810,7 @@ Status Broker::CheckHosts() {
     if (online || now - h.last_seen_ms <= options_.host_grace_ms) continue;
     // Offline past the grace period: its leases end, billed to the last beat.
     std::vector<int64_t> lost;
-    for (const auto& [lid, l] : market_.leases())
-      if (l.machine_id == id && l.active()) lost.push_back(lid);
+    for (const market::Lease* l : market_.ActiveLeasesOn(id)) lost.push_back(l->id);
     for (int64_t lid : lost) {
       Status st = EndLeaseLocked(*market_.FindLease(lid), market::EndReason::kHostLost, h.last_seen_ms).status();
       if (!st.ok() && first_error.ok()) first_error = st;

@@ -266,6 +266,19 @@ std::vector<const Lease*> Market::ActiveLeases() const {
   return out;
 }
 
+std::vector<const Lease*> Market::ActiveLeasesOn(int64_t machine_id) const {
+  std::vector<const Lease*> out;
+  auto it = allocation_.find(machine_id);
+  if (it == allocation_.end()) return out;
+  for (int64_t id : it->second) {
+    if (id == 0) continue;
+    const Lease* l = FindLease(id);
+    if (l && std::find(out.begin(), out.end(), l) == out.end()) out.push_back(l);
+  }
+  std::sort(out.begin(), out.end(), [](const Lease* a, const Lease* b) { return a->id < b->id; });
+  return out;
+}
+
 bool Market::CanSee(const std::string& caller, const Lease& lease) const {
   return lease.renter == caller || lease.provider == caller;
 }

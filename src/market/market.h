@@ -83,6 +83,9 @@ class Market {
   const Lease* FindLease(int64_t id) const;
   const std::map<int64_t, Lease>& leases() const { return leases_; }
   std::vector<const Lease*> ActiveLeases() const;
+  // The active leases on one machine, from its GPU allocation: O(GPUs), not
+  // O(all leases) (agents ask on every heartbeat).
+  std::vector<const Lease*> ActiveLeasesOn(int64_t machine_id) const;
   // Visibility: the renter sees its leases, the provider those on its machines.
   bool CanSee(const std::string& caller, const Lease& lease) const;
 

@@ -512,3 +512,41 @@ TEST(MarketLeases, RandomSequencesKeepTheAllocationInvariant) {
 
 }  // namespace
 }  // namespace grid::market
+
+namespace grid::market {
+namespace {
+
+TEST(MarketIndex, ActiveLeasesOnAMachineFollowAllocation) {
+  Market m;
+  Machine a;
+  a.id = 1;
+  a.provider = "0xp";
+  a.spec.num_gpus = 4;
+  m.Put(a);
+  Machine b = a;
+  b.id = 2;
+  m.Put(b);
+  auto lease = [](int64_t id, int64_t machine, std::vector<int> gpus, LeaseState st) {
+    Lease l;
+    l.id = id;
+    l.machine_id = machine;
+    l.gpus = std::move(gpus);
+    l.state = st;
+    return l;
+  };
+  m.Put(lease(10, 1, {0, 1}, LeaseState::kRunning));
+  m.Put(lease(11, 1, {2}, LeaseState::kPending));
+  m.Put(lease(12, 2, {0}, LeaseState::kRunning));
+  m.Put(lease(13, 1, {3}, LeaseState::kEnded));
+  auto on1 = m.ActiveLeasesOn(1);
+  ASSERT_EQ(on1.size(), 2u);
+  EXPECT_EQ(on1[0]->id, 10);
+  EXPECT_EQ(on1[1]->id, 11);
+  m.Put(lease(10, 1, {0, 1}, LeaseState::kEnded));
+  ASSERT_EQ(m.ActiveLeasesOn(1).size(), 1u);
+  EXPECT_EQ(m.ActiveLeasesOn(2).size(), 1u);
+  EXPECT_TRUE(m.ActiveLeasesOn(3).empty());
+}
+
+}  // namespace
+}  // namespace grid::market

@@ -112,10 +112,6 @@ struct MachineView {
   std::optional<HostState> host;  // machines run by an agent
 };
 
-struct AuditResult {
-  ledger::AuditReport report;
-};
-
 class Broker {
  public:
   static Result<std::unique_ptr<Broker>> Open(std::unique_ptr<store::Store> store, const Clock* clock,

@@ -788,6 +788,10 @@ Status ProcessRuntime::Start(const WorkloadSpec& spec) {
   if (spec.command.empty() || spec.command[0].empty()) {
     return InvalidArgument("lease " + spec.lease_id + ": empty command");
   }
+  if (!spec.ports.empty() || !spec.ssh_public_key.empty()) {
+    // Its workloads share no network with the host: nothing to publish.
+    return InvalidArgument("ports and --ssh-key need --runtime podman; the process runtime has no network");
+  }
   for (const auto& e : spec.env) {
     if (e.find('=') == std::string::npos || e[0] == '=') {
       return InvalidArgument("env \"" + e + "\": want K=V");

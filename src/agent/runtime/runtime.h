@@ -40,6 +40,16 @@ struct WorkloadSpec {
   int64_t cpu_millicores = 0;         // 500 = half a core; <= 0: no limit
   int64_t pids_limit = 0;             // <= 0: no limit
   int grace_ms = 10000;               // default grace for Stop (SIGTERM -> SIGKILL)
+  // podman only (the process runtime refuses a spec that sets them):
+  std::vector<int> ports;             // container TCP ports published on free host ports
+  std::string ssh_public_key;         // one OpenSSH public key line: an sshd is started in
+                                      // the container and port 22 is published
+};
+
+// A container port published on the host.
+struct PortMapping {
+  int container_port = 0;
+  int host_port = 0;
 };
 
 // kRunning: some process of the lease still runs.
@@ -57,6 +67,7 @@ struct WorkloadStatus {
   double cpu_seconds = 0;      // user+system CPU of every process of the lease
   int64_t peak_memory_bytes = 0;
   int64_t oom_kills = 0;       // processes of the lease killed by the OOM killer
+  std::vector<PortMapping> ports;  // published ports (podman), empty otherwise
 };
 
 class Runtime {

@@ -11,11 +11,11 @@
 // logs every --poll-ms until the lease is "running" and until the output is
 // non-empty; then `grid leases stop` and wait for the offer to be back.
 //
-// The agent learns of a new lease from its next heartbeat (it polls: the
-// broker has no push channel), so the figure includes the wait for that
-// heartbeat, on average half the period, and the output is shipped by the
-// agent's heartbeat step. Run with the default period (10 s) and a short one
-// (0.2 s) to see the runtime's own share.
+// The agent learns of a new lease through its long-poll (POST
+// /v1/agent/wait, answered the moment the lease is created), not at its next
+// heartbeat, and ships a fresh workload's output every 20 ms, so the figure
+// should not depend on the heartbeat period; run with the default (10 s) and
+// a short one (0.2 s) to check.
 //
 // Usage: bench_start_latency [--grid build/grid] [--rounds 20]
 //                            [--heartbeats 10,0.2] [--poll-ms 2]

@@ -100,6 +100,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock)
   GRID_ASSIGN_OR_RETURN(a->runtime_, NewProcessRuntime(ro));
   GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, MachineKey(a->o_.state_dir));
   GRID_ASSIGN_OR_RETURN(a->client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
+  GRID_ASSIGN_OR_RETURN(a->poll_client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
   return a;
 }
 
@@ -190,14 +191,16 @@ Status Agent::StartLease(const json::object& lease) {
   return r;
 }
 
-void Agent::ShipOutput(const std::string& key, Local& local) {
-  if (local.log_offset < 0) return;
+bool Agent::ShipOutput(const std::string& key, Local& local, bool with_metering) {
+  if (local.log_offset < 0) return false;
+  bool shipped = false;
   for (int round = 0; round < 4; ++round) {  // at most 256 KiB per step
     auto chunk = runtime_->ReadLogs(key, local.log_offset, 64 * 1024);
-    if (!chunk.ok()) return;
+    if (!chunk.ok()) return shipped;
     std::string data = Utf8Prefix(*chunk);
+    if (data.empty() && (round > 0 || !with_metering)) return shipped;
     json::object body{{"offset", local.log_offset}, {"data", data}};
-    if (round == 0) {
+    if (round == 0 && with_metering) {
       if (auto st = runtime_->Poll(key); st.ok()) {
         body["metering"] = json::object{{"wall_seconds", st->wall_seconds},
                                         {"cpu_seconds", st->cpu_seconds},
@@ -205,12 +208,20 @@ void Agent::ShipOutput(const std::string& key, Local& local) {
                                         {"oom_kills", st->oom_kills}};
       }
     }
-    if (data.empty() && round > 0) return;
     json::value v = std::move(body);
-    if (!client_->AuthCall("POST", "/v1/agent/leases/" + std::to_string(local.lease_id) + "/output", &v).ok()) return;
+    if (!client_->AuthCall("POST", "/v1/agent/leases/" + std::to_string(local.lease_id) + "/output", &v).ok())
+      return shipped;
     local.log_offset += static_cast<int64_t>(data.size());
-    if (data.size() < 32 * 1024) return;
+    shipped = shipped || !data.empty();
+    if (data.size() < 32 * 1024) return shipped;
   }
+  return shipped;
+}
+
+bool Agent::ShipNewOutput() {
+  bool shipped = false;
+  for (auto& [key, local] : local_) shipped = ShipOutput(key, local, /*with_metering=*/false) || shipped;
+  return shipped;
 }
 
 void Agent::StopLocal(const std::string& key, const char* why) {
@@ -308,7 +319,50 @@ int64_t Agent::Step() {
     heartbeat_ms_ = std::max<int64_t>(100, static_cast<int64_t>(hb->to_number<double>() * 1000));
   Status s = Reconcile(o.at("leases").as_array());
   if (!s.ok()) std::fprintf(stderr, "grid agent: %s\n", s.ToString().c_str());
+  // The long-poll waits from this version on. Set after Reconcile, so a
+  // change it brings in is acted on by this step, not reported again.
+  if (const json::value* v = o.if_contains("lease_version"); v && v->is_int64()) {
+    std::lock_guard lock(wake_->mu);
+    wake_->lease_version = v->get_int64();
+    wake_->cv.notify_all();
+  }
   return heartbeat_ms_;
+}
+
+void Agent::LongPoll(std::shared_ptr<Wake> w, std::unique_ptr<client::BrokerClient> client) {
+  int failures = 0;
+  for (;;) {
+    int64_t version;
+    {
+      std::unique_lock lock(w->mu);
+      w->cv.wait(lock, [&] { return w->stop || w->lease_version >= 0; });
+      if (w->stop) return;
+      version = w->lease_version;
+    }
+    json::value body = json::object{{"lease_version", version}, {"timeout_ms", 20'000}};
+    auto r = client->AuthCall("POST", "/v1/agent/wait", &body);
+    std::unique_lock lock(w->mu);
+    if (!r.ok()) {
+      if (r.status().code() == Code::kNotFound) {
+        std::fprintf(stderr, "grid agent: the broker has no long-poll; leases start at heartbeats\n");
+        return;
+      }
+      // The heartbeat reports the broker's troubles; here just back off.
+      ++failures;
+      int64_t backoff_ms = std::min<int64_t>(30'000, 250LL << std::min(failures, 7));
+      w->cv.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return w->stop; });
+      continue;
+    }
+    failures = 0;
+    const json::value* changed = r->as_object().if_contains("changed");
+    if (changed && changed->is_bool() && changed->get_bool()) {
+      w->pending = true;
+      w->cv.notify_all();
+      // Until the agent's next heartbeat brings the new version in (bounded,
+      // in case that heartbeat fails).
+      w->cv.wait_for(lock, std::chrono::seconds(10), [&] { return w->stop || w->lease_version != version; });
+    }
+  }
 }
 
 int Agent::Run(const std::atomic<bool>& stop) {
@@ -330,10 +384,39 @@ int Agent::Run(const std::atomic<bool>& stop) {
     std::fprintf(stderr, "grid agent: %s; retrying\n", id.status().message().c_str());
     for (int i = 0; i < 50 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  std::thread(LongPoll, wake_, std::move(poll_client_)).detach();
+  // Output of a busy workload is shipped every kFastPollMs; the interval
+  // doubles while nothing new comes, up to kSlowPollMs.
+  constexpr int64_t kFastPollMs = 20, kSlowPollMs = 1000;
+  int64_t poll_ms = kFastPollMs;
+  UnixMs next_beat_ms = 0;
   while (!stop) {
-    int64_t wait_ms = Step();
-    for (int64_t waited = 0; waited < wait_ms && !stop; waited += 50)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    UnixMs now = clock_->NowMs();
+    bool beat = now >= next_beat_ms;
+    {
+      std::lock_guard lock(wake_->mu);
+      beat = beat || wake_->pending;
+      wake_->pending = false;
+    }
+    if (beat) {
+      size_t before = local_.size();
+      next_beat_ms = now + Step();
+      if (local_.size() > before) poll_ms = kFastPollMs;  // a lease just started
+    } else {
+      poll_ms = ShipNewOutput() ? kFastPollMs : std::min(kSlowPollMs, poll_ms * 2);
+    }
+    int64_t wait_ms = next_beat_ms - clock_->NowMs();
+    if (!local_.empty()) wait_ms = std::min(wait_ms, poll_ms);
+    std::unique_lock lock(wake_->mu);
+    // In slices, to notice `stop` (set by a signal handler, which cannot notify).
+    for (int64_t waited = 0; waited < wait_ms && !stop && !wake_->pending; waited += 100)
+      wake_->cv.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(100, wait_ms - waited)),
+                         [&] { return wake_->pending; });
+  }
+  {
+    std::lock_guard lock(wake_->mu);
+    wake_->stop = true;
+    wake_->cv.notify_all();
   }
   // Workloads keep running: an agent restart re-adopts them.
   return 0;

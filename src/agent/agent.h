@@ -5,6 +5,12 @@
 // leases' workloads through a Runtime, reports them running / ended / failed,
 // and stops workloads the broker ended or that are no longer paid for.
 //
+// Besides the heartbeat, a second outbound connection long-polls the broker
+// (POST /v1/agent/wait): the broker answers it the moment a lease of this
+// machine is created or ends, and the agent acts at once instead of at the
+// next heartbeat. While a workload writes output the agent ships it every
+// few tens of milliseconds; when it is quiet, up to once a second.
+//
 // The host needs no inbound port. A broker that cannot be reached is retried
 // with backoff and jitter; meanwhile each workload runs until its paid-until
 // time plus the grace period, then is stopped locally. An agent restart
@@ -14,8 +20,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "agent/gpu/gpu_probe.h"
@@ -59,8 +67,12 @@ class Agent {
   // One heartbeat and reconciliation round. Returns the broker's requested
   // heartbeat period in ms (or a backoff after a failure).
   int64_t Step();
-  // Start(), then Step() until `stop` becomes true.
+  // Start(), then Step() until `stop` becomes true: at every heartbeat
+  // period, and at once when the long-poll reports a lease change.
   int Run(const std::atomic<bool>& stop);
+  // Ships new workload output (no metering) without a heartbeat. Returns
+  // whether any lease had new output.
+  bool ShipNewOutput();
 
   const GpuInventory& inventory() const { return inventory_; }
 
@@ -77,8 +89,19 @@ class Agent {
   Status Report(int64_t lease_id, const std::string& state, const std::string& message);
   void StopLocal(const std::string& key, const char* why);
   void EnforceDeadlines();
-  // Sends the workload's new output and its metering to the broker.
-  void ShipOutput(const std::string& key, Local& local);
+  // Sends the workload's new output, and its metering if with_metering, to
+  // the broker. Returns whether output was sent.
+  bool ShipOutput(const std::string& key, Local& local, bool with_metering = true);
+  // What the long-poll thread shares with the agent; the thread holds it by
+  // shared_ptr since it may outlive the Agent by one call.
+  struct Wake {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool pending = false;        // the broker said a lease changed
+    int64_t lease_version = -1;  // from the last heartbeat; -1: none yet
+    bool stop = false;
+  };
+  static void LongPoll(std::shared_ptr<Wake> wake, std::unique_ptr<client::BrokerClient> client);
   boost::json::object HealthJson();
 
   AgentOptions o_;
@@ -92,6 +115,8 @@ class Agent {
   int64_t heartbeat_ms_ = 10'000;
   int failures_ = 0;
   std::map<std::string, Local> local_;  // runtime lease key "lease-<id>" -> state
+  std::shared_ptr<Wake> wake_ = std::make_shared<Wake>();
+  std::unique_ptr<client::BrokerClient> poll_client_;  // the long-poll's own connection
 };
 
 // `grid agent`: blocks until SIGINT/SIGTERM; returns the exit code.

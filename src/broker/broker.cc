@@ -45,7 +45,8 @@ std::string NewNonceText() {
 }  // namespace
 
 Broker::Broker(std::unique_ptr<store::Store> store, const Clock* clock, BrokerOptions options)
-    : store_(std::move(store)), clock_(clock), options_(std::move(options)) {}
+    : store_(std::move(store)), clock_(clock), options_(std::move(options)),
+      wakeups_(std::make_unique<MachineWakeups>(clock_->NowMs())) {}
 
 Result<std::unique_ptr<Broker>> Broker::Open(std::unique_ptr<store::Store> store, const Clock* clock,
                                              BrokerOptions options) {
@@ -129,8 +130,22 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
   }
   ++commits_;
   ledger_.Apply(changes.transfers);
-  for (auto& m : changes.machines) market_.Put(std::move(m));
-  for (auto& l : changes.leases) market_.Put(std::move(l));
+  // Agents long-polling for their machine learn of new leases, state
+  // changes and removals at once (settlement's updates do not wake them).
+  std::vector<int64_t> wake;
+  for (auto& m : changes.machines) {
+    const market::Machine* old = market_.FindMachine(m.id);
+    if (old && old->removed != m.removed) wake.push_back(m.id);
+    market_.Put(std::move(m));
+  }
+  for (auto& l : changes.leases) {
+    const market::Lease* old = market_.FindLease(l.id);
+    if (!old || old->state != l.state) wake.push_back(l.machine_id);
+    market_.Put(std::move(l));
+  }
+  std::sort(wake.begin(), wake.end());
+  wake.erase(std::unique(wake.begin(), wake.end()), wake.end());
+  for (int64_t id : wake) wakeups_->Bump(id);
   return Status::Ok();
 }
 
@@ -686,7 +701,8 @@ Result<MachineView> Broker::AgentListOffer(const std::string& agent, market::Lis
   return CommitMachineLocked(std::move(next));
 }
 
-Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std::string health_json) {
+Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std::string health_json,
+                                                  int64_t* lease_version) {
   if (health_json.size() > 64 * 1024) return InvalidArgument("health: at most 64 KiB");
   std::lock_guard lock(mu_);
   const market::Machine* m = AgentMachineLocked(agent);
@@ -701,7 +717,23 @@ Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std:
     auto lg = logs_.find(l->id);
     out.push_back({*l, market::PaidUntil(*l), lg == logs_.end() ? 0 : lg->second.end_offset()});
   }
+  if (lease_version) *lease_version = wakeups_->Version(m->id);
   return out;
+}
+
+Status Broker::WaitForLeaseChange(const std::string& agent, int64_t lease_version, int64_t timeout_ms,
+                                  MachineWakeups::Callback done) {
+  int64_t machine_id;
+  {
+    std::lock_guard lock(mu_);
+    const market::Machine* m = AgentMachineLocked(agent);
+    if (!m && agents_.contains(agent)) return PermissionDenied("this machine was removed by its provider");
+    if (!m) return PermissionDenied("not an enrolled machine; run `grid agent --join-token …` first");
+    machine_id = m->id;
+  }
+  // Outside mu_: a version that moved in between answers at once.
+  wakeups_->Wait(machine_id, lease_version, timeout_ms, std::move(done));
+  return Status::Ok();
 }
 
 Result<MachineView> Broker::RemoveMachine(const std::string& provider, int64_t machine_id) {

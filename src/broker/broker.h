@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/wakeups.h"
 #include "core/clock.h"
 #include "core/status.h"
 #include "ledger/audit.h"
@@ -163,8 +164,16 @@ class Broker {
   // The agent lists its own machine at the prices of its config file, as its
   // provider would with `grid machines list-offer`.
   Result<MachineView> AgentListOffer(const std::string& agent, market::ListOfferRequest req);
-  // Records a heartbeat; returns the machine's active leases.
-  Result<std::vector<AgentLease>> Heartbeat(const std::string& agent, std::string health_json);
+  // Records a heartbeat; returns the machine's active leases and, in
+  // *lease_version, the version WaitForLeaseChange compares with.
+  Result<std::vector<AgentLease>> Heartbeat(const std::string& agent, std::string health_json,
+                                            int64_t* lease_version = nullptr);
+  // The agent's long-poll: `done` is called once, as soon as a lease of the
+  // agent's machine is created, changes state or ends (or the machine is
+  // removed) after `lease_version`, or at the timeout. Errors (not an
+  // enrolled agent) come back at once and `done` is not called.
+  Status WaitForLeaseChange(const std::string& agent, int64_t lease_version, int64_t timeout_ms,
+                            MachineWakeups::Callback done);
   // The provider revokes a host: no more offers, its agent is refused, and
   // its active leases end with host_lost.
   Result<MachineView> RemoveMachine(const std::string& provider, int64_t machine_id);
@@ -224,6 +233,7 @@ class Broker {
   std::unordered_map<int64_t, LeaseLog> logs_;       // lease id -> output tail
   std::unordered_map<int64_t, Metering> metering_;   // lease id -> last evidence
   UnixMs started_ms_ = 0;
+  std::unique_ptr<MachineWakeups> wakeups_;  // bumped in CommitLocked
   int64_t commits_ = 0, commit_failures_ = 0;
 };
 

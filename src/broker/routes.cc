@@ -273,7 +273,8 @@ class Api {
         if (auto st = f.OnlyKnown({"gpus", "note"}); !st.ok()) return Error(st);
         health = json::serialize(*obj);
       }
-      auto leases = b_->Heartbeat(addr, health);
+      int64_t version = 0;
+      auto leases = b_->Heartbeat(addr, health, &version);
       if (!leases.ok()) return Error(leases.status());
       json::array arr;
       for (const auto& al : *leases) {
@@ -283,7 +284,27 @@ class Api {
         arr.push_back(std::move(o));
       }
       return Ok(json::object{{"heartbeat_seconds", static_cast<double>(b_->options().heartbeat_ms) / 1000.0},
+                             {"lease_version", version},
                              {"leases", std::move(arr)}});
+    }
+    // The long-poll: held until a lease of this machine changes after
+    // `lease_version` (from the heartbeat), or `timeout_ms` passes.
+    if (seg.size() == 2 && seg[1] == "wait" && req.method == "POST") {
+      auto obj = api::ParseObject(req.body);
+      if (!obj.ok()) return Error(obj.status());
+      api::Fields f(*obj);
+      if (auto st = f.OnlyKnown({"lease_version", "timeout_ms"}); !st.ok()) return Error(st);
+      auto version = f.OptInt("lease_version", 0, 0, INT64_MAX);
+      if (!version.ok()) return Error(version.status());
+      auto timeout = f.OptInt("timeout_ms", 20'000, 0, MachineWakeups::kMaxTimeoutMs);
+      if (!timeout.ok()) return Error(timeout.status());
+      std::shared_ptr<net::Responder> responder = req.responder;
+      if (!responder) return Error(Internal("this server cannot hold requests"));
+      Status st = b_->WaitForLeaseChange(addr, *version, *timeout, [responder](bool changed, int64_t v) {
+        responder->Send(Ok(json::object{{"changed", changed}, {"lease_version", v}}));
+      });
+      if (!st.ok()) return Error(st);
+      return HttpResponse::Deferred();
     }
     if (seg.size() == 2 && seg[1] == "offer" && req.method == "PUT") {
       auto lr = DecodeListing(req.body);

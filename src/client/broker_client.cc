@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <filesystem>
 
 #include "core/clock.h"
@@ -26,7 +27,9 @@ std::string GridHome() {
 Status WritePrivateFile(const std::string& path, const std::string& contents) {
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  std::string tmp = path + ".tmp";
+  // Unique per writer: the agent's two connections may both sign in at once.
+  static std::atomic<uint64_t> seq{0};
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(seq++);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) return Unavailable("cannot write " + tmp);
   bool ok = ::write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size());

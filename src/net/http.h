@@ -33,6 +33,19 @@ namespace grid::net {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+struct HttpResponse;
+
+// Server side: lets a handler answer a request later, from any thread (a
+// long-poll). The handler keeps the request's `responder`, returns
+// HttpResponse::Deferred(), and calls Send once when it has the answer.
+// Send after the server stopped, or a second Send, does nothing; a
+// responder dropped without Send answers 503, so no client waits forever.
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual void Send(HttpResponse response) = 0;
+};
+
 struct HttpRequest {
   std::string method;          // "GET", "POST", ...
   std::string target;          // raw target "/v1/offers?limit=5"
@@ -41,6 +54,8 @@ struct HttpRequest {
   HeaderList headers;          // names lowercased, values as sent
   std::string body;
   std::string remote_address;  // "127.0.0.1:54321" ("[::1]:54321" for IPv6)
+  // Server side: answers this request later (see Responder); null elsewhere.
+  std::shared_ptr<Responder> responder;
 
   // The first header with this (lowercase) name, nullptr if absent.
   const std::string* Header(std::string_view lowercase_name) const;
@@ -57,6 +72,14 @@ struct HttpResponse {
   // connection after the response). Client side: every response header,
   // names lowercased.
   HeaderList headers;
+  // Server side: true when the handler will answer through req.responder.
+  bool deferred = false;
+
+  static HttpResponse Deferred() {
+    HttpResponse r;
+    r.deferred = true;
+    return r;
+  }
 
   // Client side convenience: the first header with this (lowercase) name.
   const std::string* Header(std::string_view lowercase_name) const;

@@ -17,11 +17,14 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <boost/asio/post.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_set>
 
 #include "net/http.h"
 #include "net/http_internal.h"
@@ -35,10 +38,22 @@ using tcp = boost::asio::ip::tcp;
 
 namespace {
 
+class Session;
+
+// Sessions whose handler deferred its answer (a long-poll). While waiting a
+// session has no pending operation, so nothing else keeps it alive; Stop()
+// drops them while the io_context still exists.
+struct DeferRegistry {
+  std::mutex mu;
+  bool stopped = false;
+  std::unordered_set<std::shared_ptr<Session>> waiting;
+};
+
 // What every session needs and nothing mutates after Start().
 struct Shared {
   HttpServerOptions options;
   HttpHandler handler;
+  std::shared_ptr<DeferRegistry> deferred = std::make_shared<DeferRegistry>();
 };
 
 constexpr size_t kHeaderLimitBytes = 64 * 1024;
@@ -126,35 +141,16 @@ class Session : public std::enable_shared_from_this<Session> {
     Handle();
   }
 
-  void Handle() {
-    auto& msg = parser_->get();
-    HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    internal::ParseTarget(req.target, &req.path, &req.query);
-    req.headers.reserve(8);
-    for (const auto& field : msg) {
-      req.headers.emplace_back(internal::ToLower(field.name_string()),
-                               std::string(field.value()));
-    }
-    req.body = std::move(msg.body());
-    req.remote_address = remote_;
-    const bool keep_alive = msg.keep_alive();
-    const unsigned version = msg.version();
-    const bool head = msg.method() == bhttp::verb::head;
-    parser_.reset();
+  void Handle();
 
-    HttpResponse out;
-    try {
-      out = shared_->handler(req);
-    } catch (const std::exception& e) {
-      out = ErrorResponse(500, "internal", std::string("handler failed: ") + e.what());
-    } catch (...) {
-      out = ErrorResponse(500, "internal", "handler failed with a non-standard exception");
-    }
+ public:
+  // Sends a deferred handler's answer; runs on the session's strand.
+  void Answer(HttpResponse out, unsigned version, bool keep_alive, bool head) {
     SendResponse(std::move(out), version, keep_alive, head, /*linger=*/false);
   }
+  auto executor() { return stream_.get_executor(); }
 
+ private:
   static HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
     HttpResponse r;
     r.status = status;
@@ -257,6 +253,116 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t drained_ = 0;
 };
 
+// The Responder of one request. States: the handler is running (a Send now
+// is kept and sent once the handler returns), deferred (a Send posts the
+// answer to the session's strand), done.
+class SessionResponder final : public Responder {
+ public:
+  SessionResponder(std::weak_ptr<Session> session, std::shared_ptr<DeferRegistry> registry, unsigned version,
+                   bool keep_alive, bool head)
+      : session_(std::move(session)), registry_(std::move(registry)), version_(version),
+        keep_alive_(keep_alive), head_(head) {}
+  ~SessionResponder() override {
+    HttpResponse r;
+    r.status = 503;
+    r.body = internal::JsonErrorBody("unavailable", "the server dropped this request");
+    Send(std::move(r));
+  }
+
+  void Send(HttpResponse response) override {
+    {
+      std::lock_guard lock(mu_);
+      if (state_ == kDone) return;
+      if (state_ == kHandling) {
+        early_ = std::move(response);
+        state_ = kDone;
+        return;
+      }
+      state_ = kDone;
+    }
+    // Under the registry's lock, so Stop() cannot destroy the io_context
+    // between the check and the post.
+    std::lock_guard lock(registry_->mu);
+    if (registry_->stopped) return;
+    std::shared_ptr<Session> s = session_.lock();
+    if (!s || !registry_->waiting.erase(s)) return;
+    asio::post(s->executor(), [s, r = std::move(response), v = version_, k = keep_alive_, h = head_]() mutable {
+      s->Answer(std::move(r), v, k, h);
+    });
+  }
+
+  // The handler returned a non-deferred response: later Sends are ignored.
+  void Disarm() {
+    std::lock_guard lock(mu_);
+    state_ = kDone;
+  }
+  // The handler deferred. Returns the answer it already sent, if any.
+  std::optional<HttpResponse> Arm() {
+    std::lock_guard lock(mu_);
+    if (state_ == kDone) return std::move(early_);
+    state_ = kDeferred;
+    return std::nullopt;
+  }
+
+ private:
+  enum State { kHandling, kDeferred, kDone };
+  std::mutex mu_;
+  State state_ = kHandling;
+  std::optional<HttpResponse> early_;
+  std::weak_ptr<Session> session_;
+  std::shared_ptr<DeferRegistry> registry_;
+  unsigned version_;
+  bool keep_alive_, head_;
+};
+
+void Session::Handle() {
+  auto& msg = parser_->get();
+  HttpRequest req;
+  req.method = std::string(msg.method_string());
+  req.target = std::string(msg.target());
+  internal::ParseTarget(req.target, &req.path, &req.query);
+  req.headers.reserve(8);
+  for (const auto& field : msg) {
+    req.headers.emplace_back(internal::ToLower(field.name_string()),
+                             std::string(field.value()));
+  }
+  req.body = std::move(msg.body());
+  req.remote_address = remote_;
+  const bool keep_alive = msg.keep_alive();
+  const unsigned version = msg.version();
+  const bool head = msg.method() == bhttp::verb::head;
+  parser_.reset();
+
+  auto responder = std::make_shared<SessionResponder>(weak_from_this(), shared_->deferred, version,
+                                                      keep_alive, head);
+  req.responder = responder;
+  HttpResponse out;
+  try {
+    out = shared_->handler(req);
+  } catch (const std::exception& e) {
+    out = ErrorResponse(500, "internal", std::string("handler failed: ") + e.what());
+  } catch (...) {
+    out = ErrorResponse(500, "internal", "handler failed with a non-standard exception");
+  }
+  req.responder.reset();
+  if (!out.deferred) {
+    responder->Disarm();
+    return SendResponse(std::move(out), version, keep_alive, head, /*linger=*/false);
+  }
+  {
+    std::lock_guard lock(shared_->deferred->mu);
+    if (shared_->deferred->stopped) return;
+    shared_->deferred->waiting.insert(shared_from_this());
+  }
+  if (std::optional<HttpResponse> early = responder->Arm()) {
+    {
+      std::lock_guard lock(shared_->deferred->mu);
+      shared_->deferred->waiting.erase(shared_from_this());
+    }
+    SendResponse(std::move(*early), version, keep_alive, head, /*linger=*/false);
+  }
+}
+
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
   Listener(asio::io_context& ioc, std::shared_ptr<const Shared> shared)
@@ -347,6 +453,7 @@ struct HttpServer::Impl {
   std::shared_ptr<Listener> listener;
   std::vector<std::thread> threads;
   uint16_t port = 0;
+  std::shared_ptr<DeferRegistry> deferred;
   std::mutex stop_mu;
   bool stopped = false;
 };
@@ -370,6 +477,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
     shared->handler = std::move(handler);
 
     auto impl = std::make_unique<Impl>();
+    impl->deferred = shared->deferred;
     impl->ioc = std::make_unique<asio::io_context>(options.threads);
     impl->listener = std::make_shared<Listener>(*impl->ioc, shared);
     GRID_RETURN_IF_ERROR(impl->listener->Open(*ep));
@@ -407,6 +515,16 @@ void HttpServer::Stop() {
     if (t.joinable()) t.join();
   }
   impl_->threads.clear();
+  {
+    // Sessions waiting for a deferred answer go now, while the io_context
+    // they belong to still exists; late Sends are ignored.
+    std::unordered_set<std::shared_ptr<Session>> waiting;
+    {
+      std::lock_guard lock(impl_->deferred->mu);
+      impl_->deferred->stopped = true;
+      waiting.swap(impl_->deferred->waiting);
+    }
+  }
   impl_->listener->Close();
   impl_->listener.reset();
   impl_->ioc.reset();  // destroys pending handlers, and with them the sessions

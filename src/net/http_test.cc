@@ -474,5 +474,98 @@ TEST(HttpTest, ClientBasePathPrefix) {
   EXPECT_EQ(r->body, "GET /api/v1/x\nbody ");
 }
 
+// Long-poll: the handler keeps the responder and answers from another
+// thread; the connection is served in order and stays usable afterwards.
+TEST(HttpTest, DeferredAnswerFromAnotherThread) {
+  std::mutex mu;
+  std::vector<std::shared_ptr<Responder>> parked;
+  auto server = StartServer([&](const HttpRequest& req) {
+    if (req.path == "/wait") {
+      std::lock_guard lock(mu);
+      parked.push_back(req.responder);
+      return HttpResponse::Deferred();
+    }
+    return Echo(req);
+  });
+  std::thread waker([&] {
+    for (;;) {
+      std::this_thread::sleep_for(20ms);
+      std::lock_guard lock(mu);
+      if (parked.empty()) continue;
+      HttpResponse r;
+      r.body = R"({"woken":true})";
+      parked[0]->Send(r);
+      parked[0]->Send(r);  // a second Send is ignored
+      return;
+    }
+  });
+  auto client = MakeClient(server->port());
+  auto r = client->Send("GET", "/wait");
+  waker.join();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, R"({"woken":true})");
+  auto again = client->Send("GET", "/after");  // same kept-alive connection
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->body, "GET /after\nbody ");
+}
+
+// An answer sent while the handler is still running goes out once it returns.
+TEST(HttpTest, DeferredAnswerSentBeforeHandlerReturned) {
+  auto server = StartServer([](const HttpRequest& req) {
+    HttpResponse r;
+    r.status = 202;
+    r.body = "{}";
+    req.responder->Send(r);
+    return HttpResponse::Deferred();
+  });
+  auto r = MakeClient(server->port())->Send("GET", "/x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 202);
+}
+
+// A handler that defers and drops its responder does not leave the client
+// waiting: it gets a 503.
+TEST(HttpTest, DroppedResponderAnswers503) {
+  auto server = StartServer([](const HttpRequest&) { return HttpResponse::Deferred(); });
+  auto r = MakeClient(server->port())->Send("GET", "/x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find("unavailable"), std::string::npos);
+}
+
+// Stop with requests still parked closes them; a Send after Stop (or after
+// the server is gone) is ignored.
+TEST(HttpTest, StopWithParkedRequestsThenLateSend) {
+  std::mutex mu;
+  std::vector<std::shared_ptr<Responder>> parked;
+  auto server = StartServer([&](const HttpRequest& req) {
+    std::lock_guard lock(mu);
+    parked.push_back(req.responder);
+    return HttpResponse::Deferred();
+  });
+  HttpClientOptions o;
+  o.timeout_ms = 5000;
+  std::atomic<bool> failed{false};
+  std::thread t([&] {
+    auto r = MakeClient(server->port(), o)->Send("GET", "/wait");
+    failed = !r.ok();
+  });
+  for (int i = 0; i < 200; ++i) {
+    std::this_thread::sleep_for(5ms);
+    std::lock_guard lock(mu);
+    if (!parked.empty()) break;
+  }
+  server->Stop();
+  t.join();
+  EXPECT_TRUE(failed);  // the connection was closed, not answered
+  server.reset();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(parked.size(), 1u);
+  HttpResponse r;
+  parked[0]->Send(r);  // must not crash
+  parked.clear();      // the destructor's 503 is ignored too
+}
+
 }  // namespace
 }  // namespace grid::net

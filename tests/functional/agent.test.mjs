@@ -164,6 +164,42 @@ test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it af
   assert.equal(audit.code, 0, audit.stdout + audit.stderr);
 });
 
+// The agent's long-poll: with a heartbeat period of a minute, a new lease
+// still starts (and a stopped one still stops) within moments, because the
+// broker answers the agent's held request the moment the lease changes.
+test('with a 60 s heartbeat, leases start and stop at once through the long-poll', { skip: !root && 'needs root' }, async (t) => {
+  const dir = await tempDir(t);
+  fs.chmodSync(dir, 0o711);
+  const b = await startBroker(t, { db: path.join(dir, 'b.db'), dir, extraArgs: ['--heartbeat', '60'] });
+  const prov = await newKey(dir, 'prov');
+  const tok = await gridJson(dir, ['provider', 'join-token', 'create'], { key: prov.key, broker: b.url });
+  const agent = await startAgent(t, dir, b.url, ['--join-token', tok.token, '--state-dir', path.join(dir, 'agent'),
+    '--simulate-gpus', '1xRTX-4090', '--geolocation', 'DE', '--grace', '500']);
+  const [machine] = (await gridJson(dir, ['machines', 'list'], { key: prov.key, broker: b.url })).machines;
+  await gridJson(dir, ['machines', 'list-offer', String(machine.id), '--price-gpu', '0.35'], { key: prov.key, broker: b.url });
+  const renter = await account(b.url);
+  await faucet(b.url, renter, '10');
+  const { chain_id } = await nonceInfo(b.url);
+  // The agent's first heartbeat is behind it; the next is a minute away.
+  await sleep(500);
+  const marker = `grid-agent-push-${process.pid}-${Date.now()}`;
+  const t0 = Date.now();
+  const lease = await apiOk(b.url, 'POST', '/v1/leases', await leaseBody(renter.wallet, chain_id, {
+    offerId: machine.id * 1000 + 1, gpus: 1, pricePerHourMicros: 350_000n,
+    command: ['sh', '-c', `echo first line; sleep 3600; true ${marker}`],
+  }), renter.token);
+  await waitFor('the first output line', async () => {
+    const logs = await apiOk(b.url, 'GET', `/v1/leases/${lease.id}/logs?offset=0`, undefined, renter.token);
+    return logs.data.includes('first line');
+  }, 10000 * SLOW).catch((e) => { throw new Error(`${e.message}\nagent:\n${agent.stderr}`); });
+  assert.ok(Date.now() - t0 < 10000 * SLOW, 'long before the next heartbeat');
+  assert.equal((await apiOk(b.url, 'GET', `/v1/leases/${lease.id}`, undefined, renter.token)).state, 'running');
+  const t1 = Date.now();
+  await apiOk(b.url, 'POST', `/v1/leases/${lease.id}/stop`, {}, renter.token);
+  await waitFor('the workload to be stopped', () => processesWith(marker).length === 0, 10000 * SLOW);
+  assert.ok(Date.now() - t1 < 10000 * SLOW, 'stopped long before the next heartbeat');
+});
+
 test('a workload that dies while its agent is down is reported, never restarted', { skip: !root && 'needs root' }, async (t) => {
   const dir = await tempDir(t);
   fs.chmodSync(dir, 0o711);

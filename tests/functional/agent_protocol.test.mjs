@@ -481,3 +481,69 @@ test('a silent host is billed only to its last heartbeat when its renter stops o
   const audit = await apiOk(url, 'GET', '/v1/admin/audit', undefined, rent.token);
   assert.equal(audit.ok, true, JSON.stringify(audit.failures));
 });
+
+test('long-poll: /v1/agent/wait answers at once on a stale version, on a new or stopped lease, or at its timeout', async (t) => {
+  // A heartbeat period far longer than the test: only the long-poll can tell
+  // the agent of its leases in time.
+  const { dir, url } = await setup(t, { extraArgs: ['--heartbeat', '60'] });
+  const prov = await provider(dir, url);
+  const b = { key: prov.key, broker: url };
+  const { token } = await gridJson(dir, ['provider', 'join-token', 'create'], b);
+  const agent = await account(url);
+  const e = await enroll(url, agent, token, spec({ num_gpus: 2 }));
+  assert.equal(e.status, 201, e.text);
+  const id = e.body.id;
+  await gridJson(dir, ['machines', 'list-offer', String(id), '--price-gpu', '3.60'], b);
+  const beat = () => apiOk(url, 'POST', '/v1/agent/heartbeat', { gpus: [] }, agent.token);
+  const wait = (body) => api(url, 'POST', '/v1/agent/wait', body, agent.token);
+  const v0 = (await beat()).lease_version;
+  assert.ok(Number.isSafeInteger(v0) && v0 > 0, `lease_version ${v0}`);
+
+  // A version the agent has not seen yet: answered at once.
+  const stale = await wait({ lease_version: v0 - 1, timeout_ms: 30000 });
+  assert.equal(stale.status, 200, stale.text);
+  assert.deepEqual(stale.body, { changed: true, lease_version: v0 });
+  // Nothing happens: answered unchanged at the timeout, not before.
+  let t0 = Date.now();
+  const quiet = await wait({ lease_version: v0, timeout_ms: 300 });
+  assert.deepEqual(quiet.body, { changed: false, lease_version: v0 });
+  assert.ok(Date.now() - t0 >= 280, `held ${Date.now() - t0} ms`);
+
+  // A renter rents while the agent waits: the wait returns with the new
+  // version, and the heartbeat at that version lists the lease.
+  const rent = await account(url);
+  await faucet(url, rent, '50');
+  const { chain_id } = await nonceInfo(url);
+  t0 = Date.now();
+  const pending = wait({ lease_version: v0, timeout_ms: 30000 });
+  await sleep(100);
+  const created = await api(url, 'POST', '/v1/leases',
+    await leaseBody(rent.wallet, chain_id, { offerId: id * 1000 + 1, gpus: 1, pricePerHourMicros: 3_600_000n }), rent.token);
+  assert.equal(created.status, 201, created.text);
+  const woke = await pending;
+  assert.equal(woke.status, 200, woke.text);
+  assert.equal(woke.body.changed, true);
+  assert.ok(Date.now() - t0 < 5000 * SLOW, `woken after ${Date.now() - t0} ms, not at the timeout`);
+  const hb = await beat();
+  assert.equal(hb.lease_version, woke.body.lease_version);
+  assert.deepEqual(hb.leases.map((l) => l.id), [created.body.id]);
+
+  // The agent reports it running (a state change of its own: it wakes waiters
+  // too, harmlessly), then the renter stops it: the wait returns again.
+  await apiOk(url, 'POST', `/v1/leases/${created.body.id}/status`, { state: 'running', message: 'started' }, agent.token);
+  const v2 = (await beat()).lease_version;
+  const pending2 = wait({ lease_version: v2, timeout_ms: 30000 });
+  await sleep(100);
+  await apiOk(url, 'POST', `/v1/leases/${created.body.id}/stop`, {}, rent.token);
+  const woke2 = await pending2;
+  assert.equal(woke2.body.changed, true);
+  assert.deepEqual((await beat()).leases, []);
+
+  // Bad input and strangers.
+  assertApiError(assert, await wait({ lease_version: -1 }), 400, { match: /lease_version/ });
+  assertApiError(assert, await wait({ lease_version: v2, timeout_ms: 60001 }), 400, { match: /timeout_ms/ });
+  assertApiError(assert, await wait({ lease_version: 'x' }), 400, { match: /lease_version/ });
+  assertApiError(assert, await wait({ lease_version: v2, x: 1 }), 400, { match: /x: unknown field/ });
+  assertApiError(assert, await api(url, 'POST', '/v1/agent/wait', { lease_version: v2 }), 401);
+  assertApiError(assert, await api(url, 'POST', '/v1/agent/wait', { lease_version: v2 }, rent.token), 403, { match: /not an enrolled machine/ });
+});

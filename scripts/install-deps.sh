@@ -13,6 +13,11 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   postgresql-15 postgresql-client-15
+  # The agent's podman runtime (rootful, runc, netavark networking, catatonit
+  # for --init) and its test image (busybox-static, the host's sshd), and the
+  # ssh client its SSH test logs in with.
+  podman runc catatonit netavark aardvark-dns iptables
+  busybox-static openssh-server openssh-client
 )
 # Node.js and npm: use whatever provides the commands (this image ships
 # NodeSource's nodejs, which bundles npm and conflicts with Debian's npm).
@@ -29,6 +34,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo
   export DEBIAN_FRONTEND=noninteractive
+  # No service may start during the install (openssh-server would start an
+  # sshd, and fail where there is no init to start it with): a policy-rc.d
+  # that says no, unless the machine already has one.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -47,10 +47,14 @@
 // exit code in 129..159 is reported as "signal N" (a command that itself
 // exits with such a code is indistinguishable).
 //
+// Poll: while the started container's cgroup has processes the lease runs,
+// answered from the cgroup files alone; once it is empty, `podman inspect`
+// gives the exit status, and the final status is saved in the state file.
+//
 // Stop(grace): SIGTERM to every process in the lease's cgroups, up to grace
-// for the container to end, then `podman kill -s KILL` and SIGKILL to every
-// process left; returns when the lease's cgroups are empty and podman has
-// recorded the exit.
+// for the container to end, then SIGKILL to every process left (the death of
+// catatonit, PID 1, ends the whole pid namespace); returns when the lease's
+// cgroups are empty and podman has recorded the exit.
 //
 // Requires root (rootful podman), podman >= 4 and the OCI runtime. The
 // containers run as root without a user namespace (podman's rootful default,

@@ -152,8 +152,11 @@ json::object Agent::HealthJson() {
   return o;
 }
 
-Status Agent::Report(int64_t lease_id, const std::string& state, const std::string& message) {
-  json::value body = json::object{{"state", state}, {"message", message}};
+Status Agent::Report(int64_t lease_id, const std::string& state, const std::string& message,
+                     const json::value& endpoints) {
+  json::object o{{"state", state}, {"message", message}};
+  if (!endpoints.is_null()) o["endpoints"] = endpoints;
+  json::value body = std::move(o);
   return client_->AuthCall("POST", "/v1/leases/" + std::to_string(lease_id) + "/status", &body).status();
 }
 
@@ -164,6 +167,9 @@ Status Agent::StartLease(const json::object& lease) {
   spec.image = Str(lease, "image");
   for (const auto& v : lease.at("command").as_array()) spec.command.emplace_back(v.as_string());
   for (const auto& v : lease.at("env").as_array()) spec.env.emplace_back(v.as_string());
+  if (const json::value* ports = lease.if_contains("ports"); ports && ports->is_array())
+    for (const auto& v : ports->get_array()) spec.ports.push_back(static_cast<int>(v.as_int64()));
+  spec.ssh_public_key = Str(lease, "ssh_key");
   for (const auto& v : lease.at("gpus").as_array()) {
     int idx = static_cast<int>(v.as_int64());
     spec.gpu_indices.push_back(idx);
@@ -186,7 +192,18 @@ Status Agent::StartLease(const json::object& lease) {
   }
   local_[spec.lease_id] = Local{id, false, 0, 0};
   std::fprintf(stderr, "grid agent: lease %lld started\n", static_cast<long long>(id));
-  Status r = Report(id, "running", inventory_.simulated ? "started (simulated GPUs)" : "started");
+  // Where its published ports are reachable: the configured public host, or
+  // (no "host") the address the broker sees this report come from.
+  json::value endpoints = nullptr;
+  if (auto st = runtime_->Poll(spec.lease_id); st.ok() && !st->ports.empty()) {
+    json::array ports;
+    for (const PortMapping& p : st->ports)
+      ports.push_back(json::object{{"container_port", p.container_port}, {"host_port", p.host_port}});
+    json::object e{{"ports", std::move(ports)}};
+    if (!o_.public_host.empty()) e["host"] = o_.public_host;
+    endpoints = std::move(e);
+  }
+  Status r = Report(id, "running", inventory_.simulated ? "started (simulated GPUs)" : "started", endpoints);
   if (r.ok()) local_[spec.lease_id].reported_running = true;
   return r;
 }
@@ -431,13 +448,16 @@ Status LoadAgentConfig(const std::string& path, AgentOptions* o) {
     std::string_view k = kv.key();
     const json::value& x = kv.value();
     auto bad = [&](const char* want) { return InvalidArgument(path + ": " + std::string(k) + ": expected " + want); };
-    if (k == "geolocation" || k == "price_gpu" || k == "end_date" || k == "price_disk" || k == "simulate_gpus") {
+    if (k == "geolocation" || k == "price_gpu" || k == "end_date" || k == "price_disk" || k == "simulate_gpus" ||
+        k == "public_host" || k == "runtime") {
       if (!x.is_string()) return bad("a string");
       std::string s(x.get_string());
       if (k == "geolocation") o->site.geolocation = s;
       else if (k == "price_gpu") o->price_gpu = s;
       else if (k == "end_date") o->end_date = s;
       else if (k == "price_disk") o->price_disk = s;
+      else if (k == "public_host") o->public_host = s;
+      else if (k == "runtime") o->runtime = s;
       else o->simulate_gpus = s;
     } else if (k == "datacenter") {
       if (!x.is_bool()) return bad("true or false");

@@ -40,7 +40,8 @@ struct AgentOptions {
   std::string join_token;         // needed for the first enrollment only
   std::string state_dir;          // machine key, runtime state, token cache
   std::string simulate_gpus;      // "8xH100-SXM-80GB": simulated GPUs (test fixture)
-  std::string runtime = "process";
+  std::string runtime = "process";  // or "podman"
+  std::string public_host;        // where renters reach published ports; "" = as the broker sees us
   AgentSiteConfig site;
   int grace_ms = 10'000;          // SIGTERM -> SIGKILL when a lease stops
   int64_t pids_limit = 4096;      // per lease
@@ -54,7 +55,8 @@ struct AgentOptions {
 
 // Reads an agent config file (JSON) into `o`; keys: geolocation, datacenter,
 // inet_up, inet_down, price_gpu, min_chunk, end_date, price_disk,
-// simulate_gpus, grace_ms. Unknown keys are an error naming them.
+// simulate_gpus, grace_ms, runtime, public_host. Unknown keys are an error
+// naming them.
 Status LoadAgentConfig(const std::string& path, AgentOptions* o);
 
 class Agent {
@@ -86,7 +88,8 @@ class Agent {
   Agent(AgentOptions o, const Clock* clock) : o_(std::move(o)), clock_(clock) {}
   Status Reconcile(const boost::json::array& leases);
   Status StartLease(const boost::json::object& lease);
-  Status Report(int64_t lease_id, const std::string& state, const std::string& message);
+  Status Report(int64_t lease_id, const std::string& state, const std::string& message,
+                const boost::json::value& endpoints = nullptr);
   void StopLocal(const std::string& key, const char* why);
   void EnforceDeadlines();
   // Sends the workload's new output, and its metering if with_metering, to

@@ -241,6 +241,20 @@ json::object EncodeLease(const market::Lease& l, int64_t running_ms) {
   for (const auto& c : l.command) cmd.push_back(json::string(c));
   o["env"] = std::move(env);
   o["command"] = std::move(cmd);
+  json::array ports, endpoints;
+  for (int p : l.ports) ports.push_back(p);
+  o["ports"] = std::move(ports);
+  o["ssh_key"] = l.ssh_key.empty() ? json::value(nullptr) : json::value(l.ssh_key);
+  json::value ssh = nullptr;
+  for (const auto& e : l.endpoints) {
+    endpoints.push_back(json::object{{"container_port", e.container_port}, {"host", l.endpoint_host}, {"host_port", e.host_port}});
+    if (e.container_port == 22 && !l.ssh_key.empty() && !l.endpoint_host.empty())
+      ssh = json::object{{"host", l.endpoint_host},
+                         {"port", e.host_port},
+                         {"command", "ssh -p " + std::to_string(e.host_port) + " root@" + l.endpoint_host}};
+  }
+  o["endpoints"] = std::move(endpoints);
+  o["ssh"] = std::move(ssh);
   o["created_at"] = FormatTime(l.created_ms);
   o["started_at"] = l.started_ms ? json::value(FormatTime(l.started_ms)) : json::value(nullptr);
   o["ended_at"] = l.ended_ms ? json::value(FormatTime(l.ended_ms)) : json::value(nullptr);

@@ -431,29 +431,51 @@ Result<Lease> Broker::StopLease(const std::string& addr, int64_t id) {
 }
 
 Result<Lease> Broker::ReportLease(const std::string& addr, int64_t id, LeaseState to, const std::string& message,
-                                  bool failed) {
+                                  bool failed, const std::optional<ReportedEndpoints>& endpoints) {
   if (message.size() > 1024) return InvalidArgument("message: at most 1024 characters");
+  if (endpoints) {
+    if (to != LeaseState::kRunning) return InvalidArgument("endpoints: only with state \"running\"");
+    const std::string& h = endpoints->host;
+    if (h.empty() || h.size() > 253 ||
+        h.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") != std::string::npos)
+      return InvalidArgument("endpoints.host: expected an IP address or host name");
+    for (const auto& p : endpoints->ports)
+      if (p.container_port < 1 || p.container_port > 65535 || p.host_port < 1 || p.host_port > 65535)
+        return InvalidArgument("endpoints.ports: TCP ports are 1-65535");
+  }
   std::lock_guard lock(mu_);
   const Lease* l = market_.FindLease(id);
   if (!l) return NotFound("lease " + std::to_string(id) + " not found");
   // The machine's own agent reports for its provider.
   if (const market::Machine* am = AgentMachineLocked(addr); am && am->id == l->machine_id) {
     hosts_[am->id].last_seen_ms = clock_->NowMs();  // a report is a sign of life too
-    return ReportAsProviderLocked(l->provider, *l, to, message, failed);
+    return ReportAsProviderLocked(l->provider, *l, to, message, failed, endpoints);
   }
   if (l->provider != addr) {
     if (l->renter == addr) return PermissionDenied("only the machine's provider reports a lease's state");
     return NotFound("lease " + std::to_string(id) + " not found");
   }
-  return ReportAsProviderLocked(addr, *l, to, message, failed);
+  return ReportAsProviderLocked(addr, *l, to, message, failed, endpoints);
 }
 
 Result<Lease> Broker::ReportAsProviderLocked(const std::string& provider, const Lease& lease, LeaseState to,
-                                             const std::string& message, bool failed) {
+                                             const std::string& message, bool failed,
+                                             const std::optional<ReportedEndpoints>& endpoints) {
   GRID_RETURN_IF_ERROR(market_.CheckHostReport(provider, lease, to));
   if (to == LeaseState::kRunning) {
     if (lease.state == LeaseState::kRunning) return lease;  // repeated report
     Lease next = lease;
+    if (endpoints) {
+      for (const auto& p : endpoints->ports) {
+        bool asked = std::find(lease.ports.begin(), lease.ports.end(), p.container_port) != lease.ports.end() ||
+                     (p.container_port == 22 && !lease.ssh_key.empty());
+        if (!asked)
+          return InvalidArgument("endpoints.ports: lease " + std::to_string(lease.id) + " did not ask for port " +
+                                 std::to_string(p.container_port));
+      }
+      next.endpoint_host = endpoints->host;
+      next.endpoints = endpoints->ports;
+    }
     next.state = LeaseState::kRunning;
     next.started_ms = clock_->NowMs();  // billing starts now
     next.message = message;

@@ -90,6 +90,13 @@ struct LeaseLog {
   int64_t end_offset() const { return start_offset + static_cast<int64_t>(data.size()); }
 };
 
+// Where a started workload's published ports are reachable, as its host
+// reports with "running".
+struct ReportedEndpoints {
+  std::string host;  // an IP address or DNS name renters can reach
+  std::vector<market::PortMapping> ports;
+};
+
 struct NonceInfo {
   std::string nonce, domain, uri;
   uint64_t chain_id = 0;
@@ -149,8 +156,12 @@ class Broker {
   Result<market::Lease> StopLease(const std::string& addr, int64_t id);
   // The host reports `running` (billing starts), or that the workload ended:
   // by itself (`ended`, end reason exited) or with an error (failed).
+  // With `running`, the host may say where the workload's ports are
+  // reachable (each container port must be one the lease asked for, or 22
+  // when it carries an SSH key).
   Result<market::Lease> ReportLease(const std::string& addr, int64_t id, market::LeaseState to,
-                                    const std::string& message, bool failed = false);
+                                    const std::string& message, bool failed = false,
+                                    const std::optional<ReportedEndpoints>& endpoints = std::nullopt);
   int64_t RunningMs(const market::Lease& lease) const;
 
   // --- agents (issue 3)
@@ -211,7 +222,8 @@ class Broker {
   Result<market::Lease> EndLeaseLocked(const market::Lease& lease, market::EndReason reason, UnixMs bill_until_ms);
   const market::Machine* AgentMachineLocked(const std::string& agent) const;
   Result<market::Lease> ReportAsProviderLocked(const std::string& provider, const market::Lease& lease,
-                                               market::LeaseState to, const std::string& message, bool failed);
+                                               market::LeaseState to, const std::string& message, bool failed,
+                                               const std::optional<ReportedEndpoints>& endpoints);
   bool HiddenLocked(int64_t machine_id) const;  // offline: offers leave search
   MachineView ViewLocked(const market::Machine& m) const;
   // Commits one machine's new state and returns its view.

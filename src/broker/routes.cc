@@ -17,6 +17,34 @@ HttpResponse Json(int status, const json::value& v) {
   return HttpResponse{status, "application/json", api::Serialize(v), {}};
 }
 HttpResponse Ok(const json::value& v) { return Json(200, v); }
+
+// {"host": optional, "ports": [{"container_port", "host_port"}]}; without a
+// host, the address the report came from ("1.2.3.4:5678", "[::1]:5678").
+Result<ReportedEndpoints> DecodeEndpoints(const json::value& v, const std::string& remote_address) {
+  if (!v.is_object()) return InvalidArgument("endpoints: expected an object {host, ports}");
+  api::Fields f(v.get_object(), "endpoints.");
+  GRID_RETURN_IF_ERROR(f.OnlyKnown({"host", "ports"}));
+  ReportedEndpoints out;
+  GRID_ASSIGN_OR_RETURN(out.host, f.OptString("host", ""));
+  if (out.host.empty()) {
+    std::string_view a = remote_address;
+    a = a.substr(0, a.rfind(':'));
+    if (a.size() >= 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
+    out.host = std::string(a);
+  }
+  const json::value* pv = v.get_object().if_contains("ports");
+  if (!pv || !pv->is_array() || pv->get_array().size() > market::kMaxPortsPerLease + 1)
+    return InvalidArgument("endpoints.ports: expected a list of {container_port, host_port}");
+  for (const json::value& p : pv->get_array()) {
+    if (!p.is_object()) return InvalidArgument("endpoints.ports: expected a list of {container_port, host_port}");
+    api::Fields pf(p.get_object(), "endpoints.ports.");
+    GRID_RETURN_IF_ERROR(pf.OnlyKnown({"container_port", "host_port"}));
+    GRID_ASSIGN_OR_RETURN(int64_t c, pf.Int("container_port", 1, 65535));
+    GRID_ASSIGN_OR_RETURN(int64_t h, pf.Int("host_port", 1, 65535));
+    out.ports.push_back({static_cast<int>(c), static_cast<int>(h)});
+  }
+  return out;
+}
 HttpResponse Error(const Status& s) { return HttpResponse{HttpStatus(s.code()), "application/json", api::ErrorBody(s), {}}; }
 
 Result<int64_t> ParseId(std::string_view text, std::string_view what) {
@@ -458,7 +486,7 @@ class Api {
       auto obj = api::ParseObject(req.body);
       if (!obj.ok()) return Error(obj.status());
       api::Fields f(*obj);
-      if (auto s = f.OnlyKnown({"state", "message"}); !s.ok()) return Error(s);
+      if (auto s = f.OnlyKnown({"state", "message", "endpoints"}); !s.ok()) return Error(s);
       auto st = f.String("state");
       if (!st.ok()) return Error(st.status());
       market::LeaseState to;
@@ -471,7 +499,13 @@ class Api {
       }
       auto msg = f.OptString("message", "");
       if (!msg.ok()) return Error(msg.status());
-      auto l = b_->ReportLease(addr, *id, to, *msg, failed);
+      std::optional<ReportedEndpoints> endpoints;
+      if (const json::value* ev = obj->if_contains("endpoints"); ev && !ev->is_null()) {
+        auto e = DecodeEndpoints(*ev, req.remote_address);
+        if (!e.ok()) return Error(e.status());
+        endpoints = std::move(*e);
+      }
+      auto l = b_->ReportLease(addr, *id, to, *msg, failed, endpoints);
       return l.ok() ? LeaseOut(*l) : Error(l.status());
     }
     return Error(NotFound("no route for " + req.method + " " + req.path));
@@ -481,7 +515,8 @@ class Api {
     auto obj = api::ParseObject(req.body);
     if (!obj.ok()) return Error(obj.status());
     api::Fields f(*obj);
-    if (auto s = f.OnlyKnown({"offer_id", "gpus", "image", "env", "command", "order"}); !s.ok()) return Error(s);
+    if (auto s = f.OnlyKnown({"offer_id", "gpus", "image", "env", "command", "ports", "ssh_key", "order"}); !s.ok())
+      return Error(s);
     market::CreateLeaseRequest r;
     auto offer = f.Int("offer_id", 1, INT64_MAX);
     if (!offer.ok()) return Error(offer.status());
@@ -502,6 +537,17 @@ class Api {
     auto cmd = f.StringList("command");
     if (!cmd.ok()) return Error(cmd.status());
     r.command = *cmd;
+    if (const json::value* pv = obj->if_contains("ports"); pv && !pv->is_null()) {
+      if (!pv->is_array()) return Error(InvalidArgument("ports: expected a list of TCP ports"));
+      for (const json::value& p : pv->get_array()) {
+        if (!p.is_int64() || p.get_int64() < 1 || p.get_int64() > 65535)
+          return Error(InvalidArgument("ports: expected a list of TCP ports (1-65535)"));
+        r.ports.push_back(static_cast<int>(p.get_int64()));
+      }
+    }
+    auto ssh_key = f.OptString("ssh_key", "");
+    if (!ssh_key.ok()) return Error(ssh_key.status());
+    r.ssh_key = *ssh_key;
     const json::value* ov = obj->if_contains("order");
     if (!ov || !ov->is_object()) return Error(InvalidArgument("order: required, the signed EIP-712 LeaseOrder"));
     api::Fields of(ov->get_object(), "order.");

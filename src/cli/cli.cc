@@ -19,6 +19,7 @@
 #include "cli/table.h"
 #include "core/clock.h"
 #include "core/money.h"
+#include "market/market.h"
 #include "crypto/eip712.h"
 #include "crypto/hex.h"
 #include "crypto/keys.h"
@@ -344,6 +345,31 @@ void PrintLeases(const json::array& ls) {
   std::printf("%s", t.Render().c_str());
 }
 
+// `grid leases show`: the table row, then how to reach the workload and
+// what its host measured.
+void PrintLeaseDetail(const json::value& l) {
+  PrintLeases(json::array{l});
+  const json::object& o = l.as_object();
+  if (std::string m = Str(l, "message"); !m.empty()) std::printf("message: %s\n", m.c_str());
+  std::printf("image: %s\n", Str(l, "image").c_str());
+  if (const json::value* ssh = o.if_contains("ssh"); ssh && ssh->is_object()) {
+    std::printf("ssh: %s  (host %s, port %s)\n", Str(*ssh, "command").c_str(), Str(*ssh, "host").c_str(),
+                Str(*ssh, "port").c_str());
+  } else if (const json::value* k = o.if_contains("ssh_key"); k && k->is_string()) {
+    std::printf("ssh: not reachable yet (the host reports its port when the workload runs)\n");
+  }
+  if (const json::value* eps = o.if_contains("endpoints"); eps && eps->is_array()) {
+    for (const auto& e : eps->as_array())
+      std::printf("port %s -> %s:%s\n", Str(e, "container_port").c_str(), Str(e, "host").c_str(),
+                  Str(e, "host_port").c_str());
+  }
+  if (const json::value* m = o.if_contains("metering"); m && m->is_object()) {
+    std::printf("metering (reported by the host):");
+    for (const auto& [k, v] : m->as_object()) std::printf(" %s=%s", std::string(k).c_str(), json::serialize(v).c_str());
+    std::printf("\n");
+  }
+}
+
 void AddLeases(CLI::App& app, Globals& g, Run& run) {
   auto* ls = app.add_subcommand("leases", "Rent GPUs, follow and stop leases");
   ls->require_subcommand(1);
@@ -351,12 +377,19 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
   static int gpus = 0;
   static std::string image, state, message;
   static std::vector<std::string> env, command;
+  static std::vector<int> ports;
+  static std::string ssh_key_file;
   auto* cr = ls->add_subcommand("create", "Rent an offer: OFFER_ID [--gpus N] --image IMAGE [--env K=V]… [-- CMD ARGS…]");
   cr->add_option("offer_id", offer, "Offer id from `grid offers search`")->required();
   cr->add_option("command", command, "Command to run (after --)");
   cr->add_option("--gpus", gpus, "GPU count (default: the offer's)")->check(CLI::Range(1, 999));
   cr->add_option("--image", image, "Image to run ('host' runs from the host's file system)")->required();
   cr->add_option("--env", env, "Environment variable K=V (repeatable)");
+  cr->add_option("-p,--port", ports, "Container TCP port to publish on the host (repeatable; podman hosts)")
+      ->check(CLI::Range(1, 65535));
+  cr->add_option("--ssh-key", ssh_key_file,
+                 "OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub): the container runs an sshd for it (podman hosts); "
+                 "`grid leases show` prints the ssh command");
   cr->callback([&] {
     run = [&]() -> Status {
       GRID_ASSIGN_OR_RETURN(auto c, Client(g));
@@ -376,11 +409,24 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
       GRID_ASSIGN_OR_RETURN(json::value info, c->Call("POST", "/v1/auth/nonce"));
       uint64_t chain_id = info.as_object().at("chain_id").to_number<uint64_t>();
       GRID_ASSIGN_OR_RETURN(crypto::Signature sig, crypto::SignDigest(key, crypto::LeaseOrderDigest(order, chain_id)));
-      json::array env_a, cmd_a;
+      json::array env_a, cmd_a, ports_a;
       for (const auto& e : env) env_a.push_back(json::string(e));
       for (const auto& x : command) cmd_a.push_back(json::string(x));
+      for (int p : ports) ports_a.push_back(p);
+      std::string ssh_key;
+      if (!ssh_key_file.empty()) {
+        auto text = crypto::ReadFileToString(ssh_key_file);
+        if (!text.ok()) return InvalidArgument("--ssh-key " + ssh_key_file + ": " + text.status().message());
+        ssh_key = *text;
+        while (!ssh_key.empty() && (ssh_key.back() == '\n' || ssh_key.back() == '\r')) ssh_key.pop_back();
+        if (ssh_key.find("PRIVATE KEY") != std::string::npos)
+          return InvalidArgument("--ssh-key " + ssh_key_file + ": this is a private key; give the .pub file");
+        if (Status s = market::CheckSshPublicKey(ssh_key); !s.ok())
+          return InvalidArgument("--ssh-key " + ssh_key_file + ": " + s.message());
+      }
       json::value body = json::object{
           {"offer_id", offer}, {"gpus", n}, {"image", image}, {"env", env_a}, {"command", cmd_a},
+          {"ports", ports_a}, {"ssh_key", ssh_key.empty() ? json::value(nullptr) : json::value(ssh_key)},
           {"order", json::object{{"offer_id", offer}, {"gpus", n}, {"price_per_hour", FormatMoney(*price)},
                                  {"nonce", std::to_string(nonce)}, {"expiry", order.expiry_unix_s},
                                  {"signature", crypto::HexEncode(sig)}}}};
@@ -408,7 +454,7 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
         GRID_ASSIGN_OR_RETURN(auto c, Client(g));
         GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall(method, "/v1/leases/" + std::to_string(id) + suffix));
         if (g.json) PrintJson(r);
-        else PrintLeases(json::array{r});
+        else PrintLeaseDetail(r);
         return Status::Ok();
       };
     });
@@ -552,7 +598,12 @@ void AddAgent(CLI::App& app, Globals& g, Run& run) {
   a->add_option("--state-dir", o.state_dir, "Machine key and workload state")->required();
   a->add_option("--simulate-gpus", o.simulate_gpus,
                 "Simulated GPUs for hosts without any, e.g. 8xH100-SXM-80GB (test fixture; listed as simulated)");
-  a->add_option("--runtime", o.runtime, "Workload runtime: process");
+  a->add_option("--runtime", o.runtime,
+                "Workload runtime: process (the host's own file system, --image host) or podman (container images)")
+      ->check(CLI::IsMember({"process", "podman"}));
+  a->add_option("--public-host", o.public_host,
+                "Address renters use to reach published ports and SSH (default: this host's address as the broker "
+                "sees it)");
   a->add_option("--geolocation", o.site.geolocation, "Two-letter country code of this host");
   a->add_flag("--datacenter", o.site.datacenter, "This host is in a data center");
   a->add_option("--inet-up", o.site.inet_up_mbps, "Upload bandwidth, Mbps");
@@ -561,7 +612,7 @@ void AddAgent(CLI::App& app, Globals& g, Run& run) {
   static std::string config;
   a->add_option("--config", config,
                 "JSON file: geolocation, datacenter, inet_up, inet_down, price_gpu, min_chunk, end_date, "
-                "price_disk, simulate_gpus, grace_ms (flags given on the command line win)");
+                "price_disk, simulate_gpus, grace_ms, runtime, public_host (flags given on the command line win)");
   a->add_option("--price-gpu", o.price_gpu, "List the machine at this USD per GPU-hour once enrolled");
   a->add_option("--min-chunk", o.min_chunk, "Smallest GPU count rented (with --price-gpu)");
   a->add_option("--end-date", o.end_date, "No lease runs past this date (with --price-gpu)");
@@ -582,6 +633,8 @@ void AddAgent(CLI::App& app, Globals& g, Run& run) {
         if (!given("--end-date")) o.end_date = from_file.end_date;
         if (!given("--simulate-gpus")) o.simulate_gpus = from_file.simulate_gpus;
         if (!given("--grace")) o.grace_ms = from_file.grace_ms;
+        if (!given("--runtime")) o.runtime = from_file.runtime;
+        if (!given("--public-host")) o.public_host = from_file.public_host;
         o.price_disk = from_file.price_disk;
       }
       if (o.site.geolocation.empty()) return InvalidArgument("--geolocation (or \"geolocation\" in --config) is required");

@@ -178,11 +178,45 @@ Result<Offer> Market::FindOffer(int64_t offer_id) const {
   return Offer{offer_id, machine_id, n, m->listing.price_per_gpu_hour * n, m};
 }
 
+Status CheckSshPublicKey(std::string_view key) {
+  if (key.size() > 8192) return InvalidArgument("ssh_key: at most 8 KiB");
+  for (char c : key)
+    if (c < 0x20 || c > 0x7e) return InvalidArgument("ssh_key: one line of printable ASCII (an OpenSSH public key)");
+  size_t sp = key.find(' ');
+  std::string_view type = key.substr(0, sp);
+  static constexpr std::string_view kTypes[] = {
+      "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+      "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"};
+  if (std::find(std::begin(kTypes), std::end(kTypes), type) == std::end(kTypes))
+    return InvalidArgument("ssh_key: expected an OpenSSH public key (ssh-ed25519, ssh-rsa or ecdsa-sha2-*), got \"" +
+                           std::string(type.substr(0, 32)) + "\"");
+  if (sp == std::string_view::npos) return InvalidArgument("ssh_key: the key's base64 data is missing");
+  std::string_view data = key.substr(sp + 1);
+  data = data.substr(0, data.find(' '));
+  if (data.size() < 16 || data.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+                              std::string_view::npos)
+    return InvalidArgument("ssh_key: the key's data is not base64");
+  return Status::Ok();
+}
+
+Status CheckPorts(const std::vector<int>& ports) {
+  if (ports.size() > static_cast<size_t>(kMaxPortsPerLease))
+    return InvalidArgument("ports: at most " + std::to_string(kMaxPortsPerLease));
+  for (size_t i = 0; i < ports.size(); ++i) {
+    if (ports[i] < 1 || ports[i] > 65535) return InvalidArgument("ports: " + std::to_string(ports[i]) + " is not a TCP port (1-65535)");
+    for (size_t j = 0; j < i; ++j)
+      if (ports[j] == ports[i]) return InvalidArgument("ports: " + std::to_string(ports[i]) + " is listed twice");
+  }
+  return Status::Ok();
+}
+
 Result<Lease> Market::PlanCreateLease(const CreateLeaseRequest& req, int64_t lease_id, UnixMs now_ms) const {
   GRID_ASSIGN_OR_RETURN(Offer offer, FindOffer(req.offer_id));
   const Machine& m = *offer.machine;
   int gpus = req.gpus > 0 ? req.gpus : offer.num_gpus;
   if (req.image.empty()) return InvalidArgument("image: required");
+  GRID_RETURN_IF_ERROR(CheckPorts(req.ports));
+  if (!req.ssh_key.empty()) GRID_RETURN_IF_ERROR(CheckSshPublicKey(req.ssh_key));
   // Billing cannot settle a lease whose fee rate FeeOf rejects (not even to
   // end it), so such a lease must never be created.
   if (req.fee_bps < 0 || req.fee_bps > 10'000)
@@ -223,6 +257,8 @@ Result<Lease> Market::PlanCreateLease(const CreateLeaseRequest& req, int64_t lea
   l.image = req.image;
   l.env = req.env;
   l.command = req.command;
+  l.ports = req.ports;
+  l.ssh_key = req.ssh_key;
   l.order = o;
   l.created_ms = now_ms;
   return l;

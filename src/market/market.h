@@ -36,9 +36,17 @@ struct CreateLeaseRequest {
   std::string image;
   std::vector<std::string> env;
   std::vector<std::string> command;
+  std::vector<int> ports;   // 1..65535, distinct, at most kMaxPortsPerLease
+  std::string ssh_key;      // one OpenSSH public key line, or ""
   SignedOrder order;
   int64_t fee_bps = 0;
 };
+
+// Checks an OpenSSH public key line: "TYPE BASE64 [COMMENT]" with a known
+// key type, printable ASCII only, at most 8 KiB.
+Status CheckSshPublicKey(std::string_view key);
+// Checks a lease's ports: 1..65535, distinct, at most kMaxPortsPerLease.
+Status CheckPorts(const std::vector<int>& ports);
 
 // Simple search filters; the query language (offer-search issue) replaces
 // them with a compiled query over the same offers.

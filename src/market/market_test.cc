@@ -550,3 +550,37 @@ TEST(MarketIndex, ActiveLeasesOnAMachineFollowAllocation) {
 
 }  // namespace
 }  // namespace grid::market
+
+namespace grid::market {
+namespace {
+
+TEST(WorkloadChecksTest, SshPublicKeys) {
+  const std::string ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGz6Dg3K4p1PDNdH0Jp2mbYw5c8e3JX7eq5W0w6zU9aG";
+  EXPECT_TRUE(CheckSshPublicKey(ed).ok());
+  EXPECT_TRUE(CheckSshPublicKey(ed + " renter@laptop").ok());
+  EXPECT_TRUE(CheckSshPublicKey("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAI").ok());
+  for (const std::string bad : {std::string(""), std::string("ssh-ed25519"), std::string("ssh-dss AAAAB3NzaC1kc3MAAACBAP"),
+                                std::string("ssh-ed25519 not*base64*at*all!!"), ed + "\nssh-ed25519 AAAA",
+                                std::string("-----BEGIN OPENSSH PRIVATE KEY-----"), std::string(9000, 'A')}) {
+    Status s = CheckSshPublicKey(bad);
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_EQ(s.code(), Code::kInvalidArgument);
+    EXPECT_NE(s.message().find("ssh_key"), std::string::npos) << s.message();
+  }
+}
+
+TEST(WorkloadChecksTest, Ports) {
+  EXPECT_TRUE(CheckPorts({}).ok());
+  EXPECT_TRUE(CheckPorts({22, 8888, 65535, 1}).ok());
+  EXPECT_FALSE(CheckPorts({0}).ok());
+  EXPECT_FALSE(CheckPorts({65536}).ok());
+  EXPECT_FALSE(CheckPorts({80, 443, 80}).ok());
+  std::vector<int> many;
+  for (int i = 0; i <= kMaxPortsPerLease; ++i) many.push_back(1000 + i);
+  EXPECT_FALSE(CheckPorts(many).ok());
+  many.pop_back();
+  EXPECT_TRUE(CheckPorts(many).ok());
+}
+
+}  // namespace
+}  // namespace grid::market

@@ -91,6 +91,15 @@ struct SignedOrder {
   std::string signature;             // 0x + 130 hex
 };
 
+// A workload's container port and the host port it is reachable on.
+struct PortMapping {
+  int container_port = 0;
+  int host_port = 0;
+  bool operator==(const PortMapping&) const = default;
+};
+
+inline constexpr int kMaxPortsPerLease = 16;
+
 struct Lease {
   int64_t id = 0;
   std::string renter;                // lowercase 0x address
@@ -102,6 +111,11 @@ struct Lease {
   std::string image;
   std::vector<std::string> env;      // "K=V"
   std::vector<std::string> command;
+  std::vector<int> ports;            // container TCP ports to publish (podman hosts)
+  std::string ssh_key;               // the renter's OpenSSH public key; "" for none
+  // Where the published ports are reachable, as the host reported at start.
+  std::string endpoint_host;
+  std::vector<PortMapping> endpoints;
   SignedOrder order;
   LeaseState state = LeaseState::kPending;
   EndReason end_reason = EndReason::kNone;

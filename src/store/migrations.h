@@ -18,7 +18,7 @@
 
 namespace grid::store::internal {
 
-inline constexpr std::array<std::string_view, 2> kMigrations = {
+inline constexpr std::array<std::string_view, 3> kMigrations = {
     // 1: the initial schema.
     R"sql(
 CREATE TABLE machines (
@@ -121,6 +121,14 @@ CREATE TABLE meta (
 ALTER TABLE machines ADD COLUMN agent_address TEXT NOT NULL DEFAULT '';
 ALTER TABLE machines ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX machines_agent ON machines (agent_address) WHERE agent_address <> '';
+)sql",
+    // 3: container leases (podman hosts): published ports, the renter's SSH
+    // key, and where the host says those ports are reachable.
+    R"sql(
+ALTER TABLE leases ADD COLUMN ports TEXT NOT NULL DEFAULT '';          -- "22,8888"
+ALTER TABLE leases ADD COLUMN ssh_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE leases ADD COLUMN endpoint_host TEXT NOT NULL DEFAULT '';
+ALTER TABLE leases ADD COLUMN endpoints TEXT NOT NULL DEFAULT '';      -- "22:40123,8888:40124"
 )sql",
 };
 

@@ -152,13 +152,15 @@ const std::string& LeaseUpsertSql() {
       "leases", {"id", "renter", "provider", "machine_id", "gpus", "price_per_hour", "fee_bps", "image",
                  "order_offer_id", "order_gpus", "order_price_per_hour", "order_nonce", "order_expiry_s",
                  "order_signature", "state", "end_reason", "created_ms", "started_ms", "ended_ms", "billed_ms",
-                 "charged", "fee", "held", "settlements", "message"});
+                 "charged", "fee", "held", "settlements", "message", "ports", "ssh_key", "endpoint_host",
+                 "endpoints"});
   return sql;
 }
 constexpr const char* kLeaseSelect =
     "SELECT id, renter, provider, machine_id, gpus, price_per_hour, fee_bps, image, order_offer_id, order_gpus, "
     "order_price_per_hour, order_nonce, order_expiry_s, order_signature, state, end_reason, created_ms, "
-    "started_ms, ended_ms, billed_ms, charged, fee, held, settlements, message FROM leases ORDER BY id";
+    "started_ms, ended_ms, billed_ms, charged, fee, held, settlements, message, ports, ssh_key, endpoint_host, "
+    "endpoints FROM leases ORDER BY id";
 
 constexpr const char* kTransferColumns = "seq, id, debit, credit, amount, kind, lease_id, at_ms, memo";
 
@@ -190,6 +192,31 @@ bool DecodeGpus(std::string_view text, std::vector<int>* out) {
     if (*next != ',') return false;
     p = next + 1;
   }
+}
+
+// "22:40123,8888:40124"
+std::string EncodeEndpoints(const std::vector<market::PortMapping>& eps) {
+  std::string out;
+  for (const auto& e : eps) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(e.container_port) + ":" + std::to_string(e.host_port);
+  }
+  return out;
+}
+
+bool DecodeEndpoints(std::string_view text, std::vector<market::PortMapping>* out) {
+  out->clear();
+  while (!text.empty()) {
+    std::string_view item = text.substr(0, text.find(','));
+    text.remove_prefix(std::min(text.size(), item.size() + 1));
+    size_t colon = item.find(':');
+    if (colon == std::string_view::npos) return false;
+    std::vector<int> pair;
+    std::string joined = std::string(item.substr(0, colon)) + "," + std::string(item.substr(colon + 1));
+    if (!DecodeGpus(joined, &pair) || pair.size() != 2) return false;
+    out->push_back({pair[0], pair[1]});
+  }
+  return true;
 }
 
 class SqliteStore final : public Store {
@@ -468,7 +495,11 @@ Status SqliteStore::PutLease(const Lease& l) {
         .Bind(22, l.fee)
         .Bind(23, l.held)
         .Bind(24, l.settlements)
-        .Bind(25, l.message);
+        .Bind(25, l.message)
+        .Bind(26, EncodeGpus(l.ports))
+        .Bind(27, l.ssh_key)
+        .Bind(28, l.endpoint_host)
+        .Bind(29, EncodeEndpoints(l.endpoints));
     GRID_RETURN_IF_ERROR(Run(stmt, what));
   }
   {
@@ -626,6 +657,12 @@ Result<Snapshot> SqliteStore::Load() {
       l.held = stmt.Int(22);
       l.settlements = stmt.Int(23);
       l.message = stmt.Text(24);
+      std::string ports = stmt.Text(25), endpoints = stmt.Text(28);
+      if (!DecodeGpus(ports, &l.ports)) return Corrupt("lease " + std::to_string(l.id) + " has ports '" + ports + "'");
+      l.ssh_key = stmt.Text(26);
+      l.endpoint_host = stmt.Text(27);
+      if (!DecodeEndpoints(endpoints, &l.endpoints))
+        return Corrupt("lease " + std::to_string(l.id) + " has endpoints '" + endpoints + "'");
       lease_index.emplace(l.id, snap.leases.size());
       snap.leases.push_back(std::move(l));
     }

@@ -90,6 +90,10 @@ Lease MakeLease(int64_t id, std::string renter, uint64_t nonce) {
   l.image = "docker.io/library/ubuntu:22.04";
   l.env = {"A=1", "PATH=/usr/bin:/bin"};
   l.command = {"bash", "-c", "echo hi"};
+  l.ports = {22, 8888};
+  l.ssh_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH renter@laptop";
+  l.endpoint_host = "203.0.113.7";
+  l.endpoints = {{22, 40123}, {8888, 40124}};
   l.order.offer_id = 1'002;
   l.order.gpus = 3;
   l.order.price_per_hour = 4'200'000;
@@ -161,6 +165,10 @@ void ExpectSameLease(const Lease& want, const Lease& got) {
   EXPECT_EQ(want.image, got.image);
   EXPECT_EQ(want.env, got.env);
   EXPECT_EQ(want.command, got.command);
+  EXPECT_EQ(want.ports, got.ports);
+  EXPECT_EQ(want.ssh_key, got.ssh_key);
+  EXPECT_EQ(want.endpoint_host, got.endpoint_host);
+  EXPECT_EQ(want.endpoints, got.endpoints);
   EXPECT_EQ(want.order.offer_id, got.order.offer_id);
   EXPECT_EQ(want.order.gpus, got.order.gpus);
   EXPECT_EQ(want.order.price_per_hour, got.order.price_per_hour);
@@ -807,7 +815,10 @@ TEST_F(SqliteTest, MigratesAVersionOneDatabase) {
   ASSERT_EQ(SQLITE_OK, sqlite3_exec(db, v1.c_str(), nullptr, nullptr, nullptr));
   ASSERT_EQ(SQLITE_OK, sqlite3_exec(db,
                                     "INSERT INTO machines VALUES (7, '0xp', 'RTX 4090', 1, 24, 16, 64, 1000, 500, "
-                                    "1000, 'DE', 0, 1, '{}', 1, 350000, 1, 0, 0, 1, 2); PRAGMA user_version = 1;",
+                                    "1000, 'DE', 0, 1, '{}', 1, 350000, 1, 0, 0, 1, 2); "
+                                    "INSERT INTO leases VALUES (3, '0xr', '0xp', 7, '0', 350000, 0, 'host', 7001, 1, "
+                                    "350000, 9, 1800000000, '', 'running', '', 1, 2, 0, 0, 0, 0, 0, 0, 'started'); "
+                                    "PRAGMA user_version = 1;",
                                     nullptr, nullptr, nullptr));
   sqlite3_close(db);
   auto store = OpenSqliteStore(path_);
@@ -819,6 +830,11 @@ TEST_F(SqliteTest, MigratesAVersionOneDatabase) {
   EXPECT_EQ(snap->machines[0].listing.price_per_gpu_hour, 350000);
   EXPECT_EQ(snap->machines[0].agent_address, "");
   EXPECT_FALSE(snap->machines[0].removed);
+  ASSERT_EQ(snap->leases.size(), 1u);
+  EXPECT_EQ(snap->leases[0].message, "started");
+  EXPECT_TRUE(snap->leases[0].ports.empty());
+  EXPECT_EQ(snap->leases[0].ssh_key, "");
+  EXPECT_TRUE(snap->leases[0].endpoints.empty());
 }
 
 // A child commits changes and reports each acknowledged one on a pipe; the

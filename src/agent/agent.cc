@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "agent/gpu/host_facts.h"
+#include "agent/runtime/podman_runtime.h"
 #include "agent/runtime/process_runtime.h"
 #include "crypto/hex.h"
 #include "crypto/keys.h"
@@ -93,11 +94,23 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock)
   } else {
     a->probe_ = NewNvmlProbe();
   }
-  if (a->o_.runtime != "process")
-    return InvalidArgument("--runtime " + a->o_.runtime + ": this build has the process runtime only");
-  ProcessRuntimeOptions ro;
-  ro.state_dir = a->o_.state_dir + "/runtime";
-  GRID_ASSIGN_OR_RETURN(a->runtime_, NewProcessRuntime(ro));
+  if (a->o_.runtime == "process") {
+    ProcessRuntimeOptions ro;
+    ro.state_dir = a->o_.state_dir + "/runtime";
+    GRID_ASSIGN_OR_RETURN(a->runtime_, NewProcessRuntime(ro));
+  } else if (a->o_.runtime == "podman") {
+    PodmanRuntimeOptions po;
+    po.state_dir = a->o_.state_dir + "/podman";
+    // Lease ids are per broker: two agents on one host (two state dirs) keep
+    // their leases' cgroups apart.
+    char tag[17];
+    std::snprintf(tag, sizeof tag, "%016llx",
+                  static_cast<unsigned long long>(std::hash<std::string>{}(std::filesystem::absolute(a->o_.state_dir).string())));
+    po.cgroup_parent = "/grid-podman/" + std::string(tag, 8);
+    GRID_ASSIGN_OR_RETURN(a->runtime_, NewPodmanRuntime(po));
+  } else {
+    return InvalidArgument("--runtime " + a->o_.runtime + ": expected process or podman");
+  }
   GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, MachineKey(a->o_.state_dir));
   GRID_ASSIGN_OR_RETURN(a->client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
   GRID_ASSIGN_OR_RETURN(a->poll_client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
@@ -184,7 +197,10 @@ Status Agent::StartLease(const json::object& lease) {
   spec.memory_limit_bytes = static_cast<int64_t>(host_.ram_bytes / n * spec.gpu_indices.size());
   spec.pids_limit = o_.pids_limit;
   spec.grace_ms = o_.grace_ms;
-  if (inventory_.simulated) spec.env.push_back("GRID_SIMULATED_GPUS=1");
+  if (inventory_.simulated) {
+    spec.gpus_simulated = true;
+    spec.env.push_back("GRID_SIMULATED_GPUS=1");
+  }
   Status s = runtime_->Start(spec);
   if (!s.ok()) {
     std::fprintf(stderr, "grid agent: lease %lld failed to start: %s\n", static_cast<long long>(id), s.message().c_str());

@@ -384,9 +384,12 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
   cr->add_option("command", command, "Command to run (after --)");
   cr->add_option("--gpus", gpus, "GPU count (default: the offer's)")->check(CLI::Range(1, 999));
   cr->add_option("--image", image, "Image to run ('host' runs from the host's file system)")->required();
-  cr->add_option("--env", env, "Environment variable K=V (repeatable)");
+  // One value per use: otherwise CLI11 lets a repeatable option swallow the
+  // "--" that starts the command.
+  cr->add_option("--env", env, "Environment variable K=V (repeatable)")->allow_extra_args(false);
   cr->add_option("-p,--port", ports, "Container TCP port to publish on the host (repeatable; podman hosts)")
-      ->check(CLI::Range(1, 65535));
+      ->check(CLI::Range(1, 65535))
+      ->allow_extra_args(false);
   cr->add_option("--ssh-key", ssh_key_file,
                  "OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub): the container runs an sshd for it (podman hosts); "
                  "`grid leases show` prints the ssh command");

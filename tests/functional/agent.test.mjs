@@ -10,57 +10,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   GRID_BIN, SLOW, tempDir, startBroker, cliEnv, gridJson, grid, newKey, account, faucet, apiOk, api,
-  nonceInfo, leaseBody, sleep, auditDb,
+  nonceInfo, leaseBody, sleep, auditDb, startAgent, waitFor, processesWith,
 } from './lib.mjs';
 
 const root = process.getuid && process.getuid() === 0;
-
-// Starts `grid agent` and waits for its "enrolled" line; killed by PID at the end.
-async function startAgent(t, dir, broker, args) {
-  const proc = spawn(GRID_BIN, ['--broker', broker, 'agent', ...args], { env: cliEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-  proc.stderr.setEncoding('utf8').on('data', (d) => (err += d));
-  const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-  let alive = true;
-  exited.then(() => (alive = false));
-  t.after(async () => {
-    if (alive) {
-      process.kill(proc.pid, 'SIGKILL');
-      await exited;
-    }
-  });
-  const deadline = Date.now() + 20000 * SLOW;
-  while (!/enrolled/.test(out)) {
-    if (!alive) throw new Error(`agent exited before enrolling:\n${err}`);
-    if (Date.now() > deadline) throw new Error(`agent did not enroll in time:\n${out}\n${err}`);
-    await sleep(50);
-  }
-  return { proc, exited, get stderr() { return err; }, get stdout() { return out; } };
-}
-
-async function waitFor(what, fn, ms = 15000 * SLOW) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-// Pids of processes whose command line contains `marker`.
-function processesWith(marker) {
-  const pids = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) pids.push(Number(p));
-    } catch {}
-  }
-  return pids;
-}
 
 test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it after kill -9', { skip: !root && 'needs root' }, async (t) => {
   const dir = await tempDir(t);

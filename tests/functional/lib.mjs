@@ -334,3 +334,52 @@ export function assertApiError(assert, r, status, { code, match } = {}) {
   if (code) assert.equal(r.body.error.code, code, r.text);
   if (match) assert.match(r.body.error.message, match);
 }
+
+// --- agents
+
+// Starts `grid agent` and waits for its "enrolled" line; killed by PID at the end.
+export async function startAgent(t, dir, broker, args) {
+  const proc = spawn(GRID_BIN, ['--broker', broker, 'agent', ...args], { env: cliEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  proc.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+  const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
+  let alive = true;
+  exited.then(() => (alive = false));
+  t.after(async () => {
+    if (alive) {
+      process.kill(proc.pid, 'SIGKILL');
+      await exited;
+    }
+  });
+  const deadline = Date.now() + 20000 * SLOW;
+  while (!/enrolled/.test(out)) {
+    if (!alive) throw new Error(`agent exited before enrolling:\n${err}`);
+    if (Date.now() > deadline) throw new Error(`agent did not enroll in time:\n${out}\n${err}`);
+    await sleep(50);
+  }
+  return { proc, exited, get stderr() { return err; }, get stdout() { return out; } };
+}
+
+export async function waitFor(what, fn, ms = 15000 * SLOW) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+// Pids of processes whose command line contains `marker`.
+export function processesWith(marker) {
+  const pids = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) pids.push(Number(p));
+    } catch {}
+  }
+  return pids;
+}

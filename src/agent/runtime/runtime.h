@@ -36,6 +36,8 @@ struct WorkloadSpec {
   std::vector<std::string> env;       // "K=V"; PATH defaults to the usual one
   std::vector<int> gpu_indices;       // exposed via CUDA_VISIBLE_DEVICES + device cgroup
   std::vector<std::string> gpu_uuids; // when set, CUDA_VISIBLE_DEVICES lists these instead
+  bool gpus_simulated = false;        // test fixture: the indices name no device; only
+                                      // CUDA_VISIBLE_DEVICES is set (no CDI request, no check)
   int64_t memory_limit_bytes = 0;     // <= 0: no limit
   int64_t cpu_millicores = 0;         // 500 = half a core; <= 0: no limit
   int64_t pids_limit = 0;             // <= 0: no limit

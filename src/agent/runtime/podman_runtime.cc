@@ -854,7 +854,7 @@ Status PodmanRuntime::VerifyCreated(const Lease& l, const WorkloadSpec& spec) {
   } else {
     // Exactly the lease's GPUs: none when it has none (a hook or the image's
     // NVIDIA_VISIBLE_DEVICES=all must not hand it the host's).
-    size_t requested = !spec.gpu_uuids.empty() ? spec.gpu_uuids.size() : spec.gpu_indices.size();
+    size_t requested = spec.gpus_simulated ? 0 : !spec.gpu_uuids.empty() ? spec.gpu_uuids.size() : spec.gpu_indices.size();
     Status gpus = podman_internal::CheckVisibleGpus(requested, DirEntriesIn(root_fd, "/dev"));
     if (!gpus.ok()) result = Unavailable("start: " + gpus.message());
   }
@@ -948,7 +948,10 @@ Status PodmanRuntime::Start(const WorkloadSpec& spec) {
   }
   args.insert(args.end(), {"--pids-limit", spec.pids_limit > 0 ? std::to_string(spec.pids_limit) : "-1"});
   std::string cuda;
-  if (!spec.gpu_uuids.empty()) {
+  if (spec.gpus_simulated) {
+    // Simulated GPUs (a test fixture) have no device to hand over.
+    for (size_t i = 0; i < spec.gpu_indices.size(); ++i) cuda += (cuda.empty() ? "" : ",") + std::to_string(i);
+  } else if (!spec.gpu_uuids.empty()) {
     for (const auto& u : spec.gpu_uuids) {
       args.insert(args.end(), {"--device", "nvidia.com/gpu=" + u});
       cuda += (cuda.empty() ? "" : ",") + u;
@@ -1070,7 +1073,9 @@ Result<std::string> PodmanRuntime::ReadLogs(const std::string& lease_id, int64_t
   podman_internal::K8sCursor cur = lease->log_cursor.raw_pos <= offset ? lease->log_cursor
                                                                        : podman_internal::K8sCursor{};
   std::string out;
-  std::string buf(1 << 20, '\0');
+  // Small reads: the cursor puts the wanted bytes near the start. A chunk
+  // without a complete line (a line longer than it) is read again larger.
+  std::string buf(std::min<size_t>(std::max<size_t>(max_bytes * 2, 16 << 10), 1 << 20), '\0');
   while (out.size() < max_bytes) {
     ssize_t n = pread(fd, buf.data(), buf.size(), cur.file_pos);
     if (n < 0 && errno == EINTR) continue;
@@ -1079,7 +1084,11 @@ Result<std::string> PodmanRuntime::ReadLogs(const std::string& lease_id, int64_t
     podman_internal::DecodeChunk(std::string_view(buf.data(), static_cast<size_t>(n)), cur, offset,
                                  max_bytes, &out, &skip, &end);
     if (skip.raw_pos <= offset) lease->log_cursor = skip;
-    if (end.file_pos == cur.file_pos) break;  // only an incomplete line is left
+    if (end.file_pos == cur.file_pos) {
+      if (static_cast<size_t>(n) < buf.size() || buf.size() >= (64u << 20)) break;  // being written
+      buf.resize(buf.size() * 2);
+      continue;
+    }
     cur = end;
   }
   close(fd);
@@ -1140,6 +1149,11 @@ Result<std::vector<std::string>> PodmanRuntime::Adopt() {
     auto run = up.find(id);
     if (!lease->ended && run != up.end() && run->second == lease->container &&
         !LeasePids(*lease).empty()) {
+      if (!lease->started) {
+        // The agent died between `podman start` and saving that it ran.
+        lease->started = true;
+        (void)SaveState(*lease);
+      }
       running.push_back(id);
     }
   }

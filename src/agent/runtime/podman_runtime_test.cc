@@ -300,6 +300,60 @@ TEST_F(PodmanRuntimeTest, UnsatisfiableGpuRequestFailsStart) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/leases/" + s.lease_id));
 }
 
+// The GPU check on the real path, with a CDI spec of stand-in GPUs (this
+// host has none): "a" and "c" bring a /dev/nvidiaN node (really /dev/null),
+// "b" brings none, like a CDI request that fails silently.
+TEST_F(PodmanRuntimeTest, GpuVisibilityIsCheckedInsideTheContainer) {
+  std::string tag = "grid-test-" + std::to_string(getpid());
+  std::string spec_file = "/var/run/cdi/" + tag + ".yaml";
+  std::filesystem::create_directories("/var/run/cdi");
+  {
+    std::ofstream out(spec_file);
+    out << "cdiVersion: \"0.5.0\"\nkind: \"nvidia.com/gpu\"\ndevices:\n";
+    for (auto [name, node] : {std::pair{"a", "/dev/nvidia0"}, {"b", ""}, {"c", "/dev/nvidia1"}}) {
+      out << "- name: \"GPU-" << tag << "-" << name << "\"\n  containerEdits:\n";
+      if (*node) {
+        out << "    deviceNodes:\n    - path: \"" << node << "\"\n      type: \"c\"\n"
+            << "      major: 1\n      minor: 3\n";
+      } else {
+        out << "    env: [\"GRID_FAKE_GPU=" << name << "\"]\n";
+      }
+    }
+  }
+  struct Cleanup {
+    std::string path;
+    ~Cleanup() { std::filesystem::remove(path); }
+  } cleanup{spec_file};
+  std::string a = "GPU-" + tag + "-a", b = "GPU-" + tag + "-b", c = "GPU-" + tag + "-c";
+
+  auto ok = Spec("gpus", {"sh", "-c", "ls /dev | grep '^nvidia'; echo CUDA=$CUDA_VISIBLE_DEVICES"});
+  ok.gpu_uuids = {a, c};
+  Status st = Start(ok);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  for (int i = 0; i < 500; ++i) {
+    auto p = rt_->Poll(ok.lease_id);
+    ASSERT_TRUE(p.ok());
+    if (p->state != WorkloadState::kRunning) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  auto log = rt_->ReadLogs(ok.lease_id, 0, 1000);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(*log, "nvidia0\nnvidia1\nCUDA=" + a + "," + c + "\n");
+
+  auto silent = Spec("gpus-silent", {"true"});
+  silent.gpu_uuids = {a, b};
+  st = Start(silent);
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  EXPECT_EQ(st.message(),
+            "start: the container sees 1 GPU device(s) (/dev/nvidia0) but the lease has 2: the CDI "
+            "device request did not give exactly the lease's GPUs");
+  // Nothing of it is left: no lease, no container.
+  EXPECT_EQ(rt_->Poll(silent.lease_id).status().code(), Code::kNotFound);
+  auto ps = Shell("podman ps --all --quiet --filter label=grid.lease=" + silent.lease_id);
+  EXPECT_EQ(ps.second, 0);
+  EXPECT_EQ(ps.first, "");
+}
+
 // Start() returning -> the first output line readable: the figure the
 // issue's goal (< 1.5 s from `leases create` for podman) builds on.
 TEST_F(PodmanRuntimeTest, StartLatency) {

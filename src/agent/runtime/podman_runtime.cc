@@ -577,8 +577,8 @@ std::vector<PortMapping> PortsFromString(const std::string& s) {
 
 class PodmanRuntime final : public Runtime {
  public:
-  PodmanRuntime(PodmanRuntimeOptions opts, Cgroups cgroups)
-      : opts_(std::move(opts)), cgroups_(std::move(cgroups)) {}
+  PodmanRuntime(PodmanRuntimeOptions opts, Cgroups cgroups, std::string bundles)
+      : opts_(std::move(opts)), cgroups_(std::move(cgroups)), bundles_(std::move(bundles)) {}
 
   std::string Name() const override { return "podman"; }
 
@@ -606,10 +606,12 @@ class PodmanRuntime final : public Runtime {
   Result<WorkloadStatus> Inspect(Lease& l);
   Status WaitForNoProcesses(const Lease& l, std::chrono::milliseconds timeout);
   Status VerifyCreated(const Lease& l, const WorkloadSpec& spec);
+  bool CreatedProcess(const Lease& l, pid_t* pid, std::string* path) const;
   void Discard(Lease& l);
 
   const PodmanRuntimeOptions opts_;
   const Cgroups cgroups_;
+  const std::string bundles_;  // <graph root>/<driver>-containers: podman's OCI bundles
   std::mutex mu_;  // guards leases_
   std::map<std::string, std::shared_ptr<Lease>> leases_;
 };
@@ -816,18 +818,58 @@ Result<WorkloadStatus> PodmanRuntime::Inspect(Lease& l) {
   return ws;
 }
 
+// The created container's one process (runc's init, waiting to exec) and
+// the PATH it will run with, without a podman call (~0.1 s of Start): the
+// pid from the lease's cgroup, PATH from the OCI config podman wrote for
+// runc. False when either is not plainly there.
+bool PodmanRuntime::CreatedProcess(const Lease& l, pid_t* pid, std::string* path) const {
+  std::vector<pid_t> pids = LeasePids(l);
+  if (pids.size() != 1) return false;
+  auto config = ReadFile(bundles_ + "/" + l.container + "/userdata/config.json");
+  if (!config.ok()) return false;
+  // process.env, an array of JSON strings; the first "env" key is it (in
+  // strings before it, such as the command's args, quotes are escaped).
+  size_t i = config->find("\"env\":[");
+  if (i == std::string::npos) return false;
+  i += 7;
+  std::string value;
+  bool found = false;
+  while (i < config->size() && (*config)[i] == '"') {
+    size_t end = config->find('"', i + 1);
+    if (end == std::string::npos) return false;
+    std::string item = config->substr(i + 1, end - i - 1);
+    if (item.find('\\') != std::string::npos) {
+      // An escape: the quote found may not end the string. Let podman say.
+      return false;
+    }
+    if (item.rfind("PATH=", 0) == 0) {
+      value = item.substr(5);
+      found = true;
+    }
+    i = end + 1;
+    if (i < config->size() && (*config)[i] == ',') ++i;
+  }
+  if (!found || i >= config->size() || (*config)[i] != ']') return false;
+  *pid = pids[0];
+  *path = value;
+  return true;
+}
+
 // Between `podman init` and `podman start`: the container's mounts and
 // devices exist, its command has not run.
 Status PodmanRuntime::VerifyCreated(const Lease& l, const WorkloadSpec& spec) {
-  CmdResult r = Podman({"container", "inspect", "--format",
-                        "{{.State.Pid}}{{range .Config.Env}}{{\"\\n\"}}{{.}}{{end}}", l.container});
-  if (!r.ok()) return Unavailable("podman inspect: " + r.Error());
-  std::istringstream in(r.out);
-  std::string line, path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::string path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   pid_t pid = 0;
-  if (std::getline(in, line)) pid = static_cast<pid_t>(ToInt(line));
-  while (std::getline(in, line)) {
-    if (line.rfind("PATH=", 0) == 0) path = line.substr(5);
+  if (!CreatedProcess(l, &pid, &path)) {
+    CmdResult r = Podman({"container", "inspect", "--format",
+                          "{{.State.Pid}}{{range .Config.Env}}{{\"\\n\"}}{{.}}{{end}}", l.container});
+    if (!r.ok()) return Unavailable("podman inspect: " + r.Error());
+    std::istringstream in(r.out);
+    std::string line;
+    if (std::getline(in, line)) pid = static_cast<pid_t>(ToInt(line));
+    while (std::getline(in, line)) {
+      if (line.rfind("PATH=", 0) == 0) path = line.substr(5);
+    }
   }
   if (pid <= 0) return Unavailable("podman init: the container has no process");
   std::string root = "/proc/" + std::to_string(pid) + "/root";
@@ -1205,7 +1247,8 @@ Result<std::unique_ptr<Runtime>> NewPodmanRuntime(PodmanRuntimeOptions options) 
   // there.
   CmdResult info = RunCommand({options.podman, "--runtime", options.oci_runtime, "--cgroup-manager",
                                "cgroupfs", "info", "--format",
-                               "{{.Version.Version}} {{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}}"},
+                               "{{.Version.Version}} {{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}} "
+                               "{{.Store.GraphRoot}}"},
                               options.command_timeout_ms);
   if (info.status < 0) {
     return Unavailable("podman runtime: " + options.podman + " not found (apt-get install podman runc): " +
@@ -1213,8 +1256,8 @@ Result<std::unique_ptr<Runtime>> NewPodmanRuntime(PodmanRuntimeOptions options) 
   }
   if (!info.ok()) return Unavailable("podman runtime: podman info failed: " + info.Error());
   std::istringstream in(info.out);
-  std::string version, oci, driver;
-  in >> version >> oci >> driver;
+  std::string version, oci, driver, graph_root;
+  in >> version >> oci >> driver >> graph_root;
   if (ToInt(version.substr(0, version.find('.'))) < 4) {
     return Unavailable("podman runtime: podman " + version + " is too old (want >= 4)");
   }
@@ -1225,7 +1268,8 @@ Result<std::unique_ptr<Runtime>> NewPodmanRuntime(PodmanRuntimeOptions options) 
   if (chmod(options.state_dir.c_str(), 0700) != 0) {
     return Unavailable("chmod " + options.state_dir + ": " + Errno(errno));
   }
-  return std::unique_ptr<Runtime>(new PodmanRuntime(std::move(options), std::move(cgroups)));
+  std::string bundles = graph_root + "/" + driver + "-containers";
+  return std::unique_ptr<Runtime>(new PodmanRuntime(std::move(options), std::move(cgroups), std::move(bundles)));
 }
 
 }  // namespace grid::agent

@@ -63,6 +63,14 @@
 // KillMode=control-group) also kills conmon (the containers keep running but
 // their exit codes are lost): run the agent with KillMode=process.
 //
+// Not yet done: no user namespace (container root is host root with
+// podman's default capabilities; `--userns=auto` needs /etc/subuid ranges);
+// no network byte metering; the cgroup v2 metering paths and CDI requests by
+// index (no UUIDs) are untested (these hosts are v1/v2 hybrids without GPUs);
+// the GPU check counts device nodes, it does not match them to the UUIDs; a
+// crash inside Start leaves a container that Poll reports failed ("start:
+// interrupted") until Stop and Remove.
+//
 // Thread safety: as Runtime.
 #pragma once
 

@@ -95,6 +95,25 @@ TEST(PodmanExitReason, SignalsAre128PlusN) {
   EXPECT_EQ(s.reason, "exit 255");
 }
 
+TEST(PodmanRuntimeFactory, UnusablePodmanIsUnavailable) {
+  PodmanRuntimeOptions o;
+  o.state_dir = "/var/tmp/grid-podman-never-made";
+  o.podman = "/no/such/podman";
+  auto rt = NewPodmanRuntime(o);
+  ASSERT_FALSE(rt.ok());
+  EXPECT_EQ(rt.status().code(), Code::kUnavailable);
+  if (geteuid() == 0) {
+    EXPECT_NE(rt.status().message().find("/no/such/podman not found"), std::string::npos)
+        << rt.status().ToString();
+  } else {
+    EXPECT_NE(rt.status().message().find("needs root"), std::string::npos) << rt.status().ToString();
+  }
+  EXPECT_FALSE(std::filesystem::exists(o.state_dir));
+  o.podman = "podman";
+  o.cgroup_parent = "relative";
+  EXPECT_FALSE(NewPodmanRuntime(o).ok());
+}
+
 // ---------------------------------------------------------------------------
 // Containers.
 

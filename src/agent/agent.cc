@@ -148,7 +148,9 @@ Result<int64_t> Agent::Start() {
 
 json::object Agent::HealthJson() {
   json::array gpus;
+  last_health_.clear();
   if (auto health = probe_->Health(); health.ok()) {
+    last_health_ = *health;
     for (const GpuHealth& h : *health) {
       json::object g{{"index", h.index}, {"ok", h.ok}};
       if (h.utilization_pct) g["utilization_pct"] = *h.utilization_pct;
@@ -163,6 +165,41 @@ json::object Agent::HealthJson() {
   json::object o{{"gpus", std::move(gpus)}};
   if (inventory_.simulated) o["note"] = "simulated GPUs";
   return o;
+}
+
+void Agent::SampleGpus() {
+  for (auto& [key, l] : local_) {
+    for (int g : l.gpus) {
+      for (const GpuHealth& h : last_health_) {
+        if (h.index != g) continue;
+        if (h.energy_mj) {
+          l.energy_start_mj.emplace(g, *h.energy_mj);  // first sample: the baseline
+          l.energy_now_mj[g] = *h.energy_mj;
+        }
+        if (h.utilization_pct) {
+          l.util_sum_pct += *h.utilization_pct;
+          ++l.util_samples;
+        }
+      }
+    }
+  }
+}
+
+json::object Agent::MeteringJson(const WorkloadStatus& st, const Local& l) const {
+  json::object m{{"wall_seconds", st.wall_seconds},   {"cpu_seconds", st.cpu_seconds},
+                 {"peak_memory_bytes", st.peak_memory_bytes}, {"oom_kills", st.oom_kills},
+                 {"net_rx_bytes", st.net_rx_bytes},   {"net_tx_bytes", st.net_tx_bytes}};
+  // GPU energy only when every GPU of the lease has a counter (NVML on
+  // Volta and later); utilization as the mean of the heartbeat samples.
+  if (!l.gpus.empty() && l.energy_now_mj.size() == l.gpus.size()) {
+    uint64_t mj = 0;
+    for (const auto& [g, now] : l.energy_now_mj) mj += now - std::min(now, l.energy_start_mj.at(g));
+    m["gpu_energy_joules"] = static_cast<double>(mj) / 1000.0;
+  }
+  if (l.util_samples > 0)
+    m["gpu_utilization_pct"] = l.util_sum_pct / static_cast<double>(l.util_samples);
+  if (inventory_.simulated) m["gpu_simulated"] = true;
+  return m;
 }
 
 Status Agent::Report(int64_t lease_id, const std::string& state, const std::string& message,
@@ -206,7 +243,10 @@ Status Agent::StartLease(const json::object& lease) {
     std::fprintf(stderr, "grid agent: lease %lld failed to start: %s\n", static_cast<long long>(id), s.message().c_str());
     return Report(id, "failed", s.message());
   }
-  local_[spec.lease_id] = Local{id, false, 0, 0};
+  Local fresh{id, false, 0, 0};
+  fresh.gpus = spec.gpu_indices;
+  local_[spec.lease_id] = std::move(fresh);
+  SampleGpus();  // the energy baseline
   std::fprintf(stderr, "grid agent: lease %lld started\n", static_cast<long long>(id));
   // Where its published ports are reachable: the configured public host, or
   // (no "host") the address the broker sees this report come from.
@@ -234,12 +274,7 @@ bool Agent::ShipOutput(const std::string& key, Local& local, bool with_metering)
     if (data.empty() && (round > 0 || !with_metering)) return shipped;
     json::object body{{"offset", local.log_offset}, {"data", data}};
     if (round == 0 && with_metering) {
-      if (auto st = runtime_->Poll(key); st.ok()) {
-        body["metering"] = json::object{{"wall_seconds", st->wall_seconds},
-                                        {"cpu_seconds", st->cpu_seconds},
-                                        {"peak_memory_bytes", st->peak_memory_bytes},
-                                        {"oom_kills", st->oom_kills}};
-      }
+      if (auto st = runtime_->Poll(key); st.ok()) body["metering"] = MeteringJson(*st, local);
     }
     json::value v = std::move(body);
     if (!client_->AuthCall("POST", "/v1/agent/leases/" + std::to_string(local.lease_id) + "/output", &v).ok())
@@ -302,6 +337,10 @@ Status Agent::Reconcile(const json::array& leases) {
     const json::value* pu = lease->if_contains("paid_until");
     if (pu && pu->is_string()) ParseTime(pu->get_string(), &local->second.paid_until_ms);
     if (local->second.log_offset < 0) local->second.log_offset = Int(*lease, "log_offset");
+    if (local->second.gpus.empty()) {  // re-adopted: GPU evidence counts from now
+      for (const auto& v : lease->at("gpus").as_array()) local->second.gpus.push_back(static_cast<int>(v.as_int64()));
+      SampleGpus();
+    }
     ShipOutput(key, local->second);
     auto status = runtime_->Poll(key);
     if (!status.ok()) continue;
@@ -347,6 +386,7 @@ int64_t Agent::Step() {
     return backoff / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(backoff / 2 + 1));
   }
   failures_ = 0;
+  SampleGpus();
   const json::object& o = r->as_object();
   if (const json::value* hb = o.if_contains("heartbeat_seconds"); hb && hb->is_number())
     heartbeat_ms_ = std::max<int64_t>(100, static_cast<int64_t>(hb->to_number<double>() * 1000));

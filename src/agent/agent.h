@@ -84,6 +84,12 @@ class Agent {
     bool reported_running = false;
     UnixMs paid_until_ms = 0;
     int64_t log_offset = -1;  // output already at the broker; -1: ask the heartbeat
+    // GPU evidence from NVML, sampled at each heartbeat: energy counters at
+    // the start (or re-adoption) and now, and utilization samples.
+    std::vector<int> gpus;
+    std::map<int, uint64_t> energy_start_mj, energy_now_mj;
+    double util_sum_pct = 0;
+    int64_t util_samples = 0;
   };
   Agent(AgentOptions o, const Clock* clock) : o_(std::move(o)), clock_(clock) {}
   Status Reconcile(const boost::json::array& leases);
@@ -106,6 +112,9 @@ class Agent {
   };
   static void LongPoll(std::shared_ptr<Wake> wake, std::unique_ptr<client::BrokerClient> client);
   boost::json::object HealthJson();
+  // Adds the last health sample to each lease's GPU evidence.
+  void SampleGpus();
+  boost::json::object MeteringJson(const struct WorkloadStatus& st, const Local& local) const;
 
   AgentOptions o_;
   const Clock* clock_;
@@ -113,6 +122,7 @@ class Agent {
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<client::BrokerClient> client_;
   GpuInventory inventory_;
+  std::vector<GpuHealth> last_health_;  // from the last heartbeat
   HostFacts host_;
   int64_t machine_id_ = 0;
   int64_t heartbeat_ms_ = 10'000;

@@ -78,6 +78,10 @@ struct AgentLease {
 struct Metering {
   double wall_seconds = 0, cpu_seconds = 0;
   int64_t peak_memory_bytes = 0, oom_kills = 0;
+  int64_t net_rx_bytes = 0, net_tx_bytes = 0;
+  std::optional<double> gpu_energy_joules;    // where NVML gives energy counters
+  std::optional<double> gpu_utilization_pct;  // mean of the host's samples
+  bool gpu_simulated = false;                 // the GPU figures come from simulated GPUs
   UnixMs reported_ms = 0;
 };
 

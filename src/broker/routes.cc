@@ -354,7 +354,9 @@ class Api {
       std::optional<Metering> metering;
       if (const json::value* mv = obj->if_contains("metering"); mv && mv->is_object()) {
         api::Fields mf(mv->get_object(), "metering.");
-        if (auto st = mf.OnlyKnown({"wall_seconds", "cpu_seconds", "peak_memory_bytes", "oom_kills"}); !st.ok())
+        if (auto st = mf.OnlyKnown({"wall_seconds", "cpu_seconds", "peak_memory_bytes", "oom_kills", "net_rx_bytes",
+                                    "net_tx_bytes", "gpu_energy_joules", "gpu_utilization_pct", "gpu_simulated"});
+            !st.ok())
           return Error(st);
         Metering m;
         auto wall = mf.Number("wall_seconds");
@@ -367,6 +369,28 @@ class Api {
         m.cpu_seconds = *cpu;
         m.peak_memory_bytes = *peak;
         m.oom_kills = *ooms;
+        auto rx = mf.OptInt("net_rx_bytes", 0, 0, INT64_MAX);
+        auto tx = mf.OptInt("net_tx_bytes", 0, 0, INT64_MAX);
+        if (!rx.ok()) return Error(rx.status());
+        if (!tx.ok()) return Error(tx.status());
+        m.net_rx_bytes = *rx;
+        m.net_tx_bytes = *tx;
+        if (mf.Has("gpu_energy_joules")) {
+          auto e = mf.Number("gpu_energy_joules");
+          if (!e.ok()) return Error(e.status());
+          if (!(*e >= 0 && *e < 1e15)) return Error(InvalidArgument("metering.gpu_energy_joules: 0 or more"));
+          m.gpu_energy_joules = *e;
+        }
+        if (mf.Has("gpu_utilization_pct")) {
+          auto u = mf.Number("gpu_utilization_pct");
+          if (!u.ok()) return Error(u.status());
+          if (!(*u >= 0 && *u <= 100)) return Error(InvalidArgument("metering.gpu_utilization_pct: 0 to 100"));
+          m.gpu_utilization_pct = *u;
+        }
+        if (const json::value* gs = mv->get_object().if_contains("gpu_simulated"); gs && !gs->is_null()) {
+          if (!gs->is_bool()) return Error(InvalidArgument("metering.gpu_simulated: true or false"));
+          m.gpu_simulated = gs->get_bool();
+        }
         metering = m;
       }
       Status st = b_->AppendLeaseOutput(addr, *id, *offset, *data, metering);
@@ -433,10 +457,16 @@ class Api {
   json::object LeaseJson(const market::Lease& l) {
     json::object o = api::EncodeLease(l, b_->RunningMs(l));
     if (auto m = b_->MeteringOf(l.id)) {
+      auto opt = [](const std::optional<double>& v) { return v ? json::value(*v) : json::value(nullptr); };
       o["metering"] = json::object{{"wall_seconds", m->wall_seconds},
                                    {"cpu_seconds", m->cpu_seconds},
                                    {"peak_memory_bytes", m->peak_memory_bytes},
                                    {"oom_kills", m->oom_kills},
+                                   {"net_rx_bytes", m->net_rx_bytes},
+                                   {"net_tx_bytes", m->net_tx_bytes},
+                                   {"gpu_energy_joules", opt(m->gpu_energy_joules)},
+                                   {"gpu_utilization_pct", opt(m->gpu_utilization_pct)},
+                                   {"gpu_simulated", m->gpu_simulated},
                                    {"reported_at", FormatTime(m->reported_ms)}};
     } else {
       o["metering"] = nullptr;

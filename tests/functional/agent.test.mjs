@@ -68,6 +68,13 @@ test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it af
     return l.metering && l;
   });
   assert.ok(metered.metering.wall_seconds >= 0);
+  // No network in the process runtime's namespace; the GPU figures are from
+  // simulated GPUs and say so.
+  assert.equal(metered.metering.net_rx_bytes, 0);
+  assert.equal(metered.metering.net_tx_bytes, 0);
+  assert.equal(metered.metering.gpu_simulated, true);
+  assert.ok(metered.metering.gpu_energy_joules >= 0, JSON.stringify(metered.metering));
+  assert.equal(metered.metering.gpu_utilization_pct, 0);
   const stranger = await account(b.url);
   assert.equal((await api(b.url, 'GET', `/v1/leases/${lease.id}/logs`, undefined, stranger.token)).status, 404);
 

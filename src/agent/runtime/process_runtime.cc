@@ -617,6 +617,7 @@ struct Lease {
   int64_t end_ms = 0;      // 0 while running / not yet observed
   bool stopped = false;
   LeaseCgroups cg;
+  int64_t net_rx = 0, net_tx = 0;  // last seen while running (memory only)
 };
 
 class ProcessRuntime final : public Runtime {
@@ -1027,6 +1028,14 @@ Result<WorkloadStatus> ProcessRuntime::Poll(const std::string& lease_id) {
     if (oom.ok()) ws.oom_kills = std::max<int64_t>(0, KeyedValue(*oom, "oom_kill"));
   }
 
+  if (running) {
+    // The workload's own network namespace has only loopback: anything else
+    // would show here.
+    if (auto dev = ReadFile("/proc/" + std::to_string(l.init_pid) + "/net/dev"); dev.ok())
+      ParseNetDev(*dev, &l.net_rx, &l.net_tx);
+  }
+  ws.net_rx_bytes = l.net_rx;
+  ws.net_tx_bytes = l.net_tx;
   if (running) {
     ws.state = WorkloadState::kRunning;
     ws.wall_seconds = (NowUnixMs() - l.start_ms) / 1e3;

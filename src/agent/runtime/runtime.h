@@ -69,8 +69,16 @@ struct WorkloadStatus {
   double cpu_seconds = 0;      // user+system CPU of every process of the lease
   int64_t peak_memory_bytes = 0;
   int64_t oom_kills = 0;       // processes of the lease killed by the OOM killer
+  // Bytes through the workload's network namespace, loopback excluded (the
+  // last values seen while it ran; 0 where it has no network).
+  int64_t net_rx_bytes = 0, net_tx_bytes = 0;
   std::vector<PortMapping> ports;  // published ports (podman), empty otherwise
 };
+
+// The bytes received and sent on every interface but loopback, from
+// /proc/<pid>/net/dev of a process in the network namespace (its text given).
+// False if the text has no interface table.
+bool ParseNetDev(const std::string& net_dev, int64_t* rx_bytes, int64_t* tx_bytes);
 
 class Runtime {
  public:

@@ -225,9 +225,11 @@ TEST_P(RuntimeConformanceTest, EchoExitCodeEnvAndGpus) {
   auto s = Spec("echo", {"sh", "-c", "echo hello; echo oops >&2; echo FOO=$FOO; "
                                      "echo CUDA=$CUDA_VISIBLE_DEVICES; exit 3"});
   s.env = {"FOO=bar"};
-  // The process runtime only lists GPUs; podman asks CDI for real ones,
-  // which this host may not have (podman_runtime_test covers that path).
-  if (IsProcess()) s.gpu_indices = {1, 3};
+  // The process runtime lists the host's GPU indices; in a container the
+  // GPUs are renumbered from 0. Simulated: this host has none for CDI to
+  // hand over (podman_runtime_test covers that path with stand-ins).
+  s.gpu_indices = {1, 3};
+  s.gpus_simulated = true;
   ASSERT_TRUE(Start(s).ok());
   auto st = Wait(s.lease_id);
   EXPECT_EQ(st.state, WorkloadState::kFailed);
@@ -237,16 +239,17 @@ TEST_P(RuntimeConformanceTest, EchoExitCodeEnvAndGpus) {
   EXPECT_NE(log.find("hello\n"), std::string::npos) << log;
   EXPECT_NE(log.find("oops\n"), std::string::npos) << log;
   EXPECT_NE(log.find("FOO=bar\n"), std::string::npos) << log;
-  // No GPUs: an empty list hides every GPU from CUDA.
-  EXPECT_NE(log.find(IsProcess() ? "CUDA=1,3\n" : "CUDA=\n"), std::string::npos) << log;
+  EXPECT_NE(log.find(IsProcess() ? "CUDA=1,3\n" : "CUDA=0,1\n"), std::string::npos) << log;
   EXPECT_GT(st.wall_seconds, 0);
 
-  auto ok = Spec("ok", {"true"});
+  // No GPUs: an empty list hides every GPU from CUDA.
+  auto ok = Spec("ok", {"sh", "-c", "echo CUDA=$CUDA_VISIBLE_DEVICES"});
   ASSERT_TRUE(Start(ok).ok());
   auto st2 = Wait(ok.lease_id);
   EXPECT_EQ(st2.state, WorkloadState::kExited);
   EXPECT_EQ(st2.exit_code, 0);
   EXPECT_EQ(st2.reason, "exit 0");
+  EXPECT_EQ(Logs(ok.lease_id), "CUDA=\n");
 }
 
 TEST_P(RuntimeConformanceTest, RefusesUnknownImagesAndBadCommands) {

@@ -420,9 +420,12 @@ void Agent::LongPoll(std::shared_ptr<Wake> w, std::unique_ptr<client::BrokerClie
         std::fprintf(stderr, "grid agent: the broker has no long-poll; leases start at heartbeats\n");
         return;
       }
-      // The heartbeat reports the broker's troubles; here just back off.
+      // The heartbeat reports the broker's troubles; here just back off,
+      // with jitter so a fleet does not come back in step.
       ++failures;
-      int64_t backoff_ms = std::min<int64_t>(30'000, 250LL << std::min(failures, 7));
+      int64_t cap_ms = std::min<int64_t>(30'000, 250LL << std::min(failures, 7));
+      static thread_local std::mt19937_64 rng(std::random_device{}());
+      int64_t backoff_ms = cap_ms / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(cap_ms / 2 + 1));
       w->cv.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return w->stop; });
       continue;
     }

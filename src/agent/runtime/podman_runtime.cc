@@ -550,6 +550,7 @@ struct Lease {
   int64_t created_mono_us = 0;  // CLOCK_MONOTONIC before `podman create`
   std::vector<PortMapping> ports;
   int64_t oom_seen = 0;    // the container cgroup's oom_kill, last read while it ran
+  int64_t net_rx = 0, net_tx = 0;  // its network namespace's bytes, last read while it ran
   bool ended = false;      // final_status is recorded
   WorkloadStatus final_status;
   podman_internal::K8sCursor log_cursor;
@@ -602,7 +603,7 @@ class PodmanRuntime final : public Runtime {
   Result<std::shared_ptr<Lease>> Load(const std::string& id);
   Result<std::shared_ptr<Lease>> Find(const std::string& id);
   std::vector<pid_t> LeasePids(const Lease& l) const;
-  void Meter(Lease& l, WorkloadStatus* ws);
+  void Meter(Lease& l, const std::vector<pid_t>& pids, WorkloadStatus* ws);
   Result<WorkloadStatus> Inspect(Lease& l);
   Status WaitForNoProcesses(const Lease& l, std::chrono::milliseconds timeout);
   Status VerifyCreated(const Lease& l, const WorkloadSpec& spec);
@@ -634,6 +635,8 @@ Status PodmanRuntime::SaveState(const Lease& l) {
     << "created_mono_us=" << l.created_mono_us << "\n"
     << "ports=" << PortsToString(l.ports) << "\n"
     << "oom_seen=" << l.oom_seen << "\n"
+    << "net_rx=" << l.net_rx << "\n"
+    << "net_tx=" << l.net_tx << "\n"
     << "ended=" << (l.ended ? 1 : 0) << "\n";
   if (l.ended) {
     const WorkloadStatus& f = l.final_status;
@@ -662,6 +665,8 @@ Result<std::shared_ptr<Lease>> PodmanRuntime::Load(const std::string& id) {
   l->created_mono_us = ToInt(kv["created_mono_us"]);
   l->ports = PortsFromString(kv["ports"]);
   l->oom_seen = ToInt(kv["oom_seen"]);
+  l->net_rx = ToInt(kv["net_rx"]);
+  l->net_tx = ToInt(kv["net_tx"]);
   l->ended = kv["ended"] == "1";
   if (l->ended) {
     WorkloadStatus& f = l->final_status;
@@ -672,6 +677,8 @@ Result<std::shared_ptr<Lease>> PodmanRuntime::Load(const std::string& id) {
     f.cpu_seconds = ToInt(kv["cpu_us"]) / 1e6;
     f.peak_memory_bytes = ToInt(kv["peak_memory"]);
     f.oom_kills = ToInt(kv["oom_kills"]);
+    f.net_rx_bytes = l->net_rx;
+    f.net_tx_bytes = l->net_tx;
     f.ports = l->ports;
   }
   return l;
@@ -709,8 +716,10 @@ Status PodmanRuntime::WaitForNoProcesses(const Lease& l, std::chrono::millisecon
 }
 
 // CPU time and peak memory of the lease's parent cgroup (hierarchical, and it
-// outlives the container's own cgroup); OOM kills of the container's cgroup.
-void PodmanRuntime::Meter(Lease& l, WorkloadStatus* ws) {
+// outlives the container's own cgroup); OOM kills of the container's cgroup;
+// network bytes of the container's namespace (through one of its processes,
+// `pids`) while it runs, the last seen after.
+void PodmanRuntime::Meter(Lease& l, const std::vector<pid_t>& pids, WorkloadStatus* ws) {
   std::string path = CgroupPath(l.id);
   if (cgroups_.v2) {
     auto cpu = ReadFile(cgroups_.cpuacct + path + "/cpu.stat");
@@ -734,6 +743,13 @@ void PodmanRuntime::Meter(Lease& l, WorkloadStatus* ws) {
     l.oom_seen = std::max(l.oom_seen, kills);
   }
   ws->oom_kills = l.oom_seen;
+  if (!pids.empty()) {
+    if (auto dev = ReadFile("/proc/" + std::to_string(pids[0]) + "/net/dev"); dev.ok()) {
+      ParseNetDev(*dev, &l.net_rx, &l.net_tx);
+    }
+  }
+  ws->net_rx_bytes = l.net_rx;
+  ws->net_tx_bytes = l.net_tx;
 }
 
 // The lease's status with metering; records the final status once it
@@ -744,10 +760,11 @@ Result<WorkloadStatus> PodmanRuntime::Inspect(Lease& l) {
   if (l.ended) return l.final_status;
   WorkloadStatus ws;
   ws.ports = l.ports;
-  if (l.started && !LeasePids(l).empty()) {
+  std::vector<pid_t> pids = LeasePids(l);
+  if (l.started && !pids.empty()) {
     ws.state = WorkloadState::kRunning;
     ws.wall_seconds = std::max<int64_t>(0, NowUnixMs() - l.start_ms) / 1e3;
-    Meter(l, &ws);
+    Meter(l, pids, &ws);
     return ws;
   }
   if (l.container.empty()) {
@@ -761,7 +778,7 @@ Result<WorkloadStatus> PodmanRuntime::Inspect(Lease& l) {
                         "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}} "
                         "{{.State.StartedAt.UnixNano}} {{.State.FinishedAt.UnixNano}}",
                         l.container});
-  Meter(l, &ws);
+  Meter(l, pids, &ws);
   if (!r.ok()) {
     if (r.err.find("no such container") == std::string::npos) {
       return Unavailable("podman inspect " + l.container + ": " + r.Error());

@@ -41,7 +41,9 @@
 // the container cgroup's memory.oom_control while it runs and, on v1 where
 // the counter dies with the cgroup, from the kernel's "oom-kill:" records in
 // /dev/kmsg naming the lease's cgroup (v2: the parent's memory.events), or at
-// least 1 when podman's State.OOMKilled says so.
+// least 1 when podman's State.OOMKilled (or conmon's "oom" file) says so;
+// network bytes from /proc/<pid>/net/dev of a container process (its own
+// namespace, loopback excluded), the last values read while it ran.
 //
 // Exit status: podman reports 128+N for a command killed by signal N, so an
 // exit code in 129..159 is reported as "signal N" (a command that itself
@@ -65,7 +67,7 @@
 //
 // Not yet done: no user namespace (container root is host root with
 // podman's default capabilities; `--userns=auto` needs /etc/subuid ranges);
-// no network byte metering; the cgroup v2 metering paths and CDI requests by
+// the cgroup v2 metering paths and CDI requests by
 // index (no UUIDs) are untested (these hosts are v1/v2 hybrids without GPUs);
 // the GPU check counts device nodes, it does not match them to the UUIDs; a
 // crash inside Start leaves a container that Poll reports failed ("start:

@@ -244,6 +244,11 @@ TEST_F(PodmanRuntimeTest, PublishesPortsOnFreeHostPorts) {
     if (got.empty()) std::this_thread::sleep_for(100ms);
   }
   EXPECT_EQ(got, "pong\n");
+  // The exchange went through the container's network namespace.
+  auto metered = rt_->Poll(s.lease_id);
+  ASSERT_TRUE(metered.ok());
+  EXPECT_GT(metered->net_rx_bytes, 0);
+  EXPECT_GT(metered->net_tx_bytes, 0);
   // The mapping survives an agent restart (it is in the lease's state).
   PodmanRuntimeOptions o;
   o.state_dir = dir_;

@@ -32,6 +32,7 @@ exec 9>/tmp/grid-make-test-image.lock
 flock 9
 [ "$(current)" = "$hash" ] && exit 0  # another caller built it meanwhile
 
+old_id=$("$PODMAN" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 root=$(mktemp -d /tmp/grid-test-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc/ssh,root,tmp,proc,sys,dev,work,var/empty,run/sshd,lib64}
@@ -83,4 +84,7 @@ tar -C "$root" -c . | "$PODMAN" import --quiet \
   --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' \
   --change "LABEL grid.test-image=$hash" \
   - "$IMAGE" >/dev/null
+# The previous build, now untagged, is of no use (fails harmlessly if a
+# container still uses it).
+[ -n "$old_id" ] && "$PODMAN" rmi "$old_id" >/dev/null 2>&1 || true
 echo "make-test-image: built $IMAGE ($hash)"

@@ -808,8 +808,11 @@ Result<WorkloadStatus> PodmanRuntime::Inspect(Lease& l) {
       ws.reason = "start: interrupted (container " + status + ")";
     } else {
       podman_internal::ExitReason(exit_code, &ws);
-      if (started_ns > 0 && finished_ns > started_ns) {
-        ws.wall_seconds = (finished_ns - started_ns) / 1e9;
+      if (started_ns > 0 && finished_ns > 0) {
+        // FinishedAt is the exit file's mtime, a coarse clock (a jiffy), and
+        // can precede the precise StartedAt of a command that ended at once:
+        // such a run counts as 1 ms.
+        ws.wall_seconds = std::max<int64_t>(finished_ns - started_ns, 1000000) / 1e9;
       }
       if (!cgroups_.v2) {
         // The container's cgroup, and its counter, died with it: the

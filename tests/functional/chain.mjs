@@ -116,8 +116,8 @@ async function spawnAnvil(args, timeoutMs) {
 //   stateIntervalS: also dump the state every N seconds (so a kill() loses at most that)
 //   args: more anvil arguments
 // Returns {url, port, pid, chainId, provider, accounts, stateFile, rpc(), stop(),
-// restart(), kill(), dumpState(), snapshot(), revert(), mine(), blockNumber(),
-// increaseTime(), setBalance(), log}.
+// restart(), kill(), dumpState(), snapshot(), revert(), mine(), reorg(),
+// rollback(), blockNumber(), increaseTime(), setBalance(), running, log}.
 export async function startAnvil(t, opts = {}) {
   const { blockTime, noMining = false, chainId = DEFAULT_CHAIN_ID, hardfork, stateIntervalS, args: extra = [], timeoutMs = 20000 } = opts;
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'grid-anvil-'));
@@ -203,6 +203,13 @@ export async function startAnvil(t, opts = {}) {
     // Returns true when the snapshot existed; a snapshot is used up by its revert.
     revert: (id) => provider.send('evm_revert', [id]),
     mine: (n = 1) => provider.send('anvil_mine', [toQuantity(n)]),
+    // Replaces the last `depth` blocks with new ones at the same heights (new
+    // hashes); their transactions are dropped, not re-queued, unless given
+    // again as [[txRequest, blockOffset], ...] (anvil_reorg). For deposit
+    // watchers: a deposit that was seen and then reorged away.
+    reorg: (depth, txBlockPairs = []) => provider.send('anvil_reorg', [depth, txBlockPairs]),
+    // Removes the last `depth` blocks (the head moves back).
+    rollback: (depth = 1) => provider.send('anvil_rollback', [depth]),
     blockNumber: async () => Number(await provider.send('eth_blockNumber', [])),
     // Moves the chain's clock forward and mines a block with the new time.
     async increaseTime(seconds) {

@@ -84,7 +84,7 @@ test('TestToken: 6 decimals, mint, transfer with its log, allowance, reverts', a
   assert.equal(await balanceOf(tokenAt(token.target, anvil.provider), bob.address), 1_650_001n);
 });
 
-test('snapshot and revert undo a transfer', async (t) => {
+test('snapshot/revert and a reorg undo a transfer', async (t) => {
   const anvil = await startAnvil(t);
   const [, alice, bob] = anvil.accounts;
   const token = await deployToken(anvil);
@@ -101,6 +101,17 @@ test('snapshot and revert undo a transfer', async (t) => {
   // The chain goes on after the revert (nonces are right).
   await transferToken(token, alice, bob.address, 1n);
   assert.equal(await balanceOf(token, bob.address), 1n);
+
+  // A reorg of depth 1 drops the transfer in the head block: same height, a
+  // new hash, no log, no receipt.
+  const r = await transferToken(token, alice, bob.address, 2n);
+  const before = await anvil.provider.getBlock(r.blockNumber);
+  await anvil.reorg(1);
+  assert.equal(await anvil.blockNumber(), r.blockNumber);
+  assert.notEqual((await anvil.provider.getBlock(r.blockNumber)).hash, before.hash);
+  assert.equal(await anvil.provider.getTransactionReceipt(r.hash), null);
+  assert.equal(await balanceOf(token, bob.address), 1n);
+  assert.equal((await transferLogs(token, { to: bob.address })).length, 1);
 });
 
 test('stop and restart keep balances, block height and the port; kill loses what was not dumped', async (t) => {
@@ -143,7 +154,7 @@ test('stop and restart keep balances, block height and the port; kill loses what
 });
 
 test('two anvils at once, each with its own chain', async (t) => {
-  const [a, b] = await Promise.all([startAnvil(t), startAnvil(t, { chainId: 31338, blockTime: 1 })]);
+  const [a, b] = await Promise.all([startAnvil(t), startAnvil(t, { chainId: 31338, blockTime: 0.5 })]);
   assert.notEqual(a.port, b.port);
   assert.equal(Number(await b.rpc('eth_chainId')), 31338);
   const [ta, tb] = await Promise.all([deployToken(a), deployToken(b)]);
@@ -151,7 +162,7 @@ test('two anvils at once, each with its own chain', async (t) => {
   await Promise.all([mintTo(ta, who, 1n), mintTo(tb, who, 2n)]);
   assert.equal(await balanceOf(ta, who), 1n);
   assert.equal(await balanceOf(tb, who), 2n);
-  // b mines on its own, once a second.
+  // b mines on its own, twice a second.
   const n = await b.blockNumber();
   await waitForBlock(b, n + 1, { timeoutMs: 5000 });
 });

@@ -112,7 +112,8 @@ async function spawnAnvil(args, timeoutMs) {
 // when the test ends (and its temp dir removed unless GRID_KEEP_TMP is set).
 //   blockTime: seconds between blocks (interval mining); default: a block per transaction
 //   noMining: mine only on mine(n)
-//   chainId: default 31337; hardfork: default anvil's latest
+//   chainId: default 31337; hardfork: default anvil's latest (TestToken is
+//     compiled for cancun: an older hardfork such as paris cannot deploy it)
 //   stateIntervalS: also dump the state every N seconds (so a kill() loses at most that)
 //   args: more anvil arguments
 // Returns {url, port, pid, chainId, provider, accounts, stateFile, rpc(), stop(),

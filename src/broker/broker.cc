@@ -89,7 +89,9 @@ Status Broker::LoadState() {
     if (m.removed) continue;
     hosts_[id] = HostState{started_ms_, true, 1.0, started_ms_, ""};
   }
+  for (auto& w : snap.withdrawals) withdrawals_[w.id] = std::move(w);
   for (auto& [k, v] : snap.meta) {
+    if (k.starts_with("chain:")) chain_meta_[k] = v;
     if (k == "token_secret") token_secret_ = v;
     if (k.starts_with("join_token:")) {
       // "<provider> <expires_ms> <revoked>"
@@ -138,6 +140,9 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
     if (old && old->removed != m.removed) wake.push_back(m.id);
     market_.Put(std::move(m));
   }
+  for (auto& w : changes.withdrawals) withdrawals_[w.id] = std::move(w);
+  for (auto& [k, v] : changes.meta)
+    if (k.starts_with("chain:")) chain_meta_[k] = v;
   for (auto& l : changes.leases) {
     const market::Lease* old = market_.FindLease(l.id);
     if (!old || old->state != l.state) wake.push_back(l.machine_id);

@@ -10,6 +10,7 @@
 // write, and an acknowledged command has been made durable.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,6 +23,7 @@
 #include "core/status.h"
 #include "ledger/audit.h"
 #include "ledger/ledger.h"
+#include "ledger/withdrawal.h"
 #include "market/market.h"
 #include "store/store.h"
 
@@ -45,6 +47,19 @@ struct BrokerOptions {
   int missed_heartbeats = 3;
   int64_t host_grace_ms = 5 * 60'000;
   int64_t reliability_tau_ms = 24 * 3600'000LL;  // EWMA time constant
+  // On-chain money (issue 4): withdrawals need a chain (`--chain-rpc`).
+  bool chain_enabled = false;
+  Micros withdraw_min = 1 * kMicrosPerUnit;                 // per withdrawal
+  Micros withdraw_daily_limit = 10'000 * kMicrosPerUnit;    // per account, rolling 24 h
+};
+
+// One ERC-20 Transfer(from, treasury, value) log, confirmed K blocks deep.
+struct Deposit {
+  std::string tx_hash;  // 0x + 64 lowercase hex
+  uint32_t log_index = 0;
+  std::string from;     // lowercase 0x address: the account credited
+  Micros amount = 0;    // token base units (6 decimals) = micro-USD
+  uint64_t block_number = 0;
 };
 
 struct JoinToken {
@@ -204,6 +219,29 @@ class Broker {
   Status CheckHosts();
   std::optional<HostState> HostOf(int64_t machine_id) const;
 
+  // --- on-chain money (issue 4); the chain side is the Treasury service's
+  // Credits each deposit exactly once: transfer "deposit:<tx>:<log index>"
+  // treasury -> user:<from> (an account is created by its first deposit);
+  // deposits already credited are skipped. `meta` (the watcher's cursor) is
+  // committed in the same transaction. Returns how many were credited now.
+  Result<int> CreditDeposits(const std::vector<Deposit>& deposits,
+                             const std::vector<std::pair<std::string, std::string>>& meta);
+  // A value the treasury stored with CreditDeposits or SaveChainMeta.
+  std::optional<std::string> ChainMeta(const std::string& key) const;
+  Status SaveChainMeta(const std::vector<std::pair<std::string, std::string>>& meta);
+  // Takes `amount` out of the account's spendable money at once (earnings
+  // first, then its balance) as a withdrawal to `to` (default: itself).
+  // InvalidArgument under the minimum or over the daily limit;
+  // InsufficientFunds over what it has; Conflict without a chain.
+  Result<ledger::Withdrawal> RequestWithdrawal(const std::string& addr, Micros amount, const std::string& to);
+  std::vector<ledger::Withdrawal> ListWithdrawals(const std::string& addr) const;
+  std::vector<ledger::Withdrawal> OpenWithdrawals() const;
+  // Records a withdrawal's progress (signed, sent); no money moves.
+  Status SaveWithdrawal(const ledger::Withdrawal& w);
+  // Ends it: the holds are released, and if confirmed the amount is posted
+  // to the treasury. Idempotent for a withdrawal already ended.
+  Status EndWithdrawal(ledger::Withdrawal w, bool confirmed);
+
   // --- background work
   // Settles every running lease: posts what accrued, tops up holds, ends the
   // leases whose money ran out or whose machine's end date passed.
@@ -250,6 +288,8 @@ class Broker {
   std::unordered_map<int64_t, Metering> metering_;   // lease id -> last evidence
   UnixMs started_ms_ = 0;
   std::unique_ptr<MachineWakeups> wakeups_;  // bumped in CommitLocked
+  std::map<int64_t, ledger::Withdrawal> withdrawals_;
+  std::map<std::string, std::string> chain_meta_;  // meta keys "chain:*"
   int64_t commits_ = 0, commit_failures_ = 0;
 };
 

@@ -73,6 +73,8 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
     o.tick_ms = 60'000;
     o.domain = "127.0.0.1:1";
     o.uri = "http://127.0.0.1:1";
+    o.chain_enabled = chain_;
+    o.withdraw_daily_limit = 100 * kMicrosPerUnit;
     broker_ = Broker::Open(std::move(st), &clock_, o).value();
   }
 
@@ -124,6 +126,7 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
     for (const auto& f : r->failures) ADD_FAILURE() << f;
   }
 
+  bool chain_ = false;
   ManualClock clock_{kT0};
   std::filesystem::path path_;
   std::unique_ptr<store::Store> memory_;
@@ -256,6 +259,117 @@ TEST_P(BrokerTest, SiweLoginNonceIsSingleUseAndTokensExpire) {
   EXPECT_TRUE(broker_->Authenticate(s->token).ok());
   clock_.AdvanceMs(broker_->options().token_ttl_ms + 1);
   EXPECT_EQ(broker_->Authenticate(s->token).status().code(), Code::kUnauthenticated);
+}
+
+Deposit Dep(const std::string& from, Micros amount, int tx, uint32_t log = 0) {
+  char hash[67];
+  std::snprintf(hash, sizeof hash, "0x%064x", tx);
+  return Deposit{hash, log, from, amount, 100};
+}
+
+// Deposits are credited exactly once, across restarts, with the watcher's
+// cursor in the same commit; an unknown address gets an account.
+TEST_P(BrokerTest, DepositsAreCreditedExactlyOnce) {
+  Account a = NewAccount(), b = NewAccount();
+  auto n = broker_->CreditDeposits({Dep(a.addr, 5'000'000, 1), Dep(a.addr, 1'000'000, 1, 3), Dep(b.addr, 7, 2)},
+                                   {{"chain:cursor", "100"}});
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 3);
+  EXPECT_EQ(broker_->GetBalance(a.addr).available, 6'000'000);
+  EXPECT_EQ(broker_->GetBalance(b.addr).available, 7);
+  EXPECT_EQ(broker_->ChainMeta("chain:cursor"), "100");
+  Reopen();
+  EXPECT_EQ(broker_->ChainMeta("chain:cursor"), "100");
+  // The same logs again (a watcher re-reading a range), one of them twice in
+  // the batch: nothing more is credited.
+  auto again = broker_->CreditDeposits({Dep(a.addr, 5'000'000, 1), Dep(a.addr, 5'000'000, 1), Dep(b.addr, 7, 2)},
+                                       {{"chain:cursor", "101"}});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+  EXPECT_EQ(broker_->GetBalance(a.addr).available, 6'000'000);
+  EXPECT_EQ(broker_->ChainMeta("chain:cursor"), "101");
+  EXPECT_EQ(broker_->CreditDeposits({Dep("0xnot-an-address", 1, 9)}, {}).status().code(), Code::kInternal);
+  ExpectAuditOk();
+}
+
+TEST_P(BrokerTest, WithdrawalNeedsAChainAMinimumAndTheMoney) {
+  Account a = NewAccount();
+  ASSERT_TRUE(broker_->CreditDeposits({Dep(a.addr, 50'000'000, 1)}, {}).ok());
+  EXPECT_EQ(broker_->RequestWithdrawal(a.addr, 10'000'000, "").status().code(), Code::kConflict);  // no chain
+  chain_ = true;
+  Reopen();
+  EXPECT_EQ(broker_->RequestWithdrawal(a.addr, 999'999, "").status().code(), Code::kInvalidArgument);  // < 1.00
+  EXPECT_EQ(broker_->RequestWithdrawal(a.addr, 50'000'001, "").status().code(), Code::kInsufficientFunds);
+  EXPECT_EQ(broker_->RequestWithdrawal(a.addr, 10'000'000, "0x1234").status().code(), Code::kInvalidArgument);
+  auto w = broker_->RequestWithdrawal(a.addr, 30'000'000, "");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ(w->to, a.addr);
+  EXPECT_EQ(w->state, ledger::WithdrawalState::kRequested);
+  EXPECT_EQ(broker_->GetBalance(a.addr).available, 20'000'000);
+  EXPECT_EQ(broker_->GetBalance(a.addr).held, 30'000'000);
+  ExpectAuditOk();
+}
+
+TEST_P(BrokerTest, WithdrawalDailyLimit) {
+  chain_ = true;
+  Reopen();
+  Account a = NewAccount();
+  ASSERT_TRUE(broker_->CreditDeposits({Dep(a.addr, 500'000'000, 1)}, {}).ok());
+  ASSERT_TRUE(broker_->RequestWithdrawal(a.addr, 60'000'000, "").ok());
+  auto over = broker_->RequestWithdrawal(a.addr, 40'000'001, "");
+  EXPECT_EQ(over.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(over.status().message().find("daily limit"), std::string::npos) << over.status().message();
+  ASSERT_TRUE(broker_->RequestWithdrawal(a.addr, 40'000'000, "").ok());
+  clock_.AdvanceMs(24 * 3600'000LL + 1);
+  EXPECT_TRUE(broker_->RequestWithdrawal(a.addr, 100'000'000, "").ok());
+}
+
+// Earnings go first; a confirmed withdrawal leaves the treasury, a failed one
+// comes back; ending twice changes nothing; everything survives a restart.
+TEST_P(BrokerTest, WithdrawalsEndConfirmedOrRefunded) {
+  chain_ = true;
+  Reopen();
+  Account renter = NewAccount(), provider = NewAccount();
+  ASSERT_TRUE(broker_->CreditDeposits({Dep(renter.addr, 100'000'000, 1), Dep(provider.addr, 5'000'000, 2)}, {}).ok());
+  int64_t m = ListedMachine(provider, 1, "36");
+  auto lease = Rent(renter, m, 1, 1);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_TRUE(broker_->ReportLease(provider.addr, lease->id, market::LeaseState::kRunning, "").ok());
+  clock_.AdvanceMs(100'000);  // 100 s at 36/h = 1.00
+  ASSERT_TRUE(broker_->StopLease(renter.addr, lease->id).ok());
+  ledger::Balance pb = broker_->GetBalance(provider.addr);
+  EXPECT_EQ(pb.earned, 975'000);  // 2.5 % fee
+  auto w = broker_->RequestWithdrawal(provider.addr, 2'000'000, "0x00000000000000000000000000000000000000aa");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ(w->from_earned, 975'000);
+  EXPECT_EQ(w->from_available, 1'025'000);
+  ledger::Withdrawal signed_w = *w;
+  signed_w.state = ledger::WithdrawalState::kSent;
+  signed_w.nonce = 7;
+  signed_w.raw_tx = "0x02";
+  signed_w.tx_hashes = {"0xaa"};
+  ASSERT_TRUE(broker_->SaveWithdrawal(signed_w).ok());
+  Reopen();
+  ASSERT_EQ(broker_->OpenWithdrawals().size(), 1u);
+  EXPECT_EQ(broker_->OpenWithdrawals()[0].nonce, 7u);
+  ledger::Withdrawal bad = signed_w;
+  bad.amount += 1;
+  EXPECT_EQ(broker_->SaveWithdrawal(bad).code(), Code::kInternal);
+  ASSERT_TRUE(broker_->EndWithdrawal(signed_w, /*confirmed=*/true).ok());
+  EXPECT_TRUE(broker_->EndWithdrawal(signed_w, /*confirmed=*/false).ok());  // already ended: no-op
+  pb = broker_->GetBalance(provider.addr);
+  EXPECT_EQ(pb.earned, 0);
+  EXPECT_EQ(pb.available, 3'975'000);
+  EXPECT_EQ(pb.held, 0);
+  EXPECT_EQ(broker_->ListWithdrawals(provider.addr)[0].state, ledger::WithdrawalState::kConfirmed);
+  EXPECT_EQ(broker_->SaveWithdrawal(signed_w).code(), Code::kConflict);
+
+  auto w2 = broker_->RequestWithdrawal(provider.addr, 3'000'000, "");
+  ASSERT_TRUE(w2.ok());
+  ASSERT_TRUE(broker_->EndWithdrawal(*w2, /*confirmed=*/false).ok());
+  EXPECT_EQ(broker_->GetBalance(provider.addr).available, 3'975'000);
+  EXPECT_TRUE(broker_->OpenWithdrawals().empty());
+  ExpectAuditOk();
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, BrokerTest, ::testing::Values("memory", "sqlite"),

@@ -130,7 +130,9 @@ Account Ledger::Get(std::string_view id) const {
 Balance Ledger::BalanceOf(std::string_view address) const {
   Account user = Get(UserAccount(address));
   Account earnings = Get(EarningsAccount(address));
-  return Balance{user.available(), user.debits_pending, earnings.posted_balance()};
+  // Holds on either account (a lease's escrow, a withdrawal on its way) are
+  // not spendable.
+  return Balance{user.available(), user.debits_pending + earnings.debits_pending, earnings.available()};
 }
 
 }  // namespace grid::ledger

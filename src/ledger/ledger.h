@@ -76,9 +76,9 @@ struct Transfer {
 
 // Balances of one address as the API shows them.
 struct Balance {
-  Micros available = 0;
-  Micros held = 0;
-  Micros earned = 0;
+  Micros available = 0;  // user:<addr>, spendable
+  Micros held = 0;       // held on user: and earnings: (leases' escrow, withdrawals under way)
+  Micros earned = 0;     // earnings:<addr>, withdrawable
 };
 
 class Ledger {

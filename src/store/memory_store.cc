@@ -35,6 +35,7 @@ class MemoryStore final : public Store {
     snap.accounts.reserve(accounts_.size());
     for (const auto& [id, a] : accounts_) snap.accounts.push_back(a);
     snap.meta.assign(meta_.begin(), meta_.end());
+    for (const auto& [id, w] : withdrawals_) snap.withdrawals.push_back(w);
     return snap;
   }
 
@@ -142,6 +143,7 @@ class MemoryStore final : public Store {
     }
     for (const Account& a : changes.accounts) Upsert(accounts_, a.id, a, undo);
     for (const auto& [key, value] : changes.meta) Upsert(meta_, key, value, undo);
+    for (const auto& w : changes.withdrawals) Upsert(withdrawals_, w.id, w, undo);
     return Status::Ok();
   }
 
@@ -153,6 +155,7 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string, size_t> transfer_index_;
   std::map<std::string, Account> accounts_;
   std::map<std::string, std::string> meta_;
+  std::map<int64_t, ledger::Withdrawal> withdrawals_;
 };
 
 }  // namespace

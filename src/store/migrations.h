@@ -18,7 +18,7 @@
 
 namespace grid::store::internal {
 
-inline constexpr std::array<std::string_view, 3> kMigrations = {
+inline constexpr std::array<std::string_view, 4> kMigrations = {
     // 1: the initial schema.
     R"sql(
 CREATE TABLE machines (
@@ -129,6 +129,29 @@ ALTER TABLE leases ADD COLUMN ports TEXT NOT NULL DEFAULT '';          -- "22,88
 ALTER TABLE leases ADD COLUMN ssh_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE leases ADD COLUMN endpoint_host TEXT NOT NULL DEFAULT '';
 ALTER TABLE leases ADD COLUMN endpoints TEXT NOT NULL DEFAULT '';      -- "22:40123,8888:40124"
+)sql",
+    // 4: withdrawals to the chain (issue 4); see ledger/withdrawal.h. The
+    // signed transaction is stored before it is sent.
+    R"sql(
+CREATE TABLE withdrawals (
+  id             INTEGER PRIMARY KEY,
+  address        TEXT    NOT NULL,
+  to_address     TEXT    NOT NULL,
+  amount         INTEGER NOT NULL,
+  from_earned    INTEGER NOT NULL,
+  from_available INTEGER NOT NULL,
+  state          TEXT    NOT NULL,
+  nonce          INTEGER NOT NULL,  -- uint64 stored as the same 64 bits
+  raw_tx         TEXT    NOT NULL,
+  tx_hashes      TEXT    NOT NULL,  -- every signed version, comma-separated, oldest first
+  mined_tx       TEXT    NOT NULL,
+  mined_block    INTEGER NOT NULL,
+  created_ms     INTEGER NOT NULL,
+  updated_ms     INTEGER NOT NULL,
+  sent_ms        INTEGER NOT NULL,
+  error          TEXT    NOT NULL
+) STRICT;
+CREATE INDEX withdrawals_address ON withdrawals (address, created_ms);
 )sql",
 };
 

@@ -312,6 +312,7 @@ class SqliteStore final : public Store {
   Status PutTransfer(const Transfer& t);
   Status PutAccount(const Account& a);
   Status PutMeta(const std::string& key, const std::string& value);
+  Status PutWithdrawal(const ledger::Withdrawal& w);
   Result<Transfer> ReadTransfer(const Stmt& stmt, int64_t* seq);
 
   const std::string path_;
@@ -424,7 +425,59 @@ Status SqliteStore::Commit(const ChangeSet& changes) {
   for (const Transfer& t : changes.transfers) GRID_RETURN_IF_ERROR(PutTransfer(t));
   for (const Account& a : changes.accounts) GRID_RETURN_IF_ERROR(PutAccount(a));
   for (const auto& [key, value] : changes.meta) GRID_RETURN_IF_ERROR(PutMeta(key, value));
+  for (const auto& w : changes.withdrawals) GRID_RETURN_IF_ERROR(PutWithdrawal(w));
   return txn.Commit();
+}
+
+namespace {
+const std::string& WithdrawalUpsertSql() {
+  static const std::string sql =
+      UpsertSql("withdrawals", {"id", "address", "to_address", "amount", "from_earned", "from_available", "state",
+                                "nonce", "raw_tx", "tx_hashes", "mined_tx", "mined_block", "created_ms", "updated_ms",
+                                "sent_ms", "error"});
+  return sql;
+}
+constexpr const char* kWithdrawalSelect =
+    "SELECT id, address, to_address, amount, from_earned, from_available, state, nonce, raw_tx, tx_hashes, mined_tx, "
+    "mined_block, created_ms, updated_ms, sent_ms, error FROM withdrawals ORDER BY id";
+
+std::string JoinList(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+}  // namespace
+
+Status SqliteStore::PutWithdrawal(const ledger::Withdrawal& w) {
+  GRID_ASSIGN_OR_RETURN(Stmt stmt, Prepare(WithdrawalUpsertSql()));
+  stmt.Bind(1, w.id)
+      .Bind(2, w.address)
+      .Bind(3, w.to)
+      .Bind(4, w.amount)
+      .Bind(5, w.from_earned)
+      .Bind(6, w.from_available)
+      .Bind(7, std::string(ledger::WithdrawalStateName(w.state)))
+      .Bind(8, NonceToDb(w.nonce))
+      .Bind(9, w.raw_tx)
+      .Bind(10, JoinList(w.tx_hashes))
+      .Bind(11, w.mined_tx)
+      .Bind(12, static_cast<int64_t>(w.mined_block))
+      .Bind(13, w.created_ms)
+      .Bind(14, w.updated_ms)
+      .Bind(15, w.sent_ms)
+      .Bind(16, w.error);
+  return Run(stmt, "write withdrawal " + std::to_string(w.id));
 }
 
 Status SqliteStore::PutMachine(const Machine& m) {
@@ -701,6 +754,32 @@ Result<Snapshot> SqliteStore::Load() {
     GRID_ASSIGN_OR_RETURN(Stmt stmt, Prepare("SELECT key, value FROM meta ORDER BY key"));
     while ((rc = stmt.Step()) == SQLITE_ROW) snap.meta.emplace_back(stmt.Text(0), stmt.Text(1));
     if (rc != SQLITE_DONE) return Error(rc, "read meta");
+  }
+  {
+    GRID_ASSIGN_OR_RETURN(Stmt stmt, Prepare(kWithdrawalSelect));
+    while ((rc = stmt.Step()) == SQLITE_ROW) {
+      ledger::Withdrawal w;
+      w.id = stmt.Int(0);
+      w.address = stmt.Text(1);
+      w.to = stmt.Text(2);
+      w.amount = stmt.Int(3);
+      w.from_earned = stmt.Int(4);
+      w.from_available = stmt.Int(5);
+      std::string state = stmt.Text(6);
+      if (!ledger::ParseWithdrawalState(state, &w.state))
+        return Corrupt("withdrawal " + std::to_string(w.id) + " has state '" + state + "'");
+      w.nonce = NonceFromDb(stmt.Int(7));
+      w.raw_tx = stmt.Text(8);
+      w.tx_hashes = SplitList(stmt.Text(9));
+      w.mined_tx = stmt.Text(10);
+      w.mined_block = static_cast<uint64_t>(stmt.Int(11));
+      w.created_ms = stmt.Int(12);
+      w.updated_ms = stmt.Int(13);
+      w.sent_ms = stmt.Int(14);
+      w.error = stmt.Text(15);
+      snap.withdrawals.push_back(std::move(w));
+    }
+    if (rc != SQLITE_DONE) return Error(rc, "read withdrawals");
   }
   GRID_RETURN_IF_ERROR(txn.Commit());
   return snap;

@@ -25,6 +25,7 @@
 
 #include "core/status.h"
 #include "ledger/ledger.h"
+#include "ledger/withdrawal.h"
 #include "market/types.h"
 
 namespace grid::store {
@@ -35,8 +36,10 @@ struct ChangeSet {
   std::vector<ledger::Transfer> transfers;  // inserted
   std::vector<ledger::Account> accounts;    // upserted by id (balances after the transfers)
   std::vector<std::pair<std::string, std::string>> meta;  // upserted key -> value
+  std::vector<ledger::Withdrawal> withdrawals;              // upserted by id
   bool empty() const {
-    return machines.empty() && leases.empty() && transfers.empty() && accounts.empty() && meta.empty();
+    return machines.empty() && leases.empty() && transfers.empty() && accounts.empty() && meta.empty() &&
+           withdrawals.empty();
   }
 };
 
@@ -45,6 +48,7 @@ struct Snapshot {
   std::vector<market::Lease> leases;
   std::vector<ledger::Account> accounts;
   std::vector<std::pair<std::string, std::string>> meta;
+  std::vector<ledger::Withdrawal> withdrawals;
 };
 
 struct TransferQuery {

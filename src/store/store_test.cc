@@ -396,6 +396,47 @@ TEST_P(StoreTest, UpsertOverwrites) {
   EXPECT_EQ("b", MustLoad().meta[0].second);
 }
 
+// Withdrawals round-trip every field, and an upsert replaces the row (the
+// signed transaction is stored before it is sent, then updated).
+TEST_P(StoreTest, WithdrawalsRoundTripAndUpsert) {
+  ledger::Withdrawal w;
+  w.id = 7;
+  w.address = "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  w.to = "0xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+  w.amount = 12'500'000;
+  w.from_earned = 10'000'000;
+  w.from_available = 2'500'000;
+  w.created_ms = 1'700'000'000'000;
+  w.updated_ms = w.created_ms;
+  ChangeSet first;
+  first.withdrawals = {w};
+  ASSERT_TRUE(store_->Commit(first).ok());
+
+  w.state = ledger::WithdrawalState::kSent;
+  w.nonce = 0xffffffffffffff00ULL;  // a uint64 above INT64_MAX survives
+  w.raw_tx = "0x02f8" + std::string(200, 'a');
+  w.tx_hashes = {"0x" + std::string(64, '1'), "0x" + std::string(64, '2')};
+  w.mined_tx = w.tx_hashes[1];
+  w.mined_block = 123;
+  w.updated_ms += 5;
+  w.sent_ms = w.updated_ms;
+  w.error = "";
+  ledger::Withdrawal other = w;
+  other.id = 8;
+  other.state = ledger::WithdrawalState::kFailed;
+  other.tx_hashes = {};
+  other.error = "execution reverted: insufficient balance";
+  ChangeSet second;
+  second.withdrawals = {w, other};
+  ASSERT_TRUE(store_->Commit(second).ok());
+
+  Reopen();
+  Snapshot snap = MustLoad();
+  ASSERT_EQ(2u, snap.withdrawals.size());
+  EXPECT_EQ(w, snap.withdrawals[0]);
+  EXPECT_EQ(other, snap.withdrawals[1]);
+}
+
 TEST_P(StoreTest, DuplicateTransferIdsFailTheWholeChangeSet) {
   Transfer t1 = MakeTransfer("faucet:1", "world", "user:0xa", 100);
   ChangeSet setup;

@@ -46,8 +46,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# npm: ethers.js (the stock wallet the interop tests use), pinned by the lockfile.
-if [ ! -d node_modules/ethers ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# npm, pinned by the lockfile: ethers.js (the stock wallet the interop tests
+# use), anvil (a local EVM chain; its binary is an optional dependency) and
+# solc-js (compiles the test token).
+if [ ! -d node_modules/ethers ] || [ ! -d node_modules/solc ] ||
+   [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] ||
+   [ package-lock.json -nt node_modules/.package-lock.json ]; then
   if command -v npm >/dev/null; then
     npm ci --no-audit --no-fund --loglevel=error
   else

@@ -98,7 +98,10 @@ struct TransactionInfo {
 enum class SendOutcome {
   kAccepted,               // in the mempool now
   kAlreadyKnown,           // this exact transaction is already pooled (or mined)
-  kNonceTooLow,            // the nonce is used: this or another tx was mined
+  // The nonce is used: another transaction with it was mined, or this very
+  // one was (geth and anvil answer "nonce too low" for a mined duplicate,
+  // not "already known"). Check the receipt of every hash sent with it.
+  kNonceTooLow,
   kReplacementUnderpriced, // another tx holds the nonce and fees are too low
 };
 std::string_view SendOutcomeName(SendOutcome outcome);

@@ -236,6 +236,8 @@ class Broker {
   Result<ledger::Withdrawal> RequestWithdrawal(const std::string& addr, Micros amount, const std::string& to);
   std::vector<ledger::Withdrawal> ListWithdrawals(const std::string& addr) const;
   std::vector<ledger::Withdrawal> OpenWithdrawals() const;
+  // Every ledger account as it is now (the chain audit).
+  std::vector<ledger::Account> LedgerAccounts() const;
   // Records a withdrawal's progress (signed, sent); no money moves.
   Status SaveWithdrawal(const ledger::Withdrawal& w);
   // Ends it: the holds are released, and if confirmed the amount is posted

@@ -104,6 +104,13 @@ std::vector<ledger::Withdrawal> Broker::ListWithdrawals(const std::string& addr)
   return out;
 }
 
+std::vector<ledger::Account> Broker::LedgerAccounts() const {
+  std::lock_guard lock(mu_);
+  std::vector<ledger::Account> out;
+  for (const auto& [id, a] : ledger_.accounts()) out.push_back(a);
+  return out;
+}
+
 std::vector<ledger::Withdrawal> Broker::OpenWithdrawals() const {
   std::lock_guard lock(mu_);
   std::vector<ledger::Withdrawal> out;

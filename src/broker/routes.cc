@@ -1,5 +1,6 @@
 #include "broker/routes.h"
 
+#include <cctype>
 #include <charconv>
 #include <regex>
 
@@ -80,7 +81,7 @@ std::vector<std::string_view> Segments(std::string_view path) {
 
 class Api {
  public:
-  explicit Api(Broker* b) : b_(b) {}
+  Api(Broker* b, std::shared_ptr<const ChainApi> chain) : b_(b), chain_(std::move(chain)) {}
 
   HttpResponse Handle(const HttpRequest& req) {
     HttpResponse r = Route(req);
@@ -139,6 +140,7 @@ class Api {
     if (area == "machines") return Machines(req, seg, addr);
     if (area == "leases") return Leases(req, seg, addr);
     if (area == "admin" && seg.size() == 2 && seg[1] == "audit" && m == "GET") return Audit(addr);
+    if (area == "admin" && seg.size() == 2 && seg[1] == "chain" && m == "GET") return ChainStatus(addr);
     if (area == "provider") return Provider(req, seg, addr);
     if (area == "agent") return Agent(req, seg, addr);
     return Error(NotFound("no route for " + m + " " + req.path));
@@ -179,6 +181,36 @@ class Api {
       for (const auto& t : *h) entries.push_back(api::EncodeTransfer(t));
       return Ok(json::object{{"address", addr}, {"entries", std::move(entries)}});
     }
+    if (seg[1] == "deposit-address" && req.method == "GET") {
+      if (!chain_) return Error(Status(Code::kConflict, "this broker takes no deposits: it runs without a chain "
+                                                         "(no --chain-rpc)"));
+      return Ok(json::object{{"treasury", chain_->treasury},
+                             {"token", chain_->token},
+                             {"chain_id", chain_->chain_id},
+                             {"confirmations", chain_->confirmations},
+                             {"rpc_url", chain_->rpc_url},
+                             {"decimals", 6}});
+    }
+    if (seg[1] == "withdrawals" && req.method == "GET") {
+      json::array out;
+      for (const auto& w : b_->ListWithdrawals(addr)) out.push_back(WithdrawalJson(w));
+      return Ok(json::object{{"withdrawals", std::move(out)}});
+    }
+    if (seg[1] == "withdrawals" && req.method == "POST") {
+      auto obj = api::ParseObject(req.body);
+      if (!obj.ok()) return Error(obj.status());
+      api::Fields f(*obj);
+      if (auto s = f.OnlyKnown({"amount", "to"}); !s.ok()) return Error(s);
+      auto amount = f.Money("amount");
+      if (!amount.ok()) return Error(amount.status());
+      auto to = f.OptString("to", "");
+      if (!to.ok()) return Error(to.status());
+      std::string dest = *to;
+      for (char& c : dest) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      auto w = b_->RequestWithdrawal(addr, *amount, dest);
+      if (!w.ok()) return Error(w.status());
+      return Json(201, WithdrawalJson(*w));
+    }
     if (seg[1] == "faucet" && req.method == "POST") {
       auto obj = api::ParseObject(req.body);
       if (!obj.ok()) return Error(obj.status());
@@ -193,6 +225,25 @@ class Api {
       return Ok(api::EncodeBalance(*bal));
     }
     return Error(NotFound("no route for " + req.method + " " + req.path));
+  }
+
+  static json::object WithdrawalJson(const ledger::Withdrawal& w) {
+    json::array hashes;
+    for (const auto& h : w.tx_hashes) hashes.push_back(json::string(h));
+    bool has_nonce = w.state != ledger::WithdrawalState::kRequested && !w.tx_hashes.empty();
+    return json::object{{"id", w.id},
+                        {"to", w.to},
+                        {"amount", FormatMoney(w.amount)},
+                        {"from_earned", FormatMoney(w.from_earned)},
+                        {"from_available", FormatMoney(w.from_available)},
+                        {"state", ledger::WithdrawalStateName(w.state)},
+                        {"nonce", has_nonce ? json::value(w.nonce) : json::value(nullptr)},
+                        {"tx_hashes", std::move(hashes)},
+                        {"mined_tx", w.mined_tx.empty() ? json::value(nullptr) : json::value(w.mined_tx)},
+                        {"mined_block", w.mined_block ? json::value(w.mined_block) : json::value(nullptr)},
+                        {"created_at", FormatTime(w.created_ms)},
+                        {"updated_at", FormatTime(w.updated_ms)},
+                        {"error", w.error.empty() ? json::value(nullptr) : json::value(w.error)}};
   }
 
   static json::object MachineJson(const MachineView& v) {
@@ -607,10 +658,23 @@ class Api {
     return l.ok() ? LeaseOut(*l, 201) : Error(l.status());
   }
 
+  HttpResponse ChainStatus(const std::string& addr) {
+    if (!b_->IsAdmin(addr)) return Error(PermissionDenied("the chain status is for the broker's operators (--admin)"));
+    if (!chain_) return Error(Status(Code::kConflict, "this broker runs without a chain (no --chain-rpc)"));
+    HttpResponse r;
+    r.body = chain_->status_json();
+    return r;
+  }
+
   HttpResponse Audit(const std::string& addr) {
     if (!b_->IsAdmin(addr)) return Error(PermissionDenied("the audit is for the broker's operators (--admin)"));
     auto r = b_->Audit();
     if (!r.ok()) return Error(r.status());
+    if (chain_) {
+      auto c = chain_->audit();
+      if (!c.ok()) return Error(Status(Code::kUnavailable, "chain audit: " + c.status().message()));
+      r->Merge(*c);
+    }
     json::array checks, failures;
     for (const auto& c : r->checks) checks.push_back(json::string(c));
     for (const auto& f : r->failures) failures.push_back(json::string(f));
@@ -622,13 +686,14 @@ class Api {
   }
 
   Broker* b_;
+  std::shared_ptr<const ChainApi> chain_;
   Metrics metrics_;
 };
 
 }  // namespace
 
-net::HttpHandler MakeApiHandler(Broker* broker) {
-  auto api = std::make_shared<Api>(broker);
+net::HttpHandler MakeApiHandler(Broker* broker, std::shared_ptr<const ChainApi> chain) {
+  auto api = std::make_shared<Api>(broker, std::move(chain));
   return [api](const net::HttpRequest& req) { return api->Handle(req); };
 }
 

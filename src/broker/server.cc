@@ -49,11 +49,23 @@ int RunServer(ServerOptions o) {
     std::fprintf(stderr, "grid broker: %s\n", broker.status().message().c_str());
     return 1;
   }
+  std::shared_ptr<const ChainApi> chain;
+  if (o.start_chain) {
+    auto c = o.start_chain(**broker, &clock);
+    if (!c.ok()) {
+      std::fprintf(stderr, "grid broker: %s\n", c.status().message().c_str());
+      return 1;
+    }
+    chain = *c;
+    std::fprintf(stderr, "grid broker: chain %llu, token %s, treasury %s, %llu confirmation(s)\n",
+                 static_cast<unsigned long long>(chain->chain_id), chain->token.c_str(), chain->treasury.c_str(),
+                 static_cast<unsigned long long>(chain->confirmations));
+  }
   net::HttpServerOptions ho;
   ho.host = host;
   ho.port = static_cast<uint16_t>(port);
   ho.threads = o.threads;
-  auto server = net::HttpServer::Start(ho, MakeApiHandler(broker->get()));
+  auto server = net::HttpServer::Start(ho, MakeApiHandler(broker->get(), chain));
   if (!server.ok()) {
     std::fprintf(stderr, "grid broker: %s\n", server.status().message().c_str());
     return 1;
@@ -101,6 +113,7 @@ int RunServer(ServerOptions o) {
   cv.notify_all();
   ticker.join();
   (*server)->Stop();
+  chain.reset();  // the treasury's thread stops before the broker goes
   return 0;
 }
 

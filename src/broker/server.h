@@ -2,10 +2,13 @@
 // settlement ticker, until SIGINT or SIGTERM.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "broker/broker.h"
+#include "broker/routes.h"
 
 namespace grid::broker {
 
@@ -14,6 +17,9 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:8080"; // port 0 picks a free port
   int threads = 2;
   BrokerOptions broker;
+  // Connects the chain once the broker is open (the treasury layer, given by
+  // the CLI); unset: no chain. An error stops the broker from starting.
+  std::function<Result<std::shared_ptr<const ChainApi>>(Broker&, const Clock*)> start_chain;
 };
 
 // Blocks until a signal; returns the process exit code. Prints

@@ -14,6 +14,7 @@
 #include "agent/gpu/gpu_probe.h"
 #include "api/codec.h"
 #include "broker/server.h"
+#include "treasury/treasury.h"
 #include "cli/admin.h"
 #include "client/broker_client.h"
 #include "cli/table.h"
@@ -528,8 +529,43 @@ void AddBroker(CLI::App& app, Run& run) {
   static std::string heartbeat = "10", grace = "300";
   b->add_option("--heartbeat", heartbeat, "Agents' heartbeat period in seconds (offline after 3 missed)");
   b->add_option("--host-grace", grace, "Seconds a lease survives its host being offline (then host_lost)");
+  // On-chain money (issue 4).
+  static treasury::TreasuryOptions chain;
+  static std::string confirmations, chain_poll = "1", bump_after = "60", withdraw_min = "1",
+                     withdraw_limit = "10000";
+  b->add_option("--chain-rpc", chain.rpc_url, "JSON-RPC URL of an EVM node: deposits and withdrawals in --token");
+  b->add_option("--token", chain.token, "The stablecoin's ERC-20 address (6 decimals)");
+  b->add_option("--treasury-key", chain.key_file,
+                "File with the treasury's private key (hex or keystore v3; mode 0600); default: env GRID_TREASURY_KEY");
+  b->add_option("--confirmations", confirmations, "Blocks a deposit or withdrawal must be deep (default 12; 1 with --dev)");
+  b->add_option("--chain-poll", chain_poll, "Seconds between looks at the chain");
+  b->add_option("--chain-start-block", chain.start_block, "First block a new broker scans for deposits (default: now)");
+  b->add_option("--bump-after", bump_after, "Seconds before an unmined withdrawal is re-sent with higher fees");
+  b->add_option("--withdraw-min", withdraw_min, "Smallest withdrawal, USD");
+  b->add_option("--withdraw-daily-limit", withdraw_limit, "Most an account withdraws in 24 h, USD");
   b->callback([&] {
     run = [&]() -> Status {
+      if (!chain.rpc_url.empty()) {
+        if (chain.token.empty()) return InvalidArgument("--token: required with --chain-rpc");
+        chain.chain_id = o.broker.chain_id;
+        if (confirmations.empty()) chain.confirmations = o.broker.dev ? 1 : 12;
+        else {
+          GRID_ASSIGN_OR_RETURN(Micros k, ParseMoney(confirmations, "--confirmations"));
+          if (k % kMicrosPerUnit != 0 || k < kMicrosPerUnit || k > 1000 * kMicrosPerUnit)
+            return InvalidArgument("--confirmations: a whole number from 1 to 1000");
+          chain.confirmations = static_cast<uint64_t>(k / kMicrosPerUnit);
+        }
+        GRID_ASSIGN_OR_RETURN(Micros poll, ParseMoney(chain_poll, "--chain-poll"));
+        GRID_ASSIGN_OR_RETURN(Micros bump, ParseMoney(bump_after, "--bump-after"));
+        chain.poll_ms = std::max<int64_t>(10, poll / 1000);
+        chain.bump_after_ms = std::max<int64_t>(1000, bump / 1000);
+        GRID_ASSIGN_OR_RETURN(o.broker.withdraw_min, ParseMoney(withdraw_min, "--withdraw-min"));
+        GRID_ASSIGN_OR_RETURN(o.broker.withdraw_daily_limit, ParseMoney(withdraw_limit, "--withdraw-daily-limit"));
+        o.broker.chain_enabled = true;
+        o.start_chain = [](broker::Broker& b, const Clock* clock) { return treasury::StartChainApi(chain, b, clock); };
+      } else if (!chain.token.empty() || !chain.key_file.empty()) {
+        return InvalidArgument("--token and --treasury-key need --chain-rpc");
+      }
       GRID_ASSIGN_OR_RETURN(Micros tick_micros, ParseMoney(tick, "--tick"));  // seconds with <= 6 decimals
       o.broker.tick_ms = tick_micros / 1000;
       GRID_ASSIGN_OR_RETURN(Micros hb, ParseMoney(heartbeat, "--heartbeat"));

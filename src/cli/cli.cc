@@ -14,6 +14,8 @@
 #include "agent/gpu/gpu_probe.h"
 #include "api/codec.h"
 #include "broker/server.h"
+#include "chain/rpc/json_rpc_chain.h"
+#include "chain/tx_sender.h"
 #include "treasury/treasury.h"
 #include "cli/admin.h"
 #include "client/broker_client.h"
@@ -139,8 +141,158 @@ void PrintBalance(const json::value& b) {
               Str(b, "earned").c_str());
 }
 
+void PrintWithdrawals(const json::array& ws) {
+  Table t({"ID", "STATE", "AMOUNT", "TO", "TX", "BLOCK", "CREATED", "ERROR"});
+  for (const auto& w : ws) {
+    const json::array& hashes = w.as_object().at("tx_hashes").as_array();
+    std::string tx = Str(w, "mined_tx");
+    if (tx.empty() && !hashes.empty()) tx = std::string(hashes.back().as_string());
+    t.Add({Str(w, "id"), Str(w, "state"), Str(w, "amount"), Str(w, "to"), tx, Str(w, "mined_block"),
+           Str(w, "created_at"), Str(w, "error")});
+  }
+  std::printf("%s", t.Render().c_str());
+}
+
+// Deposits and withdrawals on the broker's chain (issue 4).
+void AddWalletChain(CLI::App* w, Globals& g, Run& run) {
+  static std::string amount, to;
+  static bool wait = false, no_wait = false;
+  static int timeout_s = 600;
+  auto* da = w->add_subcommand("deposit-address", "Where to send the stablecoin: the treasury, the token, the chain");
+  da->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/wallet/deposit-address"));
+      if (g.json) PrintJson(r);
+      else
+        std::printf("send %s (token %s, 6 decimals) on chain %s to the treasury %s\n"
+                    "credited to the sending address after %s confirmation(s); `grid wallet deposit AMOUNT` does it "
+                    "from your key\n",
+                    "the stablecoin", Str(r, "token").c_str(), Str(r, "chain_id").c_str(), Str(r, "treasury").c_str(),
+                    Str(r, "confirmations").c_str());
+      return Status::Ok();
+    };
+  });
+  auto* dp = w->add_subcommand("deposit", "Send AMOUNT of the stablecoin from your key to the treasury and wait for the credit");
+  dp->add_option("amount", amount, "Amount in USD, e.g. 25 or 2.50")->required();
+  dp->add_flag("--no-wait", no_wait, "Return once the transfer is sent");
+  dp->add_option("--timeout", timeout_s, "Seconds to wait for the credit")->check(CLI::Range(1, 86400));
+  dp->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(Micros micros, ParseMoney(amount, "amount"));
+      if (micros <= 0) return InvalidArgument("amount: must be greater than 0");
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value where, c->AuthCall("GET", "/v1/wallet/deposit-address"));
+      GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c->Key());
+      GRID_ASSIGN_OR_RETURN(crypto::Address token, crypto::ParseAddress(Str(where, "token")));
+      GRID_ASSIGN_OR_RETURN(crypto::Address treasury, crypto::ParseAddress(Str(where, "treasury")));
+      uint64_t chain_id = where.as_object().at("chain_id").to_number<uint64_t>();
+      uint64_t k = where.as_object().at("confirmations").to_number<uint64_t>();
+      GRID_ASSIGN_OR_RETURN(auto node, chain::JsonRpcChain::Create(Str(where, "rpc_url")));
+      GRID_ASSIGN_OR_RETURN(json::value before, c->AuthCall("GET", "/v1/wallet/balance"));
+      GRID_ASSIGN_OR_RETURN(Micros avail0, ParseMoney(Str(before, "available"), "balance"));
+      GRID_ASSIGN_OR_RETURN(chain::U256 have, chain::Erc20BalanceOf(*node, token, crypto::AddressOf(key)));
+      if (have < chain::U256(static_cast<uint64_t>(micros)))
+        return Status(Code::kInsufficientFunds, "amount: your address holds " + have.ToDecimal() +
+                                                    " base units of the token, less than " + FormatMoney(micros));
+      chain::TxSender sender(*node, key, chain::TxSenderOptions{.chain_id = chain_id});
+      GRID_ASSIGN_OR_RETURN(chain::SignedTransaction tx,
+                            sender.BuildErc20Transfer(token, treasury, chain::U256(static_cast<uint64_t>(micros))));
+      GRID_ASSIGN_OR_RETURN(chain::SendResult sent, node->SendRawTransaction(tx.raw));
+      if (sent.outcome != chain::SendOutcome::kAccepted && sent.outcome != chain::SendOutcome::kAlreadyKnown)
+        return Status(Code::kConflict, "the node refused the transfer: " + sent.node_message);
+      std::string hash = crypto::HexEncode(tx.hash);
+      std::fprintf(stderr, "sent %s to %s in %s; waiting for %llu confirmation(s) and the credit\n",
+                   FormatMoney(micros).c_str(), treasury.ToChecksumHex().c_str(), hash.c_str(),
+                   static_cast<unsigned long long>(k));
+      if (no_wait) {
+        if (g.json) PrintJson(json::object{{"tx_hash", hash}, {"amount", FormatMoney(micros)}, {"credited", false}});
+        else std::printf("%s\n", hash.c_str());
+        return Status::Ok();
+      }
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+      std::string last;
+      for (;;) {
+        std::string line;
+        auto receipt = node->GetTransactionReceipt(tx.hash);
+        auto head = node->BlockNumber();
+        if (receipt.ok() && *receipt && head.ok()) {
+          if (!(*receipt)->success) return Status(Code::kConflict, "the transfer " + hash + " reverted");
+          uint64_t conf = *head + 1 - (*receipt)->block_number;
+          line = "mined in block " + std::to_string((*receipt)->block_number) + ", " +
+                 std::to_string(std::min(conf, k)) + "/" + std::to_string(k) + " confirmations";
+        } else {
+          line = "waiting to be mined";
+        }
+        GRID_ASSIGN_OR_RETURN(json::value bal, c->AuthCall("GET", "/v1/wallet/balance"));
+        GRID_ASSIGN_OR_RETURN(Micros avail, ParseMoney(Str(bal, "available"), "balance"));
+        if (avail >= avail0 + micros) {
+          if (g.json)
+            PrintJson(json::object{{"tx_hash", hash}, {"amount", FormatMoney(micros)}, {"credited", true},
+                                   {"available", Str(bal, "available")}});
+          else
+            std::printf("credited %s (tx %s); available %s\n", FormatMoney(micros).c_str(), hash.c_str(),
+                        Str(bal, "available").c_str());
+          return Status::Ok();
+        }
+        if (line != last) std::fprintf(stderr, "  %s\n", line.c_str());
+        last = line;
+        if (std::chrono::steady_clock::now() > deadline)
+          return Status(Code::kUnavailable, "not credited within " + std::to_string(timeout_s) + " s (tx " + hash +
+                                                "); it will be once the broker sees it " + std::to_string(k) +
+                                                " blocks deep");
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      }
+    };
+  });
+  auto* wd = w->add_subcommand("withdraw", "Send AMOUNT (earnings first, then your balance) to your address on chain");
+  wd->add_option("amount", amount, "Amount in USD")->required();
+  wd->add_option("--to", to, "Destination address (default: your own)");
+  wd->add_flag("--wait", wait, "Wait until it is confirmed (or failed and refunded)");
+  wd->add_option("--timeout", timeout_s, "Seconds to wait with --wait")->check(CLI::Range(1, 86400));
+  wd->callback([&] {
+    run = [&]() -> Status {
+      GRID_RETURN_IF_ERROR(ParseMoney(amount, "amount").status());
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      json::object body{{"amount", amount}};
+      if (!to.empty()) body["to"] = to;
+      json::value b = std::move(body);
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/wallet/withdrawals", &b));
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+      std::string id = Str(r, "id"), last;
+      while (wait) {
+        std::string state = Str(r, "state");
+        if (state == "confirmed") break;
+        if (state == "failed") return Status(Code::kConflict, "withdrawal " + id + " failed and was refunded: " + Str(r, "error"));
+        if (state != last) std::fprintf(stderr, "  withdrawal %s: %s\n", id.c_str(), state.c_str());
+        last = state;
+        if (std::chrono::steady_clock::now() > deadline)
+          return Status(Code::kUnavailable, "withdrawal " + id + " is still " + state + " after " +
+                                                std::to_string(timeout_s) + " s; see `grid wallet withdrawals`");
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        GRID_ASSIGN_OR_RETURN(json::value all, c->AuthCall("GET", "/v1/wallet/withdrawals"));
+        for (const auto& x : all.as_object().at("withdrawals").as_array())
+          if (Str(x, "id") == id) r = x;
+      }
+      if (g.json) PrintJson(r);
+      else PrintWithdrawals(json::array{r});
+      return Status::Ok();
+    };
+  });
+  auto* wl = w->add_subcommand("withdrawals", "Your withdrawals and their transactions");
+  wl->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto c, Client(g));
+      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/wallet/withdrawals"));
+      if (g.json) PrintJson(r);
+      else PrintWithdrawals(r.as_object().at("withdrawals").as_array());
+      return Status::Ok();
+    };
+  });
+}
+
 void AddWallet(CLI::App& app, Globals& g, Run& run) {
-  auto* w = app.add_subcommand("wallet", "Balances, history and (on a --dev broker) the faucet");
+  auto* w = app.add_subcommand("wallet", "Balances, history, deposits and withdrawals, and (on a --dev broker) the faucet");
   w->require_subcommand(1);
   static std::string amount, idem;
   static int limit = 1000;
@@ -165,6 +317,7 @@ void AddWallet(CLI::App& app, Globals& g, Run& run) {
       return Status::Ok();
     };
   });
+  AddWalletChain(w, g, run);
   auto* b = w->add_subcommand("balance", "Available, held (escrow) and earned money");
   b->callback([&] {
     run = [&]() -> Status {

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # `make demo`: the core loop end to end on the embedded default (SQLite).
-# A --dev broker and three providers' `grid agent`s with simulated GPUs
-# (8×H100 80GB in AU, 4×A100 40GB in US, 1×RTX 4090 in DE); a renter funded
-# from the faucet searches, rents the 8×H100, watches the workload's output
-# (it prints the GPUs it was given), stops it; then the bill, the provider's
-# earnings, the operator's fee and the audit, checked against each other.
+# A local chain (anvil, from npm) with a test stablecoin (an ERC-20 with 6
+# decimals); a --dev broker watching it, and three providers' `grid agent`s
+# with simulated GPUs (8×H100 80GB in AU, 4×A100 40GB in US, 1×RTX 4090 in
+# DE). The renter deposits 100 of the stablecoin on chain, searches, rents
+# the 8×H100, watches the workload's output (it prints the GPUs it was
+# given), stops it; the AU provider withdraws its earnings to its own
+# address; then the bill, the earnings, the fee, the on-chain balances before
+# and after, and the audit (ledger and chain), checked against each other.
 #
 # No GPU is involved: the agents' GPUs are simulated (a test fixture), and
 # every listing below says so. The agents need root for namespaces/cgroups.
@@ -16,8 +19,9 @@ export GRID_HOME=$DEMO/home GRID_KEY_PASSWORD=demo-password GRID_SCRYPT_N=4096
 RUN_SECONDS=${DEMO_RUN_SECONDS:-10}
 BROKER_PID=""
 AGENT_PIDS=""
+ANVIL_PID=""
 cleanup() {
-  for p in $AGENT_PIDS $BROKER_PID; do kill "$p" 2>/dev/null; done
+  for p in $AGENT_PIDS $BROKER_PID $ANVIL_PID; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -25,8 +29,32 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let v=JSON.parse(s);for(const k of process.argv[1].split("."))v=v[k];console.log(v)})' "$1"; }
 
-say "Starting a broker (SQLite at $DEMO/grid.db, 2.5% operator fee, settlement every 2 s)"
-"$GRID" broker --db "$DEMO/grid.db" --listen 127.0.0.1:0 --dev --fee-bps 250 --tick 2 --heartbeat 1 >"$DEMO/broker.log" 2>&1 &
+# anvil's well-known dev account 2 (local chains only) is the renter: it has
+# ether for gas; it gets 100 of the stablecoin.
+RENTER_DEV_ADDR=0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC
+say "Starting a local chain (anvil) and deploying the test stablecoin (6 decimals)"
+eval "$(node scripts/chain-demo-env.mjs --dir "$DEMO/chain" --block-time 1 --mint "$RENTER_DEV_ADDR:100000000")"
+echo "anvil at $ANVIL_URL (chain $CHAIN_ID, a block a second); token $TOKEN"
+printf '%s\n' "$DEV_KEY_1" >"$DEMO/treasury.key"; chmod 600 "$DEMO/treasury.key"
+echo "treasury: $DEV_ADDR_1 (its key in $DEMO/treasury.key, mode 0600)"
+
+# The token balances of some addresses, as a stock wallet library reads them.
+onchain() {
+  node --input-type=module - "$ANVIL_URL" "$TOKEN" "$@" <<'JS'
+import { JsonRpcProvider, Contract } from 'ethers';
+const [url, token, ...who] = process.argv.slice(2);
+const c = new Contract(token, ['function balanceOf(address) view returns (uint256)'], new JsonRpcProvider(url));
+for (let i = 0; i < who.length; i += 2) {
+  const v = await c.balanceOf(who[i + 1]);
+  console.log(`  ${who[i].padEnd(9)} ${who[i + 1]}  ${(Number(v) / 1e6).toFixed(6).padStart(12)} tUSDC`);
+}
+JS
+}
+
+say "Starting a broker (SQLite at $DEMO/grid.db, 2.5% operator fee, settlement every 2 s, deposits at 2 confirmations)"
+"$GRID" broker --db "$DEMO/grid.db" --listen 127.0.0.1:0 --dev --fee-bps 250 --tick 2 --heartbeat 1 \
+  --chain-rpc "$ANVIL_URL" --token "$TOKEN" --treasury-key "$DEMO/treasury.key" --confirmations 2 \
+  --chain-poll 0.2 --withdraw-min 0.01 >"$DEMO/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$DEMO/broker.log" 2>/dev/null && break; sleep 0.1; done
 export GRID_BROKER=$(grep -o 'http://[0-9.:]*' "$DEMO/broker.log")
@@ -37,11 +65,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-say "Three providers and a renter create their keys"
-for who in au us de renter; do
+say "Three providers create their keys; the renter imports its wallet's key"
+for who in au us de; do
   addr=$("$GRID" keys new --out "$DEMO/$who.key")
   printf '%-7s %s\n' "$who" "$addr"
 done
+printf '%s' "$DEV_KEY_2" | "$GRID" keys import --out "$DEMO/renter.key" >/dev/null
+printf '%-7s %s\n' renter "$("$GRID" --key "$DEMO/renter.key" keys address 2>/dev/null || echo "$RENTER_DEV_ADDR")"
+AU_ADDR=$("$GRID" --key "$DEMO/au.key" keys address)
 AU="$GRID --key $DEMO/au.key"; US="$GRID --key $DEMO/us.key"; DE="$GRID --key $DEMO/de.key"
 RENTER="$GRID --key $DEMO/renter.key"
 chmod 0711 "$DEMO"   # workloads run as unprivileged uids below the agents' state dirs
@@ -70,8 +101,12 @@ $US machines list-offer "$M_US" --price-gpu 1.40 --min-chunk 2 >/dev/null
 $DE machines list-offer "$M_DE" --price-gpu 0.35 >/dev/null
 $AU machines list
 
-say "The renter gets 100 USD from the dev faucet"
-$RENTER wallet faucet 100
+say "On-chain balances before"
+onchain renter "$RENTER_DEV_ADDR" provider "$AU_ADDR" treasury "$DEV_ADDR_1"
+
+say "The renter deposits 100 tUSDC: an ERC-20 transfer to the treasury, credited after 2 confirmations"
+$RENTER wallet deposit-address
+$RENTER wallet deposit 100
 
 say "The renter searches: every chunk size of every listed machine, cheapest first"
 "$GRID" offers search --num-gpus 1 --limit 20
@@ -111,12 +146,20 @@ printf '  price        %s USD/h for 8 GPUs\n  billed       %s s of running\n  ch
 say "Balances"
 echo "renter:";   $RENTER wallet balance | sed 's/^/  /'
 echo "provider (AU):"; $AU wallet balance | sed 's/^/  /'
+AU_BEFORE=$($AU wallet balance --json)
+
+say "The AU provider withdraws its earnings to its own address (the treasury pays, after 2 confirmations)"
+$AU wallet withdraw "$EARNED" --wait
+AU_AFTER=$($AU wallet balance --json)
+
+say "On-chain balances after"
+onchain renter "$RENTER_DEV_ADDR" provider "$AU_ADDR" treasury "$DEV_ADDR_1"
 
 say "Renter's ledger entries"
 $RENTER wallet history --limit 8
 
 say "Do they agree? (exact micro-USD arithmetic)"
-node - "$L" "$($RENTER wallet balance --json)" "$($AU wallet balance --json)" <<'JS'
+node - "$L" "$($RENTER wallet balance --json)" "$AU_BEFORE" <<'JS'
 const [lease, renter, prov] = process.argv.slice(2).map(JSON.parse);
 const micros = s => { const [w, f = ""] = s.split("."); return BigInt(w) * 1000000n + BigInt((f + "000000").slice(0, 6)); };
 const price = micros(lease.price_per_hour), charged = micros(lease.charged), fee = micros(lease.fee);
@@ -131,6 +174,9 @@ let ok = true;
 for (const [what, good] of checks) { console.log(`  ${good ? "ok  " : "FAIL"} ${what}`); ok &&= good; }
 process.exit(ok ? 0 : 1);
 JS
+
+say "Operator audit through the broker: the ledger, every bill, and the treasury's on-chain balance"
+$RENTER admin audit | grep -i 'chain\|passed\|FAIL'
 
 say "Operator audit (grid admin audit, read-only on the database)"
 kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=""

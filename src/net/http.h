@@ -127,15 +127,20 @@ class HttpServer {
 struct HttpClientOptions {
   int timeout_ms = 30000;  // whole-request deadline: connect + write + read
   size_t max_response_bytes = 64 << 20;  // a bigger response body is an error
+  // https only: a PEM file of CA certificates to trust instead of the
+  // system's store (a private CA, or a test's self-signed certificate).
+  std::string ca_file;
 };
 
 // A blocking HTTP/1.1 client for one base URL, keeping one connection alive
 // between requests. Not thread-safe: one thread at a time per client.
 class HttpClient {
  public:
-  // base_url: "http://host[:port][/prefix]" (port defaults to 80). https is
-  // not supported yet (InvalidArgument). The prefix, if any, is prepended to
-  // every path.
+  // base_url: "http://host[:port][/prefix]" (port defaults to 80) or
+  // "https://host[:port][/prefix]" (443): TLS 1.2 or later, the server's
+  // certificate verified against the system's CAs (or options.ca_file) and
+  // its name (or IP address) matched against host; a failure is Unavailable
+  // naming it. The prefix, if any, is prepended to every path.
   static Result<std::unique_ptr<HttpClient>> Create(std::string_view base_url,
                                                     HttpClientOptions options = {});
   ~HttpClient();

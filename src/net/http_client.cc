@@ -1,12 +1,18 @@
 // HttpClient on Boost.Beast. Each client owns a private io_context and runs
 // it on the calling thread for the duration of one Send(): operations are
 // started asynchronously so that beast::tcp_stream's deadline applies to
-// connect, write and read alike (Beast's synchronous calls have no timeout).
+// connect, TLS handshake, write and read alike (Beast's synchronous calls
+// have no timeout). https goes through OpenSSL (Asio's ssl::stream) with the
+// peer's certificate verified against the system's trust store (or
+// options.ca_file) and its name checked against the URL's host.
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <openssl/ssl.h>
 
 #include <charconv>
 #include <chrono>
@@ -18,6 +24,7 @@
 namespace grid::net {
 
 namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
@@ -33,8 +40,13 @@ struct HttpClient::Impl {
 
   asio::io_context ioc{1};
   tcp::resolver resolver{ioc};
+  // Plain http uses `stream`; https moves the connected socket into `tls`.
   std::optional<beast::tcp_stream> stream;
+  std::optional<ssl::context> tls_context;  // set for https URLs
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;
+
+  bool connected() const { return stream.has_value() || tls.has_value(); }
 
   Status Fail(const std::string& reason) const {
     return Unavailable("cannot reach broker at " + base_url + ": " + reason);
@@ -47,11 +59,18 @@ struct HttpClient::Impl {
   }
 
   void Close() {
+    beast::error_code ec;
     if (stream) {
-      beast::error_code ec;
       stream->socket().shutdown(tcp::socket::shutdown_both, ec);
       stream->socket().close(ec);
       stream.reset();
+    }
+    if (tls) {
+      // No TLS close_notify: it would cost a round trip under no deadline,
+      // and HTTP/1.1 framing already tells where the response ends.
+      beast::get_lowest_layer(*tls).socket().shutdown(tcp::socket::shutdown_both, ec);
+      beast::get_lowest_layer(*tls).socket().close(ec);
+      tls.reset();
     }
     buffer.clear();
   }
@@ -101,6 +120,38 @@ struct HttpClient::Impl {
     }
     beast::error_code opt_ec;
     stream->socket().set_option(tcp::no_delay(true), opt_ec);
+    if (tls_context) return Handshake(deadline);
+    return Status::Ok();
+  }
+
+  // TLS over the connected `stream`: SNI, peer verification, host name check.
+  Status Handshake(Clock::time_point deadline) {
+    tls.emplace(std::move(*stream), *tls_context);
+    stream.reset();
+    beast::error_code ec;
+    (void)asio::ip::make_address(host, ec);
+    const bool is_address = !ec;
+    if (!is_address && !SSL_set_tlsext_host_name(tls->native_handle(), host.c_str())) {
+      Close();
+      return Fail("cannot set TLS server name " + host);
+    }
+    tls->set_verify_mode(ssl::verify_peer, ec);
+    if (!ec) tls->set_verify_callback(ssl::host_name_verification(host), ec);
+    if (ec) {
+      Close();
+      return Fail("cannot set up TLS verification: " + ec.message());
+    }
+    beast::get_lowest_layer(*tls).expires_at(deadline);
+    ec = {};
+    tls->async_handshake(ssl::stream_base::client, [&](beast::error_code e) { ec = e; });
+    RunToCompletion();
+    if (ec) {
+      std::string reason = ec == beast::error::timeout
+                               ? "TLS handshake timed out after " + std::to_string(options.timeout_ms) + " ms"
+                               : "TLS handshake failed: " + ec.message();
+      Close();
+      return Fail(reason);
+    }
     return Status::Ok();
   }
 
@@ -110,16 +161,24 @@ struct HttpClient::Impl {
   beast::error_code Exchange(const bhttp::request<bhttp::string_body>& req, bool head,
                              Clock::time_point deadline,
                              bhttp::response_parser<bhttp::string_body>* parser, bool* got_some) {
+    if (tls) return ExchangeOn(*tls, req, head, deadline, parser, got_some);
+    return ExchangeOn(*stream, req, head, deadline, parser, got_some);
+  }
+
+  template <typename Stream>
+  beast::error_code ExchangeOn(Stream& s, const bhttp::request<bhttp::string_body>& req, bool head,
+                               Clock::time_point deadline,
+                               bhttp::response_parser<bhttp::string_body>* parser, bool* got_some) {
     beast::error_code ec;
-    stream->expires_at(deadline);
-    bhttp::async_write(*stream, req, [&](beast::error_code e, size_t) { ec = e; });
+    beast::get_lowest_layer(s).expires_at(deadline);
+    bhttp::async_write(s, req, [&](beast::error_code e, size_t) { ec = e; });
     RunToCompletion();
     *got_some = false;
     if (ec) return ec;
     parser->header_limit(64 * 1024);
     parser->body_limit(options.max_response_bytes);
     if (head) parser->skip(true);
-    bhttp::async_read(*stream, buffer, *parser, [&](beast::error_code e, size_t) { ec = e; });
+    bhttp::async_read(s, buffer, *parser, [&](beast::error_code e, size_t) { ec = e; });
     RunToCompletion();
     *got_some = parser->got_some();
     return ec;
@@ -137,13 +196,14 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(std::string_view base_url
   std::string_view url = base_url;
   while (!url.empty() && url.back() == '/') url.remove_suffix(1);
   const std::string lower = internal::ToLower(url.substr(0, std::min<size_t>(url.size(), 8)));
-  if (lower.rfind("https://", 0) == 0) {
-    return InvalidArgument("https not supported yet: " + std::string(base_url));
+  const bool https = lower.rfind("https://", 0) == 0;
+  if (!https && lower.rfind("http://", 0) != 0) {
+    return InvalidArgument("base URL must start with http:// or https://: '" + std::string(base_url) + "'");
   }
-  if (lower.rfind("http://", 0) != 0) {
-    return InvalidArgument("base URL must start with http://: '" + std::string(base_url) + "'");
+  if (!https && !options.ca_file.empty()) {
+    return InvalidArgument("ca_file is only for https URLs: " + std::string(base_url));
   }
-  std::string_view rest = url.substr(7);
+  std::string_view rest = url.substr(https ? 8 : 7);
   size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
@@ -154,7 +214,7 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(std::string_view base_url
     return InvalidArgument("base URL must not have a query or fragment: " + std::string(base_url));
   }
   std::string_view host = authority;
-  std::string_view port = "80";
+  std::string_view port = https ? "443" : "80";
   if (!authority.empty() && authority.front() == '[') {  // [v6]:port
     size_t close = authority.find(']');
     if (close == std::string_view::npos) {
@@ -184,6 +244,24 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(std::string_view base_url
     impl->host_header = std::string(authority);
     impl->base_path = std::string(path);
     impl->options = options;
+    if (https) {
+      impl->tls_context.emplace(ssl::context::tls_client);
+      beast::error_code ec;
+      impl->tls_context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                                         ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                                         ssl::context::no_tlsv1_1,
+                                     ec);
+      if (options.ca_file.empty()) {
+        impl->tls_context->set_default_verify_paths(ec);
+      } else {
+        impl->tls_context->load_verify_file(options.ca_file, ec);
+      }
+      if (ec) {
+        return InvalidArgument("cannot load TLS trust anchors" +
+                               (options.ca_file.empty() ? std::string() : " from " + options.ca_file) + ": " +
+                               ec.message());
+      }
+    }
     return std::unique_ptr<HttpClient>(new HttpClient(std::move(impl)));
   } catch (const std::exception& e) {
     return Internal(std::string("cannot create HTTP client: ") + e.what());
@@ -236,7 +314,7 @@ Result<HttpResponse> HttpClient::Send(std::string_view method, std::string_view 
     const bool head = verb == bhttp::verb::head;
 
     for (int attempt = 0;; ++attempt) {
-      const bool reused = c.stream.has_value();
+      const bool reused = c.connected();
       if (!reused) GRID_RETURN_IF_ERROR(c.Connect(deadline));
       bhttp::response_parser<bhttp::string_body> parser;
       bool got_some = false;

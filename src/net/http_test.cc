@@ -146,9 +146,10 @@ TEST(UrlTest, JsonErrorBodyEscapes) {
 }
 
 TEST(HttpClientTest, CreateRejectsBadUrls) {
-  EXPECT_EQ(HttpClient::Create("https://x").status().code(), Code::kInvalidArgument);
-  EXPECT_NE(HttpClient::Create("https://x").status().message().find("https not supported"),
-            std::string::npos);
+  EXPECT_TRUE(HttpClient::Create("https://x").ok());
+  HttpClientOptions missing_ca;
+  missing_ca.ca_file = "/nonexistent/ca.pem";
+  EXPECT_EQ(HttpClient::Create("https://x", missing_ca).status().code(), Code::kInvalidArgument);
   EXPECT_FALSE(HttpClient::Create("ftp://x").ok());
   EXPECT_FALSE(HttpClient::Create("http://").ok());
   EXPECT_FALSE(HttpClient::Create("http://h:99999").ok());
@@ -565,6 +566,19 @@ TEST(HttpTest, StopWithParkedRequestsThenLateSend) {
   HttpResponse r;
   parked[0]->Send(r);  // must not crash
   parked.clear();      // the destructor's 503 is ignored too
+}
+
+// https to a server that speaks plain HTTP: the handshake fails cleanly
+// (Unavailable), never a crash or a hang past the deadline.
+TEST(HttpTest, HttpsToAPlainServerFailsCleanly) {
+  auto server = StartServer(Echo);
+  HttpClientOptions o;
+  o.timeout_ms = 3000;
+  auto client = HttpClient::Create("https://127.0.0.1:" + std::to_string(server->port()), o);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  auto r = (*client)->Send("GET", "/x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
 }
 
 }  // namespace

@@ -33,7 +33,8 @@
 // Not yet done: v2 device control (needs BPF; on a pure v2 host GPUs are
 // limited only through CUDA_VISIBLE_DEVICES); the v2 paths are untested (the
 // machines here are v1/v2 hybrids: v1 is used whenever v2 lacks memory, cpu
-// or pids); no test proves the device cgroup (no /dev/nvidia* here); an init
+// or pids); the device cgroup is proven with device nodes of NVIDIA's major
+// made by the test, not with a real GPU (none here); an init
 // orphaned by a dead agent is reaped by the host's PID 1 (a zombie remains
 // where PID 1 does not reap); a Start interrupted by an agent crash before
 // its state file is written leaves a dir that blocks that lease id.

@@ -4,6 +4,9 @@
 // the cgroup controllers; where those are missing every test is skipped.
 #include "agent/runtime/process_runtime.h"
 
+#include <fcntl.h>
+#include <sys/sysmacros.h>
+#include <cstring>
 #include <dirent.h>
 #include <sched.h>
 #include <signal.h>
@@ -181,6 +184,48 @@ TEST_F(ProcessRuntimeTest, CannotLeaveItsCgroup) {
   EXPECT_EQ(log.find("ESCAPED"), std::string::npos) << log;
   EXPECT_EQ(log.find("MOUNTED"), std::string::npos) << log;
   EXPECT_NE(log.find("done"), std::string::npos) << log;
+}
+
+// GPU isolation through the device cgroup, without a GPU: device nodes with
+// NVIDIA's major (195) and the minors of GPUs 0 and 1 are made in the state
+// dir (visible read-only inside). A lease given GPU 0 opens 195:0 as far as
+// the kernel lets it (no driver here: "No such device or address"), while
+// 195:1, another lease's GPU, is refused by the device cgroup ("Operation
+// not permitted"); the lease given GPU 1 sees the reverse.
+TEST_F(ProcessRuntimeTest, LeaseCannotOpenAnotherLeasesGpu) {
+  for (int minor : {0, 1}) {
+    std::string node = dir_ + "/nvidia" + std::to_string(minor);
+    ASSERT_EQ(mknod(node.c_str(), S_IFCHR | 0666, makedev(195, minor)), 0) << strerror(errno);
+  }
+  // What the host itself gets (no cgroup in the way): the control value.
+  int fd = open((dir_ + "/nvidia0").c_str(), O_RDONLY);
+  int host_errno = fd < 0 ? errno : 0;
+  if (fd >= 0) close(fd);
+  if (host_errno == EPERM || host_errno == EACCES)
+    GTEST_SKIP() << "device nodes cannot be opened under " << dir_ << " on this host (" << strerror(host_errno)
+                 << "): nothing to compare";
+  auto probe = [&](const std::string& name, int gpu) {
+    std::string cmd;
+    for (int minor : {0, 1})
+      cmd += "if cat " + dir_ + "/nvidia" + std::to_string(minor) + " </dev/null >/dev/null 2>/tmp/e; then echo gpu" +
+             std::to_string(minor) + "=opened; else echo gpu" + std::to_string(minor) + "=$(cat /tmp/e); fi; ";
+    auto s = Spec(name, {"sh", "-c", cmd});
+    s.gpu_indices = {gpu};
+    EXPECT_TRUE(Start(s).ok());
+    EXPECT_EQ(Wait(s.lease_id).state, WorkloadState::kExited);
+    return Logs(s.lease_id);
+  };
+  std::string a = probe("gpu-a", 0), b = probe("gpu-b", 1);
+  auto line = [](const std::string& log, const std::string& key) {
+    size_t at = log.find(key + "=");
+    return at == std::string::npos ? std::string("(missing)") : log.substr(at, log.find('\n', at) - at);
+  };
+  // Its own GPU: whatever the host gets, never a permission error.
+  EXPECT_EQ(line(a, "gpu0").find("Operation not permitted"), std::string::npos) << a;
+  EXPECT_EQ(line(b, "gpu1").find("Operation not permitted"), std::string::npos) << b;
+  // The other's GPU: refused by the device cgroup.
+  EXPECT_NE(line(a, "gpu1").find("Operation not permitted"), std::string::npos) << a;
+  EXPECT_NE(line(b, "gpu0").find("Operation not permitted"), std::string::npos) << b;
 }
 
 }  // namespace

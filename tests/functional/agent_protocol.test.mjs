@@ -38,6 +38,18 @@ async function provider(dir, url, name = 'provider') {
 const enroll = (url, agent, joinToken, s = spec()) =>
   api(url, 'POST', '/v1/agent/enroll', { ...(joinToken !== undefined ? { join_token: joinToken } : {}), spec: s }, agent.token);
 
+// A provider (CLI key and HTTP token) and one agent enrolled under it with a
+// join token: {prov, b (CLI options), token, agent, id (the machine)}.
+async function enrolledHost(dir, url, gpus) {
+  const prov = await provider(dir, url);
+  const b = { key: prov.key, broker: url };
+  const { token } = await gridJson(dir, ['provider', 'join-token', 'create'], b);
+  const agent = await account(url);
+  const e = await enroll(url, agent, token, spec({ num_gpus: gpus }));
+  assert.equal(e.status, 201, e.text);
+  return { prov, b, token, agent, id: e.body.id };
+}
+
 // Polls fn() until it returns a truthy value; throws after timeoutMs.
 async function until(what, fn, timeoutMs, everyMs = 50) {
   const deadline = Date.now() + timeoutMs;
@@ -234,13 +246,7 @@ test('join tokens: create (CLI, HTTP), enroll, wrong/expired/revoked tokens, re-
 
 test('heartbeats, agent reports, offline hosts leave search, host_lost billed to the last heartbeat', async (t) => {
   const { dir, db, broker, url } = await setup(t, { tick: '0.5', extraArgs: FAST });
-  const prov = await provider(dir, url);
-  const b = { key: prov.key, broker: url };
-  const { token } = await gridJson(dir, ['provider', 'join-token', 'create'], b);
-  const agent = await account(url);
-  const e = await enroll(url, agent, token, spec({ num_gpus: 4 }));
-  assert.equal(e.status, 201, e.text);
-  const id = e.body.id;
+  const { prov, b, token, agent, id } = await enrolledHost(dir, url, 4);
   const hb = heartbeater(url, agent);
   t.after(() => hb.stop());
   await hb.start();
@@ -438,13 +444,7 @@ test('grid machines remove: the agent is refused, offers go, leases end host_los
 
 test('a silent host is billed only to its last heartbeat when its renter stops or its provider removes it', async (t) => {
   const { dir, url } = await setup(t, { tick: '0.5', extraArgs: FAST });
-  const prov = await provider(dir, url);
-  const b = { key: prov.key, broker: url };
-  const { token } = await gridJson(dir, ['provider', 'join-token', 'create'], b);
-  const agent = await account(url);
-  const e = await enroll(url, agent, token, spec({ num_gpus: 2 }));
-  assert.equal(e.status, 201, e.text);
-  const id = e.body.id;
+  const { prov, b, agent, id } = await enrolledHost(dir, url, 2);
   const hb = heartbeater(url, agent);
   t.after(() => hb.stop());
   await hb.start();
@@ -486,13 +486,7 @@ test('long-poll: /v1/agent/wait answers at once on a stale version, on a new or 
   // A heartbeat period far longer than the test: only the long-poll can tell
   // the agent of its leases in time.
   const { dir, url } = await setup(t, { extraArgs: ['--heartbeat', '60'] });
-  const prov = await provider(dir, url);
-  const b = { key: prov.key, broker: url };
-  const { token } = await gridJson(dir, ['provider', 'join-token', 'create'], b);
-  const agent = await account(url);
-  const e = await enroll(url, agent, token, spec({ num_gpus: 2 }));
-  assert.equal(e.status, 201, e.text);
-  const id = e.body.id;
+  const { prov, b, agent, id } = await enrolledHost(dir, url, 2);
   await gridJson(dir, ['machines', 'list-offer', String(id), '--price-gpu', '3.60'], b);
   const beat = () => apiOk(url, 'POST', '/v1/agent/heartbeat', { gpus: [] }, agent.token);
   const wait = (body) => api(url, 'POST', '/v1/agent/wait', body, agent.token);

@@ -30,6 +30,9 @@
 //          key is outside the list.
 //   spec   DecodeMachineSpec ok => decoding its canonical_json gives the same
 //          canonical_json, and the spec passes ValidateSpec.
+//   ssh    market::CheckSshPublicKey (a lease's ssh_key) ok => one line of
+//          printable ASCII of at most 8 KiB, starting with a known key type
+//          and a space; errors are invalid_argument naming ssh_key.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -333,6 +336,19 @@ void CheckSpec(std::string_view body) {
 
 }  // namespace
 
+void CheckSshKey(std::string_view text) {
+  grid::Status st = grid::market::CheckSshPublicKey(text);
+  if (!st.ok()) {
+    Check(st.code() == Code::kInvalidArgument && st.message().rfind("ssh_key", 0) == 0,
+          "CheckSshPublicKey error is not invalid_argument naming ssh_key", st.message());
+    return;
+  }
+  Check(text.size() <= 8192, "CheckSshPublicKey accepted more than 8 KiB");
+  for (char c : text) Check(c >= 0x20 && c <= 0x7e, "CheckSshPublicKey accepted a control or non-ASCII byte");
+  Check(text.rfind("ssh-", 0) == 0 || text.rfind("ecdsa-", 0) == 0 || text.rfind("sk-", 0) == 0,
+        "CheckSshPublicKey accepted an unknown key type", std::string(text.substr(0, 40)));
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 64 * 1024) return 0;  // the broker caps bodies at 1 MiB; small inputs find the same bugs faster
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -340,6 +356,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckMoney(text);
   CheckTime(text);
   CheckSpec(text);
+  CheckSshKey(text);
 
   auto obj = grid::api::ParseObject(text);
   if (!obj.ok()) {

@@ -855,19 +855,33 @@ void AddAdmin(CLI::App& app, Globals& g, Run& run) {
   auto* a = app.add_subcommand("admin", "Operator tools");
   a->require_subcommand(1);
   static std::string db;
-  auto* au = a->add_subcommand("audit", "Check the ledger's conservation and every lease's bill");
+  static bool with_chain = false;
+  static ChainTarget target;
+  auto* au = a->add_subcommand("audit", "Check the ledger's conservation, every lease's bill and (--chain) the treasury");
   au->add_option("--db", db, "Audit this database offline, read-only (else ask the broker)");
+  au->add_flag("--chain", with_chain,
+               "Also check the treasury's on-chain balance against the ledger (through the broker: its chain; "
+               "with --db: --chain-rpc, --token and --treasury)");
+  au->add_option("--chain-rpc", target.rpc_url, "With --db --chain: an EVM node");
+  au->add_option("--token", target.token, "With --db --chain: the stablecoin's address");
+  au->add_option("--treasury", target.treasury, "With --db --chain: the treasury's address");
   au->callback([&] {
     run = [&]() -> Status {
       AuditOutcome out;
       if (!db.empty()) {
-        GRID_ASSIGN_OR_RETURN(out, AuditDatabase(db));
+        if (with_chain && (target.rpc_url.empty() || target.token.empty() || target.treasury.empty()))
+          return InvalidArgument("--db --chain needs --chain-rpc, --token and --treasury");
+        GRID_ASSIGN_OR_RETURN(out, AuditDatabase(db, with_chain ? &target : nullptr));
       } else {
         GRID_ASSIGN_OR_RETURN(auto c, Client(g));
         GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("GET", "/v1/admin/audit"));
         out.ok = r.as_object().at("ok").as_bool();
         for (const auto& x : r.as_object().at("checks").as_array()) out.checks.emplace_back(x.as_string());
         for (const auto& x : r.as_object().at("failures").as_array()) out.failures.emplace_back(x.as_string());
+        bool has_chain = std::any_of(out.checks.begin(), out.checks.end(),
+                                     [](const std::string& x) { return x.rfind("chain:", 0) == 0; });
+        if (with_chain && !has_chain)
+          return Status(Code::kConflict, "--chain: this broker runs without a chain (no --chain-rpc)");
       }
       if (g.json) {
         json::array c, f;

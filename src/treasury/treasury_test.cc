@@ -313,6 +313,34 @@ TEST_F(TreasuryTest, RevertedWithdrawalReturnsTheMoney) {
   ExpectLedgerAudit();
 }
 
+// Another transaction takes the withdrawal's nonce (the key used elsewhere,
+// or a record restored from an old backup): the withdrawal can never be
+// mined, so it fails and the money comes back; nothing is sent twice.
+TEST_F(TreasuryTest, NonceTakenByAnotherTransactionRefunds) {
+  crypto::Address j = crypto::AddressOf(Key());
+  chain_->Mint(treasury_, chain::U256(20'000'000));
+  ASSERT_TRUE(broker_->CreditDeposits({broker::Deposit{"0x" + std::string(64, 'd'), 0, j.ToLowerHex(), 20'000'000, 1}}, {}).ok());
+  ASSERT_TRUE(broker_->RequestWithdrawal(j.ToLowerHex(), 5'000'000, "").ok());
+  WithdrawalSender s = Sender(1);
+  ASSERT_TRUE(s.Poll().ok());
+  chain_->DropMempool();
+  // The same key sends something else with nonce 0, and it is mined.
+  chain::TxSender other(*chain_, treasury_key_, chain::TxSenderOptions{.chain_id = 31337});
+  auto tx = other.BuildErc20TransferWithNonce(token_, crypto::AddressOf(Key()), chain::U256(1), 0);
+  ASSERT_TRUE(tx.ok());
+  ASSERT_TRUE(chain_->SendRawTransaction(tx->raw).ok());
+  chain_->Mine(1);
+  auto p = s.Poll();
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->failed, 1);
+  auto w = broker_->ListWithdrawals(j.ToLowerHex()).at(0);
+  EXPECT_EQ(w.state, ledger::WithdrawalState::kFailed);
+  EXPECT_NE(w.error.find("nonce 0 was used by another transaction"), std::string::npos) << w.error;
+  EXPECT_EQ(Available(j), 20'000'000);
+  EXPECT_EQ(chain_->TokenBalance(j), chain::U256(0));
+  ExpectLedgerAudit();
+}
+
 TEST(TreasuryKeyTest, FileMustBePrivateAndErrorsNeverShowTheKey) {
   char tmpl[] = "/tmp/grid-treasury-key-XXXXXX";
   int fd = mkstemp(tmpl);

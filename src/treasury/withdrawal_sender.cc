@@ -107,7 +107,20 @@ Status WithdrawalSender::Track(Withdrawal w, uint64_t head, WithdrawalPoll& out)
     ++out.failed;
     return broker_.EndWithdrawal(std::move(w), /*confirmed=*/false);
   }
-  // Not mined. Is the latest version still known to the node?
+  // Not mined. If the treasury's nonce has moved past ours, another
+  // transaction took it (a record lost or restored from an old backup, a key
+  // used elsewhere): none of our versions can ever be mined, so the money
+  // goes back.
+  GRID_ASSIGN_OR_RETURN(uint64_t used, chain_.GetTransactionCount(sender_.address(), chain::BlockTag::kLatest));
+  if (used > w.nonce) {
+    w.error = "the treasury's nonce " + std::to_string(w.nonce) +
+              " was used by another transaction; none of this withdrawal's transactions can be mined";
+    std::fprintf(stderr, "grid broker: withdrawal %lld failed and refunded: %s\n", static_cast<long long>(w.id),
+                 w.error.c_str());
+    ++out.failed;
+    return broker_.EndWithdrawal(std::move(w), /*confirmed=*/false);
+  }
+  // Is the latest version still known to the node?
   crypto::Hash32 latest{};
   GRID_RETURN_IF_ERROR(crypto::HexDecodeExact(w.tx_hashes.back(), latest, "tx hash"));
   GRID_ASSIGN_OR_RETURN(std::optional<chain::TransactionInfo> info, chain_.GetTransactionByHash(latest));

@@ -11,7 +11,8 @@
 //                         if it reverted. One that is not mined within
 //                         bump_after_ms is re-signed with the same nonce and
 //                         fees raised 12.5% (stored first, then sent); one
-//                         the node dropped is re-sent.
+//                         the node dropped is re-sent; one whose nonce
+//                         another transaction used is failed (refunded).
 // A crash at any point leaves a stored transaction that the next Poll sends
 // again, never a second transaction for the same withdrawal: its nonce is
 // fixed at the first signature, so at most one version can ever be mined.

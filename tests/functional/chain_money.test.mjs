@@ -151,6 +151,22 @@ test('deposits with ethers and the CLI, withdrawals to chain, audit, bad input',
   assert.equal(status.alert, null);
   assert.ok(status.deposits_credited >= 3);
   assertApiError(assert, await api(url, 'GET', '/v1/admin/chain', undefined, renter.token), 403);
+
+  // `grid admin audit --chain`, through the broker and offline on the database.
+  const adminKey = path.join(w.dir, 'admin.key');
+  const imp = await grid(w.dir, ['keys', 'import', '--out', adminKey], { input: w.admin.privateKey });
+  assert.equal(imp.code, 0, imp.stderr);
+  const online = await grid(w.dir, ['admin', 'audit', '--chain'], { key: adminKey, broker: url });
+  assert.equal(online.code, 0, online.stdout + online.stderr);
+  assert.match(online.stdout, /ok {4}chain: treasury holds 37\.000000 on chain/);
+  await w.broker.kill('SIGTERM');
+  const offline = await grid(w.dir, ['admin', 'audit', '--db', w.db, '--chain', '--chain-rpc', w.anvil.url,
+    '--token', w.token.target, '--treasury', w.treasury.address]);
+  assert.equal(offline.code, 0, offline.stdout + offline.stderr);
+  assert.match(offline.stdout, /chain: treasury holds 37\.000000 on chain/);
+  const missing = await grid(w.dir, ['admin', 'audit', '--db', w.db, '--chain']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /needs --chain-rpc, --token and --treasury/);
 });
 
 test('kill -9 right after a withdrawal is sent: not sent twice; node restart during deposits: nothing lost or doubled', async (t) => {

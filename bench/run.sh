@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${BENCH_BIN:-$here/../build/bench}"
-for b in bench_ledger bench_memory bench_heartbeat; do
+for b in bench_ledger bench_memory bench_heartbeat bench_recover; do
   if [[ ! -x "$bin/$b" ]]; then
     echo "bench/run.sh: $bin/$b not found; build first (make build, or set BENCH_BIN)" >&2
     exit 1
@@ -25,4 +25,10 @@ echo "== bench_memory: the same with the in-memory store (RSS = broker + the sto
 echo
 echo "== bench_heartbeat: the real broker (build/grid) while 10,000 agents heartbeat every 10 s (~80 s)"
 "$bin/bench_heartbeat" --grid "${GRID_BIN:-$bin/../grid}"
+echo
+echo "== bench_recover: signature recoveries/s, crypto::RecoverSigner vs raw libsecp256k1 + Keccak, 7 alternating rounds of 1 s (~16 s)"
+"$bin/bench_recover"
+echo
+echo "== deposits_bench: 1,000 ERC-20 deposits mined into 4 blocks on anvil, credited by the real broker; 3 rounds (~40 s)"
+node "$here/deposits_bench.mjs" --grid "${GRID_BIN:-$bin/../grid}"
 # Not run here (5+ minutes, needs root): build/bench/bench_start_latency

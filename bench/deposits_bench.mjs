@@ -167,7 +167,7 @@ async function main() {
     const amountOf = (round, k) => 1_000_000n + BigInt(round * 7 + (k % 13));  // micros; varied, never 0
     let needPerSender = 0n;
     for (let r = 0; r < o.rounds + 1; r++) for (let k = 0; k < perSender; k++) needPerSender += amountOf(r, k);
-    for (const s of senders) await mintTo(token, s.address, needPerSender + 1_000_000n);
+    for (const s of senders) await mintTo(token, s.address, needPerSender + 10_000_000n);
 
     const iface = token.interface;
     const txGas = 80_000n;
@@ -175,9 +175,10 @@ async function main() {
 
     // Two deposits with automine, before the broker starts (not counted): the
     // second one's gas is what a deposit costs (the first one also makes the
-    // treasury's balance slot non-zero, 20,000 gas more).
-    await (await token.connect(senders[0]).transfer(treasury.address, 1n)).wait();
-    const probe = await (await token.connect(senders[1 % senders.length]).transfer(treasury.address, 1n)).wait();
+    // treasury's balance slot non-zero, 20,000 gas more). Amounts of the same
+    // size as the burst's (calldata gas depends on the non-zero bytes).
+    await (await token.connect(senders[0]).transfer(treasury.address, amountOf(0, 0))).wait();
+    const probe = await (await token.connect(senders[1 % senders.length]).transfer(treasury.address, amountOf(0, 0))).wait();
     const gasPerDeposit = BigInt(probe.gasUsed);
 
     broker = await startGridBroker(o.grid, dir, [

@@ -33,9 +33,13 @@
 #include <string_view>
 #include <thread>
 
+#include "agent/runtime/sys_util.h"
+
 extern char** environ;
 
 namespace grid::agent {
+
+using namespace runtime_internal;
 
 namespace podman_internal {
 
@@ -169,97 +173,10 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string Errno(int err) { return std::strerror(err); }
-
 int64_t MonotonicUs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-Result<std::string> ReadFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Unavailable("open " + path + ": " + Errno(errno));
-  std::string out;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return Unavailable("read " + path + ": " + Errno(e));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
-
-Status WriteFileAtomic(const std::string& path, const std::string& content, mode_t mode = 0600) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return Unavailable("open " + tmp + ": " + Errno(errno));
-  ssize_t n = write(fd, content.data(), content.size());
-  int e = errno;
-  bool synced = fsync(fd) == 0;
-  close(fd);
-  if (n != static_cast<ssize_t>(content.size()) || !synced) {
-    return Unavailable("write " + tmp + ": " + Errno(n < 0 ? e : EIO));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) return Unavailable("rename " + tmp + ": " + Errno(errno));
-  return Status::Ok();
-}
-
-std::map<std::string, std::string> ParseKeyValues(const std::string& text) {
-  std::map<std::string, std::string> kv;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return kv;
-}
-
-int64_t ToInt(const std::string& s, int64_t fallback = 0) {
-  if (s.empty()) return fallback;
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (errno != 0 || end == s.c_str()) return fallback;
-  return v;
-}
-
-int64_t KeyedValue(const std::string& text, const std::string& key) {
-  std::istringstream in(text);
-  std::string k;
-  int64_t v;
-  while (in >> k >> v) {
-    if (k == key) return v;
-  }
-  return -1;
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
-}
-
-bool ValidLeaseId(const std::string& id) {
-  if (id.empty() || id.size() > 64 || id == "." || id == "..") return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-  });
 }
 
 // ---------------------------------------------------------------------------
@@ -408,31 +325,19 @@ struct Cgroups {
 };
 
 Result<Cgroups> DetectCgroups() {
-  GRID_ASSIGN_OR_RETURN(std::string mounts, ReadFile("/proc/self/mountinfo"));
+  GRID_ASSIGN_OR_RETURN(std::vector<CgroupMount> mounts, CgroupMounts());
   Cgroups cg;
   std::string unified;
-  std::istringstream in(mounts);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, dev, root, mountpoint, opts, tok;
-    ls >> id >> parent >> dev >> root >> mountpoint >> opts;
-    while (ls >> tok && tok != "-") {
-    }
-    std::string fstype, source, superopts;
-    ls >> fstype >> source >> superopts;
-    if (root != "/" || (fstype != "cgroup" && fstype != "cgroup2")) continue;
-    cg.all.push_back(mountpoint);
-    if (fstype == "cgroup2") {
-      if (unified.empty()) unified = mountpoint;
+  for (const auto& m : mounts) {
+    cg.all.push_back(m.mountpoint);
+    if (m.v2) {
+      if (unified.empty()) unified = m.mountpoint;
       continue;
     }
-    std::istringstream os(superopts);
-    std::string o;
-    while (std::getline(os, o, ',')) {
-      if (o == "memory" && cg.memory.empty()) cg.memory = mountpoint;
-      if (o == "cpuacct" && cg.cpuacct.empty()) cg.cpuacct = mountpoint;
-      if (o == "pids" && cg.pids.empty()) cg.pids = mountpoint;
+    for (const auto& o : m.options) {
+      if (o == "memory" && cg.memory.empty()) cg.memory = m.mountpoint;
+      if (o == "cpuacct" && cg.cpuacct.empty()) cg.cpuacct = m.mountpoint;
+      if (o == "pids" && cg.pids.empty()) cg.pids = m.mountpoint;
     }
   }
   if (cg.memory.empty() || cg.cpuacct.empty() || cg.pids.empty()) {
@@ -457,11 +362,7 @@ std::vector<std::string> SubDirs(const std::string& dir) {
 
 // Every process in the cgroup dir and below.
 void TreePids(const std::string& dir, std::vector<pid_t>* pids) {
-  auto text = ReadFile(dir + "/cgroup.procs");
-  if (!text.ok()) return;
-  std::istringstream in(*text);
-  pid_t p;
-  while (in >> p) pids->push_back(p);
+  if (!AppendCgroupPids(dir, pids)) return;
   for (const auto& sub : SubDirs(dir)) TreePids(sub, pids);
 }
 
@@ -685,14 +586,10 @@ Result<std::shared_ptr<Lease>> PodmanRuntime::Load(const std::string& id) {
 }
 
 Result<std::shared_ptr<Lease>> PodmanRuntime::Find(const std::string& id) {
-  if (!ValidLeaseId(id)) return NotFound("lease " + id + ": unknown");
-  std::lock_guard<std::mutex> g(mu_);
-  auto it = leases_.find(id);
-  if (it != leases_.end()) return it->second;
-  auto loaded = Load(id);
-  if (!loaded.ok()) return NotFound("lease " + id + ": unknown");
-  leases_[id] = *loaded;
-  return *loaded;
+  std::shared_ptr<Lease> l;
+  if (ValidLeaseId(id)) l = CachedOrLoad(mu_, leases_, id, [&](const std::string& i) { return Load(i); });
+  if (l == nullptr) return NotFound("lease " + id + ": unknown");
+  return l;
 }
 
 std::vector<pid_t> PodmanRuntime::LeasePids(const Lease& l) const {
@@ -721,19 +618,12 @@ Status PodmanRuntime::WaitForNoProcesses(const Lease& l, std::chrono::millisecon
 // `pids`) while it runs, the last seen after.
 void PodmanRuntime::Meter(Lease& l, const std::vector<pid_t>& pids, WorkloadStatus* ws) {
   std::string path = CgroupPath(l.id);
+  MeterCgroupUsage(cgroups_.v2, cgroups_.cpuacct + path, cgroups_.memory + path, ws);
   if (cgroups_.v2) {
-    auto cpu = ReadFile(cgroups_.cpuacct + path + "/cpu.stat");
-    if (cpu.ok()) ws->cpu_seconds = std::max<int64_t>(0, KeyedValue(*cpu, "usage_usec")) / 1e6;
-    auto peak = ReadFile(cgroups_.memory + path + "/memory.peak");
-    if (peak.ok()) ws->peak_memory_bytes = ToInt(*peak);
     // v2 events are hierarchical: the parent counts its children's kills.
     auto ev = ReadFile(cgroups_.memory + path + "/memory.events");
     if (ev.ok()) l.oom_seen = std::max(l.oom_seen, KeyedValue(*ev, "oom_kill"));
   } else {
-    auto cpu = ReadFile(cgroups_.cpuacct + path + "/cpuacct.usage");
-    if (cpu.ok()) ws->cpu_seconds = ToInt(*cpu) / 1e9;
-    auto peak = ReadFile(cgroups_.memory + path + "/memory.max_usage_in_bytes");
-    if (peak.ok()) ws->peak_memory_bytes = ToInt(*peak);
     // v1's oom_kill counts only the cgroup itself: the container's.
     int64_t kills = 0;
     for (const auto& sub : SubDirs(cgroups_.memory + path)) {
@@ -931,25 +821,18 @@ void PodmanRuntime::Discard(Lease& l) {
   }
   (void)WaitForNoProcesses(l, std::chrono::seconds(10));
   for (const auto& m : cgroups_.all) RemoveTree(m + CgroupPath(l.id));
-  std::error_code ec;
-  fs::remove_all(l.dir, ec);
+  (void)RemoveAll(l.dir);
 }
 
 Status PodmanRuntime::Start(const WorkloadSpec& spec) {
-  if (!ValidLeaseId(spec.lease_id)) {
-    return InvalidArgument("lease id \"" + spec.lease_id + "\": use 1-64 characters of [A-Za-z0-9._-]");
-  }
+  GRID_RETURN_IF_ERROR(CheckLeaseId(spec.lease_id));
   if (spec.image.empty()) return InvalidArgument("lease " + spec.lease_id + ": no image");
   if (spec.image == "host") {
     return InvalidArgument("image \"host\" is the process runtime's; the podman runtime runs container "
                            "images");
   }
-  if (spec.command.empty() || spec.command[0].empty()) {
-    return InvalidArgument("lease " + spec.lease_id + ": empty command");
-  }
-  for (const auto& e : spec.env) {
-    if (e.find('=') == std::string::npos || e[0] == '=') return InvalidArgument("env \"" + e + "\": want K=V");
-  }
+  GRID_RETURN_IF_ERROR(CheckCommand(spec));
+  GRID_RETURN_IF_ERROR(CheckEnv(spec));
   std::set<int> ports;
   for (int p : spec.ports) {
     if (p < 1 || p > 65535) return InvalidArgument("port " + std::to_string(p) + ": want 1-65535");
@@ -1177,29 +1060,11 @@ Result<std::vector<std::string>> PodmanRuntime::Adopt() {
   GRID_ASSIGN_OR_RETURN(auto all, list(false));
   GRID_ASSIGN_OR_RETURN(auto up, list(true));
   std::vector<std::string> running;
-  std::vector<std::string> names;
-  if (DIR* d = opendir(LeasesDir().c_str())) {
-    while (dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (ValidLeaseId(name)) names.push_back(name);
-    }
-    closedir(d);
-  }
+  std::vector<std::string> names = LeaseIdsIn(LeasesDir());
   std::sort(names.begin(), names.end());
   for (const auto& id : names) {
-    std::shared_ptr<Lease> lease;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      auto it = leases_.find(id);
-      if (it != leases_.end()) {
-        lease = it->second;
-      } else {
-        auto loaded = Load(id);
-        if (!loaded.ok()) continue;  // a half-made dir: nothing ran
-        lease = *loaded;
-        leases_[id] = lease;
-      }
-    }
+    auto lease = CachedOrLoad(mu_, leases_, id, [&](const std::string& i) { return Load(i); });
+    if (lease == nullptr) continue;  // a half-made dir: nothing ran
     std::lock_guard<std::mutex> g(lease->mu);
     auto it = all.find(id);
     if (lease->container.empty() && it != all.end()) {
@@ -1241,9 +1106,7 @@ Status PodmanRuntime::Remove(const std::string& lease_id) {
       if (!RemoveTree(m + CgroupPath(l.id))) failed += " " + m + CgroupPath(l.id);
     }
     if (!failed.empty()) return Unavailable("rmdir cgroups:" + failed);
-    std::error_code ec;
-    fs::remove_all(l.dir, ec);
-    if (ec) return Unavailable("remove " + l.dir + ": " + ec.message());
+    GRID_RETURN_IF_ERROR(RemoveAll(l.dir));
   }
   std::lock_guard<std::mutex> g(mu_);
   leases_.erase(lease_id);

@@ -29,7 +29,6 @@
 #include <linux/magic.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -40,113 +39,15 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/runtime/sys_util.h"
+
 namespace grid::agent {
+
+using namespace runtime_internal;
+
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string Errno(int err) { return std::strerror(err); }
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-Result<std::string> ReadFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Unavailable("open " + path + ": " + Errno(errno));
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return Unavailable("read " + path + ": " + Errno(e));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
-}
-
-// Writes content with one write() (cgroup files want that), no truncation of
-// files that do not support it.
-Status WriteFile(const std::string& path, const std::string& content) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return Unavailable("open " + path + ": " + Errno(errno));
-  ssize_t n = write(fd, content.data(), content.size());
-  int e = errno;
-  close(fd);
-  if (n != static_cast<ssize_t>(content.size())) {
-    return Unavailable("write " + path + " (" + content + "): " + Errno(n < 0 ? e : EIO));
-  }
-  return Status::Ok();
-}
-
-// Replaces path atomically with content (write to a temp file, fsync, rename).
-Status WriteFileAtomic(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable("open " + tmp + ": " + Errno(errno));
-  ssize_t n = write(fd, content.data(), content.size());
-  int e = errno;
-  bool synced = fsync(fd) == 0;
-  close(fd);
-  if (n != static_cast<ssize_t>(content.size()) || !synced) {
-    return Unavailable("write " + tmp + ": " + Errno(n < 0 ? e : EIO));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return Unavailable("rename " + tmp + ": " + Errno(errno));
-  }
-  return Status::Ok();
-}
-
-std::map<std::string, std::string> ParseKeyValues(const std::string& text) {
-  std::map<std::string, std::string> kv;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    kv[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return kv;
-}
-
-int64_t ToInt(const std::string& s, int64_t fallback = 0) {
-  if (s.empty()) return fallback;
-  char* end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (errno != 0 || end == s.c_str()) return fallback;
-  return v;
-}
-
-// The value of "key N" in a file of such lines (memory.oom_control, cpu.stat,
-// memory.events); -1 when absent.
-int64_t KeyedValue(const std::string& text, const std::string& key) {
-  std::istringstream in(text);
-  std::string k;
-  int64_t v;
-  while (in >> k >> v) {
-    if (k == key) return v;
-  }
-  return -1;
-}
-
-std::vector<pid_t> CgroupPids(const std::string& dir) {
-  std::vector<pid_t> pids;
-  auto text = ReadFile(dir + "/cgroup.procs");
-  if (!text.ok()) return pids;
-  std::istringstream in(*text);
-  pid_t p;
-  while (in >> p) pids.push_back(p);
-  return pids;
-}
 
 // Field 22 of /proc/<pid>/stat (start time in clock ticks since boot): with
 // the pid it names one process for the whole uptime of the host.
@@ -162,16 +63,6 @@ int64_t ProcStartTime(pid_t pid) {
     if (i == 22) return ToInt(field, -1);
   }
   return -1;
-}
-
-bool ValidLeaseId(const std::string& id) {
-  if (id.empty() || id.size() > 64 || id == "." || id == "..") return false;
-  for (char c : id) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -218,31 +109,17 @@ std::string OwnCgroup(const std::string& controller) {
 }
 
 Result<CgroupLayout> DetectCgroups(const std::string& name) {
-  auto mounts = ReadFile("/proc/self/mountinfo");
-  if (!mounts.ok()) return mounts.status();
+  GRID_ASSIGN_OR_RETURN(std::vector<CgroupMount> mounts, CgroupMounts());
   std::map<std::string, std::string> v1_mounts;
   std::string v2_mount;
-  std::istringstream in(*mounts);
-  std::string line;
-  while (std::getline(in, line)) {
-    // id parent maj:min root mountpoint options [optional...] - fstype source superopts
-    std::istringstream ls(line);
-    std::string id, parent, dev, root, mountpoint, opts, tok;
-    ls >> id >> parent >> dev >> root >> mountpoint >> opts;
-    while (ls >> tok && tok != "-") {
+  for (const auto& m : mounts) {
+    if (m.v2) {
+      if (v2_mount.empty()) v2_mount = m.mountpoint;
+      continue;
     }
-    std::string fstype, source, superopts;
-    ls >> fstype >> source >> superopts;
-    if (root != "/") continue;  // a bind of a sub-cgroup: not a hierarchy root
-    if (fstype == "cgroup2") {
-      if (v2_mount.empty()) v2_mount = mountpoint;
-    } else if (fstype == "cgroup") {
-      std::istringstream os(superopts);
-      std::string o;
-      while (std::getline(os, o, ',')) {
-        for (const char* c : kV1Controllers) {
-          if (o == c && !v1_mounts.count(c)) v1_mounts[c] = mountpoint;
-        }
+    for (const auto& o : m.options) {
+      for (const char* c : kV1Controllers) {
+        if (o == c && !v1_mounts.count(c)) v1_mounts[c] = m.mountpoint;
       }
     }
   }
@@ -705,14 +582,10 @@ Result<std::shared_ptr<Lease>> ProcessRuntime::Load(const std::string& id) {
 }
 
 Result<std::shared_ptr<Lease>> ProcessRuntime::Find(const std::string& id) {
-  if (!ValidLeaseId(id)) return NotFound("lease " + id + ": unknown");
-  std::lock_guard<std::mutex> g(mu_);
-  auto it = leases_.find(id);
-  if (it != leases_.end()) return it->second;
-  auto loaded = Load(id);
-  if (!loaded.ok()) return NotFound("lease " + id + ": unknown");
-  leases_[id] = *loaded;
-  return *loaded;
+  std::shared_ptr<Lease> l;
+  if (ValidLeaseId(id)) l = CachedOrLoad(mu_, leases_, id, [&](const std::string& i) { return Load(i); });
+  if (l == nullptr) return NotFound("lease " + id + ": unknown");
+  return l;
 }
 
 Result<int> ProcessRuntime::AllocateUidIndex() {
@@ -773,31 +646,21 @@ Status ProcessRuntime::KillAll(Lease& l) {
 
 void ProcessRuntime::Cleanup(Lease& l) {
   (void)RemoveCgroups(l.cg);
-  std::error_code ec;
-  fs::remove_all(l.dir, ec);
+  (void)RemoveAll(l.dir);
 }
 
 Status ProcessRuntime::Start(const WorkloadSpec& spec) {
-  if (!ValidLeaseId(spec.lease_id)) {
-    return InvalidArgument("lease id \"" + spec.lease_id +
-                           "\": use 1-64 characters of [A-Za-z0-9._-]");
-  }
+  GRID_RETURN_IF_ERROR(CheckLeaseId(spec.lease_id));
   if (spec.image != "host") {
     return InvalidArgument("image \"" + spec.image +
                            "\": the process runtime runs only --image host; use --runtime podman");
   }
-  if (spec.command.empty() || spec.command[0].empty()) {
-    return InvalidArgument("lease " + spec.lease_id + ": empty command");
-  }
+  GRID_RETURN_IF_ERROR(CheckCommand(spec));
   if (!spec.ports.empty() || !spec.ssh_public_key.empty()) {
     // Its workloads share no network with the host: nothing to publish.
     return InvalidArgument("ports and --ssh-key need --runtime podman; the process runtime has no network");
   }
-  for (const auto& e : spec.env) {
-    if (e.find('=') == std::string::npos || e[0] == '=') {
-      return InvalidArgument("env \"" + e + "\": want K=V");
-    }
-  }
+  GRID_RETURN_IF_ERROR(CheckEnv(spec));
 
   auto lease = std::make_shared<Lease>();
   lease->id = spec.lease_id;
@@ -1012,21 +875,9 @@ Result<WorkloadStatus> ProcessRuntime::Poll(const std::string& lease_id) {
   bool running = Running(l);
 
   // Metering from the cgroups: they stay until Remove.
-  if (l.cg.v2) {
-    auto cpu = ReadFile(l.cg.cpu + "/cpu.stat");
-    if (cpu.ok()) ws.cpu_seconds = std::max<int64_t>(0, KeyedValue(*cpu, "usage_usec")) / 1e6;
-    auto peak = ReadFile(l.cg.memory + "/memory.peak");
-    if (peak.ok()) ws.peak_memory_bytes = ToInt(*peak);
-    auto ev = ReadFile(l.cg.memory + "/memory.events");
-    if (ev.ok()) ws.oom_kills = std::max<int64_t>(0, KeyedValue(*ev, "oom_kill"));
-  } else {
-    auto cpu = ReadFile(l.cg.cpuacct + "/cpuacct.usage");
-    if (cpu.ok()) ws.cpu_seconds = ToInt(*cpu) / 1e9;
-    auto peak = ReadFile(l.cg.memory + "/memory.max_usage_in_bytes");
-    if (peak.ok()) ws.peak_memory_bytes = ToInt(*peak);
-    auto oom = ReadFile(l.cg.memory + "/memory.oom_control");
-    if (oom.ok()) ws.oom_kills = std::max<int64_t>(0, KeyedValue(*oom, "oom_kill"));
-  }
+  MeterCgroupUsage(l.cg.v2, l.cg.v2 ? l.cg.cpu : l.cg.cpuacct, l.cg.memory, &ws);
+  auto oom = ReadFile(l.cg.memory + (l.cg.v2 ? "/memory.events" : "/memory.oom_control"));
+  if (oom.ok()) ws.oom_kills = std::max<int64_t>(0, KeyedValue(*oom, "oom_kill"));
 
   if (running) {
     // The workload's own network namespace has only loopback: anything else
@@ -1107,28 +958,9 @@ Result<std::string> ProcessRuntime::ReadLogs(const std::string& lease_id, int64_
 
 Result<std::vector<std::string>> ProcessRuntime::Adopt() {
   std::vector<std::string> running;
-  DIR* d = opendir(LeasesDir().c_str());
-  if (d == nullptr) return running;
-  std::vector<std::string> names;
-  while (dirent* e = readdir(d)) {
-    std::string name = e->d_name;
-    if (ValidLeaseId(name)) names.push_back(name);
-  }
-  closedir(d);
-  for (const auto& id : names) {
-    std::shared_ptr<Lease> lease;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      auto it = leases_.find(id);
-      if (it != leases_.end()) {
-        lease = it->second;
-      } else {
-        auto loaded = Load(id);
-        if (!loaded.ok()) continue;  // a half-made dir: nothing ran
-        lease = *loaded;
-        leases_[id] = lease;
-      }
-    }
+  for (const auto& id : LeaseIdsIn(LeasesDir())) {
+    auto lease = CachedOrLoad(mu_, leases_, id, [&](const std::string& i) { return Load(i); });
+    if (lease == nullptr) continue;  // a half-made dir: nothing ran
     std::lock_guard<std::mutex> g(lease->mu);
     // Running means: some process is in the lease's cgroup. Membership, not
     // the saved pid, decides, so a reused pid is never mistaken for the
@@ -1145,9 +977,7 @@ Status ProcessRuntime::Remove(const std::string& lease_id) {
     std::lock_guard<std::mutex> g(l.mu);
     if (Running(l)) return Conflict("lease " + lease_id + ": still running; Stop it first");
     GRID_RETURN_IF_ERROR(RemoveCgroups(l.cg));
-    std::error_code ec;
-    fs::remove_all(l.dir, ec);
-    if (ec) return Unavailable("remove " + l.dir + ": " + ec.message());
+    GRID_RETURN_IF_ERROR(RemoveAll(l.dir));
   }
   std::lock_guard<std::mutex> g(mu_);
   leases_.erase(lease_id);

@@ -19,11 +19,14 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/runtime/runtime_test_util.h"
+
 namespace grid::agent {
 namespace {
 
 using namespace std::chrono_literals;
 namespace pi = podman_internal;
+using runtime_test::ReadAll;
 
 // ---------------------------------------------------------------------------
 // The pure parts.
@@ -117,15 +120,6 @@ TEST(PodmanRuntimeFactory, UnusablePodmanIsUnavailable) {
 // ---------------------------------------------------------------------------
 // Containers.
 
-const char kTestImage[] = "localhost/grid-test:1";
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Runs a shell command, returns its stdout and exit status.
 std::pair<std::string, int> Shell(const std::string& cmd) {
   FILE* f = popen(cmd.c_str(), "r");
@@ -138,60 +132,31 @@ std::pair<std::string, int> Shell(const std::string& cmd) {
   return {out, WIFEXITED(st) ? WEXITSTATUS(st) : -1};
 }
 
-class PodmanRuntimeTest : public ::testing::Test {
+class PodmanRuntimeTest : public ::testing::Test, protected runtime_test::RuntimeHarness {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "podman runtime: needs root";
-    if (system("command -v podman >/dev/null 2>&1") != 0) {
+    if (!runtime_test::PodmanInstalled()) {
       GTEST_SKIP() << "podman runtime: podman is not installed (scripts/install-deps.sh)";
     }
-    std::string build = std::string(GRID_SOURCE_DIR) + "/scripts/make-test-image.sh " + kTestImage;
+    std::string build = runtime_test::MakeTestImageCommand();
     ASSERT_EQ(system(build.c_str()), 0) << build;
     char tmpl[] = "/var/tmp/grid-podman-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    image_ = runtime_test::kTestImage;
+    cgroup_name_ = "grid-test-" + std::to_string(getpid());
+    cgroup_parent_ = "/" + cgroup_name_;
     PodmanRuntimeOptions o;
     o.state_dir = dir_;
-    o.cgroup_parent = "/grid-test-" + std::to_string(getpid());
+    o.cgroup_parent = cgroup_parent_;
     o.publish_address = "127.0.0.1";
-    cgroup_parent_ = o.cgroup_parent;
     auto rt = NewPodmanRuntime(o);
     if (!rt.ok()) GTEST_SKIP() << rt.status().ToString();
     rt_ = std::move(rt).value();
   }
 
-  void TearDown() override {
-    if (rt_) {
-      for (const auto& id : started_) {
-        (void)rt_->Stop(id, 0);
-        (void)rt_->Remove(id);
-      }
-    }
-    for (const auto& e : std::filesystem::directory_iterator("/sys/fs/cgroup")) {
-      rmdir((e.path().string() + cgroup_parent_).c_str());
-    }
-    rmdir(("/sys/fs/cgroup" + cgroup_parent_).c_str());
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
-
-  WorkloadSpec Spec(const std::string& name, std::vector<std::string> cmd) {
-    WorkloadSpec s;
-    s.lease_id = name + "-" + std::to_string(getpid());
-    s.image = kTestImage;
-    s.command = std::move(cmd);
-    s.memory_limit_bytes = 256 << 20;
-    s.pids_limit = 128;
-    return s;
-  }
-
-  Status Start(const WorkloadSpec& s) {
-    Status st = rt_->Start(s);
-    if (st.ok()) started_.push_back(s.lease_id);
-    return st;
-  }
+  void TearDown() override { TearDownRuntime(); }
 
   int HostPort(const std::string& id, int container_port) {
     auto st = rt_->Poll(id);
@@ -203,10 +168,7 @@ class PodmanRuntimeTest : public ::testing::Test {
     return 0;
   }
 
-  std::string dir_;
   std::string cgroup_parent_;
-  std::unique_ptr<Runtime> rt_;
-  std::vector<std::string> started_;
 };
 
 // Connects to 127.0.0.1:port and reads until EOF; "" on failure.

@@ -5,141 +5,45 @@
 #include "agent/runtime/process_runtime.h"
 
 #include <fcntl.h>
-#include <sys/sysmacros.h>
-#include <cstring>
-#include <dirent.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <thread>
+#include <cstring>
 
 #include <gtest/gtest.h>
+
+#include "agent/runtime/runtime_test_util.h"
 
 namespace grid::agent {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Whether this host can run the tests: root, and a user+pid namespace can be
-// made.
-bool CanRun() {
-  if (geteuid() != 0) return false;
-  pid_t p = fork();
-  if (p == 0) {
-    _exit(unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET) == 0 ? 0 : 1);
-  }
-  int st = 0;
-  if (p < 0 || waitpid(p, &st, 0) != p) return false;
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-class ProcessRuntimeTest : public ::testing::Test {
+class ProcessRuntimeTest : public ::testing::Test, protected runtime_test::RuntimeHarness {
  protected:
   void SetUp() override {
-    if (!CanRun()) GTEST_SKIP() << "needs root and user namespaces";
+    if (!runtime_test::CanRunProcessRuntime()) GTEST_SKIP() << "needs root and user namespaces";
     // Not under /tmp: the workload gets a private /tmp, and the isolation
     // test wants the state dir visible (read-only) inside.
     char tmpl[] = "/var/tmp/grid-rt-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     cgroup_name_ = "grid-test-" + std::to_string(getpid());
-    auto rt = NewProcessRuntime(Options());
+    image_ = "host";
+    wait_timeout_ = 10s;
+    ProcessRuntimeOptions o;
+    o.state_dir = dir_;
+    o.cgroup_name = cgroup_name_;
+    auto rt = NewProcessRuntime(o);
     if (!rt.ok()) GTEST_SKIP() << rt.status().ToString();
     rt_ = std::move(rt).value();
   }
 
-  void TearDown() override {
-    if (rt_) {
-      for (const auto& id : started_) {
-        (void)rt_->Stop(id, 0);
-        (void)rt_->Remove(id);
-      }
-      rt_.reset();
-    }
-    if (!cgroup_name_.empty()) {
-      // The per-test parent cgroups.
-      for (const char* c : {"memory", "cpu", "cpuacct", "pids", "devices", "freezer"}) {
-        DIR* d = opendir(("/sys/fs/cgroup/" + std::string(c)).c_str());
-        if (d == nullptr) continue;
-        closedir(d);
-        std::string own;
-        std::ifstream in("/proc/self/cgroup");
-        std::string line;
-        while (std::getline(in, line)) {
-          auto a = line.find(':'), b = line.find(':', a + 1);
-          std::string list = line.substr(a + 1, b - a - 1);
-          std::stringstream ls(list);
-          std::string x;
-          while (std::getline(ls, x, ',')) {
-            if (x == c) own = line.substr(b + 1);
-          }
-        }
-        if (own == "/") own.clear();
-        rmdir(("/sys/fs/cgroup/" + std::string(c) + own + "/" + cgroup_name_).c_str());
-      }
-    }
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
-
-  ProcessRuntimeOptions Options() {
-    ProcessRuntimeOptions o;
-    o.state_dir = dir_;
-    o.cgroup_name = cgroup_name_;
-    return o;
-  }
-
-  WorkloadSpec Spec(const std::string& name, std::vector<std::string> cmd) {
-    WorkloadSpec s;
-    s.lease_id = name + "-" + std::to_string(getpid());
-    s.image = "host";
-    s.command = std::move(cmd);
-    s.memory_limit_bytes = 256 << 20;
-    s.pids_limit = 128;
-    return s;
-  }
-
-  Status Start(const WorkloadSpec& s) {
-    Status st = rt_->Start(s);
-    if (st.ok()) started_.push_back(s.lease_id);
-    return st;
-  }
-
-  // Polls until the workload ends (or the timeout passes).
-  WorkloadStatus Wait(const std::string& id, std::chrono::milliseconds timeout = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto st = rt_->Poll(id);
-      EXPECT_TRUE(st.ok()) << st.status().ToString();
-      if (!st.ok()) return {};
-      if (st->state != WorkloadState::kRunning || std::chrono::steady_clock::now() > deadline) {
-        return *st;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-
-  std::string Logs(const std::string& id) {
-    auto l = rt_->ReadLogs(id, 0, 1 << 20);
-    EXPECT_TRUE(l.ok()) << l.status().ToString();
-    return l.ok() ? *l : "";
-  }
-
-
-  std::string dir_;
-  std::string cgroup_name_;
-  std::unique_ptr<Runtime> rt_;
-  std::vector<std::string> started_;
+  void TearDown() override { TearDownRuntime(); }
 };
 
 TEST_F(ProcessRuntimeTest, NamespacesAndReadOnlyHost) {

@@ -9,7 +9,6 @@
 // work dir at work/ (mounted at /work), which the tests use to watch a
 // workload from outside.
 #include <dirent.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -17,55 +16,22 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "agent/runtime/podman_runtime.h"
 #include "agent/runtime/process_runtime.h"
+#include "agent/runtime/runtime_test_util.h"
 
 namespace grid::agent {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Root, and a user+pid namespace can be made.
-bool CanRunProcessRuntime() {
-  if (geteuid() != 0) return false;
-  pid_t p = fork();
-  if (p == 0) {
-    _exit(unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET) == 0 ? 0 : 1);
-  }
-  int st = 0;
-  if (p < 0 || waitpid(p, &st, 0) != p) return false;
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-// The cgroup path (relative to the hierarchy's mount) of `controller` for
-// a process, from /proc/<pid>/cgroup; "" when absent.
-std::string CgroupOf(pid_t pid, const std::string& controller) {
-  std::istringstream in(ReadAll("/proc/" + std::to_string(pid) + "/cgroup"));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto a = line.find(':'), b = line.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    std::stringstream ls(line.substr(a + 1, b - a - 1));
-    std::string c;
-    while (std::getline(ls, c, ',')) {
-      if (c == controller) return line.substr(b + 1);
-    }
-  }
-  return "";
-}
+using runtime_test::CgroupOf;
+using runtime_test::kTestImage;
+using runtime_test::ReadAll;
 
 // Pids of processes (host-wide) in a cgroup named for the lease: the
 // process runtime's <...>/<id>, podman's <parent>/<id>/libpod-<container>.
@@ -93,23 +59,21 @@ bool WaitForFile(const std::string& path) {
   return false;
 }
 
-const char kTestImage[] = "localhost/grid-test:1";
-
-class RuntimeConformanceTest : public ::testing::TestWithParam<std::string> {
+class RuntimeConformanceTest : public ::testing::TestWithParam<std::string>,
+                               protected runtime_test::RuntimeHarness {
  protected:
   bool IsProcess() const { return GetParam() == "process"; }
 
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << GetParam() << " runtime: needs root";
     if (IsProcess()) {
-      if (!CanRunProcessRuntime()) GTEST_SKIP() << "process runtime: needs user namespaces";
+      if (!runtime_test::CanRunProcessRuntime()) GTEST_SKIP() << "process runtime: needs user namespaces";
       image_ = "host";
     } else {
-      if (system("command -v podman >/dev/null 2>&1") != 0) {
+      if (!runtime_test::PodmanInstalled()) {
         GTEST_SKIP() << "podman runtime: podman is not installed (scripts/install-deps.sh)";
       }
-      // Idempotent: a no-op when the image is up to date.
-      std::string build = std::string(GRID_SOURCE_DIR) + "/scripts/make-test-image.sh " + kTestImage;
+      std::string build = runtime_test::MakeTestImageCommand();
       ASSERT_EQ(system(build.c_str()), 0) << build;
       image_ = kTestImage;
     }
@@ -139,86 +103,11 @@ class RuntimeConformanceTest : public ::testing::TestWithParam<std::string> {
     return NewPodmanRuntime(o);
   }
 
-  void TearDown() override {
-    if (rt_) {
-      for (const auto& id : started_) {
-        (void)rt_->Stop(id, 0);
-        (void)rt_->Remove(id);
-      }
-      rt_.reset();
-    }
-    if (!cgroup_name_.empty()) RemoveParentCgroups();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
-
-  // The per-test parent cgroups: the process runtime's under this process's
-  // own cgroup, podman's at each hierarchy's root.
-  void RemoveParentCgroups() {
-    DIR* d = opendir("/sys/fs/cgroup");
-    if (d == nullptr) return;
-    std::vector<std::string> hierarchies = {""};  // a pure v2 mount
-    while (dirent* e = readdir(d)) {
-      std::string n = e->d_name;
-      if (n != "." && n != "..") hierarchies.push_back(n);
-    }
-    closedir(d);
-    for (const auto& h : hierarchies) {
-      std::string base = "/sys/fs/cgroup/" + h;
-      std::string own = CgroupOf(getpid(), h == "unified" ? "" : h);
-      if (own == "/") own.clear();
-      rmdir((base + own + "/" + cgroup_name_).c_str());
-      rmdir((base + "/" + cgroup_name_).c_str());
-    }
-  }
-
-  WorkloadSpec Spec(const std::string& name, std::vector<std::string> cmd) {
-    WorkloadSpec s;
-    s.lease_id = name + "-" + std::to_string(getpid());
-    s.image = image_;
-    s.command = std::move(cmd);
-    s.memory_limit_bytes = 256 << 20;
-    s.pids_limit = 128;
-    return s;
-  }
-
-  Status Start(const WorkloadSpec& s) {
-    Status st = rt_->Start(s);
-    if (st.ok()) started_.push_back(s.lease_id);
-    return st;
-  }
-
-  // Polls until the workload ends (or the timeout passes).
-  WorkloadStatus Wait(const std::string& id, std::chrono::milliseconds timeout = 20s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto st = rt_->Poll(id);
-      EXPECT_TRUE(st.ok()) << st.status().ToString();
-      if (!st.ok()) return {};
-      if (st->state != WorkloadState::kRunning || std::chrono::steady_clock::now() > deadline) {
-        return *st;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-
-  std::string Logs(const std::string& id) {
-    auto l = rt_->ReadLogs(id, 0, 1 << 20);
-    EXPECT_TRUE(l.ok()) << l.status().ToString();
-    return l.ok() ? *l : "";
-  }
+  void TearDown() override { TearDownRuntime(); }
 
   std::string WorkFile(const std::string& id, const std::string& name) {
     return dir_ + "/leases/" + id + "/work/" + name;
   }
-
-  std::string image_;
-  std::string dir_;
-  std::string cgroup_name_;
-  std::unique_ptr<Runtime> rt_;
-  std::vector<std::string> started_;
 };
 
 TEST_P(RuntimeConformanceTest, EchoExitCodeEnvAndGpus) {

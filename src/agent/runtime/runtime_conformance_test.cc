@@ -210,14 +210,24 @@ TEST_P(RuntimeConformanceTest, HalfCoreLimit) {
   auto s = Spec("cpu", {"sh", "-c", "while :; do :; done"});
   s.cpu_millicores = 500;
   ASSERT_TRUE(Start(s).ok());
+  // Measured over a window once the loop runs (a container's start would
+  // otherwise count as wall time without CPU).
+  std::this_thread::sleep_for(500ms);
+  auto a = rt_->Poll(s.lease_id);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
   std::this_thread::sleep_for(2s);
+  auto b = rt_->Poll(s.lease_id);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
   ASSERT_TRUE(rt_->Stop(s.lease_id, 0).ok());
-  auto st = Wait(s.lease_id);
-  EXPECT_EQ(st.state, WorkloadState::kFailed);
-  ASSERT_GT(st.wall_seconds, 1.5);
-  double ratio = st.cpu_seconds / st.wall_seconds;
-  EXPECT_GT(ratio, 0.3) << st.cpu_seconds << " / " << st.wall_seconds;
-  EXPECT_LT(ratio, 0.7) << st.cpu_seconds << " / " << st.wall_seconds;
+  EXPECT_EQ(Wait(s.lease_id).state, WorkloadState::kFailed);
+  double wall = b->wall_seconds - a->wall_seconds, cpu = b->cpu_seconds - a->cpu_seconds;
+  ASSERT_GT(wall, 1.5);
+  double ratio = cpu / wall;
+  // The limit: never more than half a core (with some slack for the
+  // accounting). The lower bound only shows the loop ran: a busy shared
+  // machine may give it less than its limit, so it is kept loose.
+  EXPECT_LT(ratio, 0.65) << cpu << " / " << wall;
+  EXPECT_GT(ratio, 0.1) << cpu << " / " << wall;
 }
 
 TEST_P(RuntimeConformanceTest, ForkBombStopsAtPidsLimit) {

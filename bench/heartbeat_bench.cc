@@ -13,6 +13,18 @@
 //      spec a `grid agent --simulate-gpus` host would send (BuildSpecFields
 //      over a simulated inventory: models and counts 1/2/4/8 cycled), on a
 //      few threads. Setup time per phase is printed.
+//   3b. With --long-poll (the default): each agent beats once (its answer's
+//      "lease_version") and then holds its long-poll, as a real agent does:
+//      POST /v1/agent/wait {"lease_version": V, "timeout_ms": T} with its
+//      token on its OWN kept-alive connection (N raw sockets driven by one
+//      epoll thread here), re-posted as soon as it is answered (200,
+//      {"changed":...}). T is --wait-timeout-ms (default 20000, the agent's);
+//      the first waits' timeouts are spread over (0, T] so the re-posts come
+//      at the steady N/T per second from the start. RSS after the first
+//      heartbeats and with the N long-polls parked: the difference over N is
+//      the memory per parked long-poll connection. The long-polls stay held
+//      (and re-posted) through the idle window and every load window below.
+//      --no-long-poll gives the measurement without them.
 //   4. An idle window of one heartbeat period (no requests: the broker's
 //      ticker only), then for D seconds every agent beats once per period
 //      (POST /v1/agent/heartbeat with the simulated GPU health body an agent
@@ -29,13 +41,21 @@
 // Measured: the broker's CPU (utime+stime from /proc/PID/stat over the
 // window, in cores), its RSS (VmRSS and parts from /proc/PID/status) at each
 // step and the peak during load, heartbeat latency p50/p99/max and errors,
-// and this load generator's own CPU (it shares the machine with the broker).
+// and this load generator's own CPU (it shares the machine with the broker);
+// with long-polls also their answers, errors and how late after their
+// timeout the unchanged answers came.
 //
 // Usage: bench_heartbeat [--grid build/grid] [--agents 10000] [--seconds 30]
 //                        [--period 10] [--threads 4] [--connections 64]
 //                        [--broker-threads 2] [--rounds 3] [--no-baseline]
+//                        [--long-poll | --no-long-poll] [--wait-timeout-ms 20000]
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -46,6 +66,8 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cctype>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -255,6 +277,241 @@ double SelfCpuSeconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+
+// ------------------------------------------------------------ the long-polls
+
+// N agents' long-polls (POST /v1/agent/wait), each on its own kept-alive TCP
+// connection, as real agents hold them: plain non-blocking sockets driven by
+// one epoll loop on one thread (an HttpClient per connection would be an event
+// loop and a few fds each: 10,000 of them do not fit the fd limit). Each
+// answer (Content-Length framing) must be 200 with "changed"; the connection
+// then re-posts at once with the version it was answered. A connection that
+// fails is counted and reconnected.
+class LongPolls {
+ public:
+  struct Agent {
+    std::string token;
+    int64_t version = 0;
+  };
+
+  LongPolls(uint16_t port, std::vector<Agent> agents, int64_t timeout_ms)
+      : port_(port), agents_(std::move(agents)), timeout_ms_(timeout_ms), conns_(agents_.size()) {}
+  ~LongPolls() { Stop(); }
+
+  // Connects every agent and sends its first wait, then keeps answering.
+  // The first waits have timeouts spread evenly over (0, timeout] (agent i:
+  // timeout*(i+1)/N), so the re-posts come at the steady rate N/timeout from
+  // the start, as from a fleet whose agents started at different times,
+  // instead of all N at once one timeout later.
+  Status Start() {
+    epfd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) return Internal(std::string("epoll_create1: ") + std::strerror(errno));
+    thread_ = std::thread([this] { Loop(); });
+    return Status::Ok();
+  }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    stop_ = true;
+    thread_.join();
+    for (Conn& c : conns_)
+      if (c.fd >= 0) close(c.fd), c.fd = -1;
+    close(epfd_);
+  }
+
+  size_t agents() const { return agents_.size(); }
+  size_t first_sent() const { return first_sent_.load(); }
+  int64_t answers() const { return answers_.load(); }
+  int64_t changed() const { return changed_.load(); }
+  int64_t errors() const { return errors_.load(); }
+  int64_t reconnects() const { return reconnects_.load(); }
+  std::string first_error() {
+    std::lock_guard l(mu_);
+    return first_error_;
+  }
+  // How long after its timeout each unchanged answer came (ms).
+  std::vector<double> TakeOverdueMs() {
+    std::lock_guard l(mu_);
+    return std::move(overdue_ms_);
+  }
+
+ private:
+  struct Conn {
+    int fd = -1;
+    std::string out;  // the request being written
+    size_t out_off = 0;
+    std::string in;   // the answer being read
+    double sent_at = 0;
+    int64_t timeout_ms = 0;
+  };
+
+  void Error(const std::string& what) {
+    ++errors_;
+    std::lock_guard l(mu_);
+    if (first_error_.empty()) first_error_ = what;
+  }
+
+  bool Connect(size_t i) {
+    Conn& c = conns_[i];
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) {
+      Error(std::string("socket: ") + std::strerror(errno));
+      return false;
+    }
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port_);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
+      Error(std::string("connect: ") + std::strerror(errno));
+      close(c.fd);
+      c.fd = -1;
+      return false;
+    }
+    // Edge-triggered: the request is written at once and again on each
+    // EPOLLOUT edge until it is out (the connect completing is one).
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = i;
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, c.fd, &ev) != 0) {
+      Error(std::string("epoll_ctl: ") + std::strerror(errno));
+      close(c.fd);
+      c.fd = -1;
+      return false;
+    }
+    return true;
+  }
+
+  void Post(size_t i, int64_t timeout_ms) {
+    Conn& c = conns_[i];
+    std::string body = "{\"lease_version\":" + std::to_string(agents_[i].version) +
+                       ",\"timeout_ms\":" + std::to_string(timeout_ms) + "}";
+    c.out = "POST /v1/agent/wait HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port_) +
+            "\r\nAuthorization: Bearer " + agents_[i].token +
+            "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+            body;
+    c.out_off = 0;
+    c.in.clear();
+    c.timeout_ms = timeout_ms;
+    c.sent_at = NowSeconds();
+    Flush(i);
+  }
+
+  void Flush(size_t i) {
+    Conn& c = conns_[i];
+    while (c.fd >= 0 && c.out_off < c.out.size()) {
+      ssize_t n = send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+      if (n > 0) {
+        c.out_off += static_cast<size_t>(n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTCONN)) {
+        return;  // the next EPOLLOUT edge
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        return Fail(i, std::string("send: ") + std::strerror(errno));
+      }
+    }
+  }
+
+  void Fail(size_t i, const std::string& what) {
+    Error(what);
+    Conn& c = conns_[i];
+    if (c.fd >= 0) close(c.fd);
+    c.fd = -1;
+    if (stop_ || reconnects_.load() >= static_cast<int64_t>(agents_.size())) return;  // no reconnect storm
+    ++reconnects_;
+    if (Connect(i)) Post(i, timeout_ms_);
+  }
+
+  // Reads what is there; handles each complete answer.
+  void Read(size_t i) {
+    Conn& c = conns_[i];
+    char buf[4096];
+    for (;;) {
+      ssize_t n = recv(c.fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        c.in.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) return Fail(i, "the broker closed a long-poll connection");
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return Fail(i, std::string("recv: ") + std::strerror(errno));
+    }
+    size_t hend = c.in.find("\r\n\r\n");
+    if (hend == std::string::npos) return;
+    // Content-Length, case-insensitively.
+    std::string head = c.in.substr(0, hend);
+    for (char& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    size_t cl = head.find("\r\ncontent-length:");
+    if (cl == std::string::npos) return Fail(i, "an answer without Content-Length");
+    size_t len = std::strtoul(head.c_str() + cl + 17, nullptr, 10);
+    if (c.in.size() < hend + 4 + len) return;
+    const double now = NowSeconds();
+    const int status = head.size() > 12 ? std::atoi(head.c_str() + 9) : 0;
+    std::string body = c.in.substr(hend + 4, len);
+    const bool closing = head.find("\r\nconnection: close") != std::string::npos;
+    if (c.in.size() > hend + 4 + len) return Fail(i, "bytes after the answer");
+    c.in.clear();
+    if (status != 200 || body.find("\"changed\"") == std::string::npos)
+      return Fail(i, "HTTP " + std::to_string(status) + ": " + body.substr(0, 200));
+    ++answers_;
+    const bool changed = body.find("\"changed\":true") != std::string::npos;
+    if (changed) ++changed_;
+    if (size_t v = body.find("\"lease_version\":"); v != std::string::npos)
+      agents_[i].version = std::strtoll(body.c_str() + v + 16, nullptr, 10);
+    if (!changed) {
+      std::lock_guard l(mu_);
+      overdue_ms_.push_back((now - c.sent_at) * 1e3 - static_cast<double>(c.timeout_ms));
+    }
+    if (closing) return Fail(i, "the broker answered with Connection: close");
+    Post(i, timeout_ms_);  // at once, as the agent does
+  }
+
+  void Loop() {
+    const size_t n = agents_.size();
+    for (size_t i = 0; i < n && !stop_; ++i) {
+      if (Connect(i)) Post(i, std::max<int64_t>(1, timeout_ms_ * static_cast<int64_t>(i + 1) / static_cast<int64_t>(n)));
+      ++first_sent_;
+      // Keep the connections already made answered while the rest connect.
+      if (i % 256 == 255) Poll(0);
+    }
+    while (!stop_) Poll(100);
+  }
+
+  void Poll(int wait_ms) {
+    epoll_event evs[256];
+    int k = epoll_wait(epfd_, evs, 256, wait_ms);
+    for (int e = 0; e < k; ++e) {
+      size_t i = evs[e].data.u64;
+      if (conns_[i].fd < 0) continue;
+      if (evs[e].events & EPOLLERR) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(conns_[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        Fail(i, std::string("socket error: ") + std::strerror(err));
+        continue;
+      }
+      if (evs[e].events & EPOLLOUT) Flush(i);
+      if (conns_[i].fd >= 0 && (evs[e].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) Read(i);
+    }
+  }
+
+  const uint16_t port_;
+  std::vector<Agent> agents_;  // versions: the loop thread's
+  const int64_t timeout_ms_;
+  std::vector<Conn> conns_;    // the loop thread's
+  int epfd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> first_sent_{0};
+  std::atomic<int64_t> answers_{0}, changed_{0}, errors_{0}, reconnects_{0};
+  std::mutex mu_;
+  std::string first_error_;
+  std::vector<double> overdue_ms_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,7 +519,8 @@ int main(int argc, char** argv) {
   size_t agents = 10'000;
   double seconds = 30, period = 10;
   int threads = 4, connections = 64, broker_threads = 2, rounds = 3;
-  bool no_baseline = false;
+  bool no_baseline = false, long_poll = true;
+  int64_t wait_timeout_ms = 20'000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -278,19 +536,24 @@ int main(int argc, char** argv) {
     else if (a == "--broker-threads") broker_threads = std::stoi(next());
     else if (a == "--rounds") rounds = std::stoi(next());
     else if (a == "--no-baseline") no_baseline = true;
+    else if (a == "--long-poll") long_poll = true;
+    else if (a == "--no-long-poll") long_poll = false;
+    else if (a == "--wait-timeout-ms") wait_timeout_ms = std::stoll(next());
     else {
       std::fprintf(stderr,
                    "usage: bench_heartbeat [--grid build/grid] [--agents 10000] [--seconds 30] [--period 10]\n"
                    "                       [--threads 4] [--connections 64] [--broker-threads 2] [--rounds 3]\n"
-                   "                       [--no-baseline]\n");
+                   "                       [--no-baseline] [--long-poll | --no-long-poll] [--wait-timeout-ms 20000]\n");
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }
-  if (agents == 0 || seconds <= 0 || period <= 0 || threads < 1 || connections < threads || rounds < 1) Die("bad options");
+  if (agents == 0 || seconds <= 0 || period <= 0 || threads < 1 || connections < threads || rounds < 1 ||
+      wait_timeout_ms < 1 || wait_timeout_ms > 60'000)
+    Die("bad options");
   signal(SIGPIPE, SIG_IGN);
-  // Each HttpClient holds its own event loop (a few fds besides its socket):
-  // raise the soft fd limit to the hard one for --connections in the
-  // thousands (the broker child inherits it).
+  // One socket per long-poll, and each HttpClient holds its own event loop (a
+  // few fds besides its socket): raise the soft fd limit to the hard one (the
+  // broker child inherits it: it holds one socket per connection too).
   if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -307,6 +570,14 @@ int main(int argc, char** argv) {
   std::printf("agents: %zu, each beating every %g s (%.0f heartbeats/s), %g s of heartbeats in %d rounds (each followed by as long of GET /healthz); load: %d threads over %d "
               "keep-alive connections\n",
               agents, period, static_cast<double>(agents) / period, seconds, rounds, threads, connections);
+  if (long_poll)
+    std::printf("long-polls: each agent also holds POST /v1/agent/wait on its own kept-alive connection (%zu "
+                "connections, one epoll thread), timeout_ms %" PRId64 ", re-posted at once (%.0f re-posts/s)\n",
+                agents, wait_timeout_ms, static_cast<double>(agents) * 1000.0 / static_cast<double>(wait_timeout_ms));
+  else
+    std::printf("long-polls: none (--no-long-poll)\n");
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    std::printf("fd limit: %llu\n", static_cast<unsigned long long>(rl.rlim_cur));
   std::fflush(stdout);
 
   bench::ChildProcess broker;
@@ -396,12 +667,56 @@ int main(int argc, char** argv) {
   std::printf("broker RSS after %zu enrollments: %s\n", agents, bench::FormatRss(rss_enrolled).c_str());
   std::fflush(stdout);
 
+  // The long-polls: a first heartbeat per agent (as the agent does: its
+  // answer's lease_version is what the wait starts from), then every agent's
+  // wait on its own connection.
+  std::unique_ptr<LongPolls> polls;
+  bench::Rss rss_first_beat, rss_parked;
+  if (long_poll) {
+    std::vector<LongPolls::Agent> pa(agents);
+    const double tb0 = NowSeconds();
+    Parallel(url, threads, agents, "first heartbeat", [&](net::HttpClient& http, size_t i) -> Status {
+      GRID_ASSIGN_OR_RETURN(json::value r,
+                            PostJson(http, "/v1/agent/heartbeat", fleet[i].health_body, &fleet[i].token, 200));
+      const json::value* v = r.as_object().if_contains("lease_version");
+      if (!v || !v->is_int64()) return Internal("heartbeat: no lease_version in the answer");
+      pa[i].token = fleet[i].token;
+      pa[i].version = v->get_int64();
+      return Status::Ok();
+    });
+    const double tb1 = NowSeconds();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    rss_first_beat = ReadRssOf(pid);
+    const size_t colon = url.rfind(':');
+    const auto port = static_cast<uint16_t>(std::stoi(url.substr(colon + 1)));
+    polls = std::make_unique<LongPolls>(port, std::move(pa), wait_timeout_ms);
+    if (Status st = polls->Start(); !st.ok()) Die(st.message());
+    while (polls->first_sent() < agents) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const double tb2 = NowSeconds();
+    // Let the broker read and park the last ones.
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    rss_parked = ReadRssOf(pid);
+    std::printf("long-polls: %zu first heartbeats %.1f s; %zu connections opened and first waits sent in %.1f s; "
+                "answers so far %" PRId64 ", errors %" PRId64 "%s%s\n",
+                agents, tb1 - tb0, agents, tb2 - tb1, polls->answers(), polls->errors(),
+                polls->errors() ? ": " : "", polls->first_error().c_str());
+    std::printf("broker RSS after %zu first heartbeats: %s\n", agents, bench::FormatRss(rss_first_beat).c_str());
+    std::printf("broker RSS with %zu long-polls parked (one connection each): %s => %.2f KiB per parked long-poll "
+                "connection\n",
+                agents, bench::FormatRss(rss_parked).c_str(),
+                static_cast<double>(rss_parked.total_kb - rss_first_beat.total_kb) / static_cast<double>(agents));
+    std::fflush(stdout);
+  }
+  auto poll_answers = [&] { return polls ? polls->answers() : 0; };
+
   // Idle window: one heartbeat period with no requests (the ticker's host check).
   ProcStat idle0 = ReadProcStat(pid);
   double ti0 = NowSeconds();
+  const int64_t idle_polls0 = poll_answers();
   std::this_thread::sleep_for(std::chrono::duration<double>(std::min(period, 10.0)));
   ProcStat idle1 = ReadProcStat(pid);
   double ti1 = NowSeconds();
+  const double idle_poll_rate = static_cast<double>(poll_answers() - idle_polls0) / (ti1 - ti0);
   const double idle_cores = (idle1.cpu_seconds - idle0.cpu_seconds) / (ti1 - ti0);
 
   // The load: each thread owns connections/threads keep-alive connections and
@@ -425,7 +740,7 @@ int main(int argc, char** argv) {
   // GET /healthz at the same rate over the same connections (the reference:
   // what the HTTP layer alone costs the broker at this rate).
   struct Window {
-    double seconds = 0, cores = 0, rate = 0, self_cores = 0, max_lag_ms = 0;
+    double seconds = 0, cores = 0, rate = 0, self_cores = 0, max_lag_ms = 0, poll_rate = 0, poll_count = 0;
     std::vector<double> lat_ms;
     size_t late = 0, errors = 0;
     std::string first_error;
@@ -479,12 +794,15 @@ int main(int argc, char** argv) {
     ProcStat s0 = ReadProcStat(pid);
     double self0 = SelfCpuSeconds();
     double w0 = NowSeconds();
+    const int64_t p0 = poll_answers();
     for (auto& t : ts) t.join();
     ProcStat s1 = ReadProcStat(pid);
     double self1 = SelfCpuSeconds();
     double w1 = NowSeconds();
+    const int64_t p1 = poll_answers();
     Window w;
     w.seconds = w1 - w0;
+    w.poll_rate = static_cast<double>(p1 - p0) / w.seconds;
     w.cores = (s1.cpu_seconds - s0.cpu_seconds) / w.seconds;
     w.self_cores = (self1 - self0) / w.seconds;
     for (auto& r : results) {
@@ -517,6 +835,7 @@ int main(int argc, char** argv) {
   double hb_cpu = 0, ref_cpu = 0, hb_self = 0;
   auto add = [](Window& into, Window& w) {
     into.seconds += w.seconds;
+    into.poll_count += w.poll_rate * w.seconds;
     into.lat_ms.insert(into.lat_ms.end(), w.lat_ms.begin(), w.lat_ms.end());
     into.late += w.late;
     into.errors += w.errors;
@@ -530,6 +849,7 @@ int main(int argc, char** argv) {
     hb_cpu += h.cores * h.seconds;
     hb_self += h.self_cores * h.seconds;
     std::printf("round %d: heartbeats %.3f cores at %.0f/s", r + 1, h.cores, h.rate);
+    if (polls) std::printf(" (+ %.0f long-poll answers/s)", h.poll_rate);
     if (!no_baseline) {
       ref_cores.push_back(b.cores);
       ref_cpu += b.cores * b.seconds;
@@ -546,6 +866,19 @@ int main(int argc, char** argv) {
   bench::Rss rss_after = ReadRssOf(pid);
   int64_t hwm = ReadVmHwmKb(pid);
   ProcStat final_stat = ReadProcStat(pid);
+  // The long-polls run on until here: stop them before the report.
+  int64_t poll_total = 0, poll_changed = 0, poll_errors = 0, poll_reconnects = 0;
+  std::string poll_first_error;
+  std::vector<double> overdue;
+  if (polls) {
+    polls->Stop();
+    poll_total = polls->answers();
+    poll_changed = polls->changed();
+    poll_errors = polls->errors();
+    poll_reconnects = polls->reconnects();
+    poll_first_error = polls->first_error();
+    overdue = polls->TakeOverdueMs();
+  }
 
   const double cores = hb_cpu / hb.seconds;
   const double rate = static_cast<double>(hb.lat_ms.size()) / hb.seconds;
@@ -568,12 +901,30 @@ int main(int argc, char** argv) {
     const double r50 = Pct(ref.lat_ms, 0.50), r99 = Pct(ref.lat_ms, 0.99);
     std::printf("reference latency: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", r50, r99, pmax(ref.lat_ms));
   }
+  const std::string idle_what =
+      polls ? "ticker + long-poll re-posts only: " + std::to_string(static_cast<long>(idle_poll_rate + 0.5)) +
+                  " answers/s, " + std::to_string(agents) + " parked"
+            : "ticker only";
   if (idle_cores > 0)
-    std::printf("broker CPU idle (ticker only, %zu hosts, %.0f s before the load): %.4f cores\n", agents, ti1 - ti0,
-                idle_cores);
+    std::printf("broker CPU idle (%s, %zu hosts, %.0f s before the load): %.4f cores%s\n", idle_what.c_str(), agents,
+                ti1 - ti0, idle_cores,
+                polls && idle_poll_rate > 0
+                    ? (" = " + std::to_string(static_cast<int>(idle_cores / idle_poll_rate * 1e6 + 0.5)) +
+                       " µs per long-poll answer + re-post")
+                          .c_str()
+                    : "");
   else
-    std::printf("broker CPU idle (ticker only, %zu hosts, %.0f s before the load): 0 (under one %ld Hz clock tick)\n",
-                agents, ti1 - ti0, sysconf(_SC_CLK_TCK));
+    std::printf("broker CPU idle (%s, %zu hosts, %.0f s before the load): 0 (under one %ld Hz clock tick)\n",
+                idle_what.c_str(), agents, ti1 - ti0, sysconf(_SC_CLK_TCK));
+  if (polls) {
+    const double o50 = Pct(overdue, 0.50), o99 = Pct(overdue, 0.99);
+    std::printf("long-polls: %" PRId64 " answers (%" PRId64 " changed), errors %" PRId64 ", reconnects %" PRId64
+                "%s%s%s; %.0f answers/s during the heartbeat windows; unchanged answers came after their timeout + "
+                "p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+                poll_total, poll_changed, poll_errors, poll_reconnects, poll_first_error.empty() ? "" : " (first: ",
+                poll_first_error.c_str(), poll_first_error.empty() ? "" : ")",
+                static_cast<double>(hb.poll_count) / hb.seconds, o50, o99, pmax(overdue));
+  }
   std::printf("heartbeats: %zu sent in %.1f s, errors %zu%s%s; latency p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", sent,
               hb.seconds, hb.errors, hb.first_error.empty() ? "" : " (first: ",
               hb.first_error.empty() ? "" : (hb.first_error + ")").c_str(), p50, p99, hmax);
@@ -584,6 +935,11 @@ int main(int argc, char** argv) {
               MiB(rss_empty.total_kb), agents, MiB(rss_logged_in.total_kb), MiB(rss_enrolled.total_kb),
               MiB(peak_rss_kb.load()), MiB(rss_after.total_kb), MiB(hwm),
               static_cast<double>(rss_after.total_kb - rss_empty.total_kb) / static_cast<double>(agents));
+  if (polls)
+    std::printf("broker memory with the long-polls: after %zu first heartbeats %.1f MiB; with %zu long-polls parked "
+                "%.1f MiB => %.2f KiB per parked long-poll connection\n",
+                agents, MiB(rss_first_beat.total_kb), agents, MiB(rss_parked.total_kb),
+                static_cast<double>(rss_parked.total_kb - rss_first_beat.total_kb) / static_cast<double>(agents));
   std::printf("broker RSS after the load: %s; %d threads\n", bench::FormatRss(rss_after).c_str(), final_stat.threads);
   std::printf("load generator CPU during the heartbeat windows (this process, same machine): %.3f cores\n",
               hb_self / hb.seconds);
@@ -595,7 +951,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n", l.c_str());
   }
 
-  const size_t errors = hb.errors + ref.errors;
+  const size_t errors = hb.errors + ref.errors + static_cast<size_t>(poll_errors);
   broker.Stop();
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);

@@ -4,6 +4,7 @@
 // commands keep the ledger, the withdrawal records and the watcher's cursor
 // consistent, each in one store transaction.
 #include <algorithm>
+#include <unordered_set>
 
 #include "broker/broker.h"
 
@@ -24,6 +25,7 @@ Result<int> Broker::CreditDeposits(const std::vector<Deposit>& deposits,
   UnixMs now = clock_->NowMs();
   store::ChangeSet cs;
   cs.meta = meta;
+  std::unordered_set<std::string> queued;
   for (const Deposit& d : deposits) {
     if (!IsHexAddress(d.from) || d.amount <= 0 || d.tx_hash.size() != 66)
       return Internal("deposit " + d.tx_hash + ":" + std::to_string(d.log_index) + " is malformed");
@@ -31,8 +33,7 @@ Result<int> Broker::CreditDeposits(const std::vector<Deposit>& deposits,
     // Exactly once: the cursor normally keeps a log from coming back; this
     // also covers a watcher that re-reads a range after a crash.
     GRID_ASSIGN_OR_RETURN(std::optional<ledger::Transfer> existing, store_->FindTransfer(id));
-    bool queued = std::any_of(cs.transfers.begin(), cs.transfers.end(), [&](const auto& t) { return t.id == id; });
-    if (existing || queued) continue;
+    if (existing || !queued.insert(id).second) continue;
     cs.transfers.push_back(ledger::Transfer{id, std::string(ledger::kTreasury), ledger::UserAccount(d.from), d.amount,
                                             ledger::TransferKind::kPosted, 0, now,
                                             "deposit (block " + std::to_string(d.block_number) + ")"});

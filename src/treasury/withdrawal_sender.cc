@@ -29,7 +29,7 @@ Result<WithdrawalPoll> WithdrawalSender::Poll() {
       if (!next_nonce) {
         GRID_ASSIGN_OR_RETURN(uint64_t pending, chain_.GetTransactionCount(sender_.address(), chain::BlockTag::kPending));
         next_nonce = pending;
-        for (const Withdrawal& o : broker_.OpenWithdrawals())
+        for (const Withdrawal& o : open)  // signing in this loop changes no other's nonce
           if (o.state != WithdrawalState::kRequested) next_nonce = std::max(*next_nonce, o.nonce + 1);
       }
       GRID_RETURN_IF_ERROR(Sign(w, (*next_nonce)++, out));

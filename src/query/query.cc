@@ -592,6 +592,18 @@ std::string FormatOrder(const Order& order) {
   return out;
 }
 
+int64_t DurationMillionths(int64_t end_date_ms, int64_t now_ms) {
+  if (end_date_ms == 0) return kUnlimitedDuration;
+  // ms * 1e6 / 86.4e6 = ms * 10 / 864, floored; 128-bit so nothing overflows.
+  __int128 num = static_cast<__int128>(end_date_ms) - now_ms;
+  num *= 10;
+  __int128 q = num / 864;
+  if (num % 864 != 0 && num < 0) --q;
+  if (q >= INT64_MAX) return INT64_MAX - 1;
+  if (q < INT64_MIN) return INT64_MIN;
+  return static_cast<int64_t>(q);
+}
+
 std::optional<Value> OfferRow::Get(FieldId field) const {
   switch (field) {
 #define GRID_QUERY_GET(e, n, t) \

@@ -199,9 +199,21 @@ struct OfferRow {
   GRID_QUERY_FIELDS(GRID_QUERY_MEMBER)
 #undef GRID_QUERY_MEMBER
 
+  // Not a field: the machine's end date in unix ms, 0 for none. `duration`
+  // is DurationMillionths(end_date_ms, now) at the time the row was made;
+  // the index (index.h) keeps the end date and derives duration per search.
+  int64_t end_date_ms = 0;
+
   // The field's value as a Value; nullopt when null.
   std::optional<Value> Get(FieldId field) const;
 };
+
+// `duration` in millionths of a day from now to the end date, rounded down
+// (negative once past it); kUnlimitedDuration when there is no end date
+// (end_date_ms 0), which compares above every value a query can hold.
+// Non-decreasing in end_date_ms.
+inline constexpr int64_t kUnlimitedDuration = INT64_MAX;
+int64_t DurationMillionths(int64_t end_date_ms, int64_t now_ms);
 
 // The reference semantics: whether the row satisfies every clause. A clause
 // on a null field never matches (not even != or notin).

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/clock.h"
+#include "market/offer_rows.h"
 
 namespace grid::api {
 
@@ -101,7 +102,43 @@ Status Fields::OnlyKnown(std::initializer_list<std::string_view> known) const {
   return Status::Ok();
 }
 
-Result<DecodedSpec> DecodeMachineSpec(std::string_view body) {
+namespace {
+
+// A spec value for a search field machines carry in `extra` (compute_cap,
+// cuda_vers, …) must have the field's type, or searches on it would quietly
+// never match the machine.
+Status CheckSearchFieldType(std::string_view key, const json::value& v) {
+  for (const market::ExtraSpecField& f : market::ExtraSpecFields()) {
+    if (f.name != key) continue;
+    switch (f.type) {
+      case query::FieldType::kInt:
+        if (!v.is_int64() || v.get_int64() > int64_t{1'000'000'000'000} || v.get_int64() < -int64_t{1'000'000'000'000})
+          return InvalidArgument(std::string(key) + ": expected an integer" +
+                                 (key == "compute_cap" ? " (900 for compute capability 9.0)" : ""));
+        return Status::Ok();
+      case query::FieldType::kNumber: {
+        bool ok = (v.is_int64() || v.is_double()) && std::isfinite(v.to_number<double>()) &&
+                  market::ToMillionths(v.to_number<double>()).has_value();
+        if (!ok) return InvalidArgument(std::string(key) + ": expected a number" +
+                                        (key == "cuda_vers" ? " (the highest CUDA version supported, such as 12.4)" : ""));
+        return Status::Ok();
+      }
+      case query::FieldType::kString:
+        if (!v.is_string()) return InvalidArgument(std::string(key) + ": expected a string");
+        return Status::Ok();
+      case query::FieldType::kBool:
+        if (!v.is_bool()) return InvalidArgument(std::string(key) + ": expected true or false");
+        return Status::Ok();
+      case query::FieldType::kMoney:
+        return InvalidArgument(std::string(key) + ": set by the broker, not by the spec");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<DecodedSpec> DecodeMachineSpec(std::string_view body, bool stored) {
   GRID_ASSIGN_OR_RETURN(json::object obj, ParseObject(body));
   Fields f(obj);
   DecodedSpec out;
@@ -124,18 +161,22 @@ Result<DecodedSpec> DecodeMachineSpec(std::string_view body) {
   static constexpr std::string_view kCore[] = {"gpu_name", "num_gpus", "gpu_ram", "cpu_cores", "cpu_ram",
                                                "disk_space", "inet_up", "inet_down", "geolocation",
                                                "datacenter", "simulated"};
-  // Fields the broker derives; a provider cannot set them.
-  static constexpr std::string_view kDerived[] = {"id", "machine_id", "verified", "reliability", "rentable",
-                                                  "rented", "dph_total", "dph", "host_id"};
+  // Fields the broker derives (ids, prices, availability, …); a provider
+  // cannot set them. A stored spec is read back as it was accepted then.
+  static constexpr std::string_view kDerivedBefore[] = {"id", "machine_id", "verified", "reliability", "rentable",
+                                                        "rented", "dph_total", "dph", "host_id"};
   for (const auto& kv : obj) {
     std::string_view k = kv.key();
     bool core = false;
     for (auto c : kCore) core = core || c == k;
     if (core) continue;
-    for (auto d : kDerived)
-      if (d == k) return InvalidArgument(std::string(k) + ": set by the broker, not by the spec");
+    bool derived = false;
+    for (auto d : kDerivedBefore) derived = derived || d == k;
+    if (derived || (!stored && market::IsDerivedOfferField(k)))
+      return InvalidArgument(std::string(k) + ": set by the broker, not by the spec");
     if (k.empty() || k.size() > 64) return InvalidArgument("spec: field names are 1 to 64 characters");
     const json::value& v = kv.value();
+    if (!stored) GRID_RETURN_IF_ERROR(CheckSearchFieldType(k, v));
     if (v.is_bool()) s.extra[std::string(k)] = v.get_bool();
     else if (v.is_int64()) s.extra[std::string(k)] = v.get_int64();
     else if (v.is_double() && std::isfinite(v.get_double())) s.extra[std::string(k)] = v.get_double();

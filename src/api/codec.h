@@ -48,11 +48,17 @@ class Fields {
 
 // A machine spec file / body: keys are search-language field names. Unknown
 // scalar keys are kept in spec.extra; the canonical JSON is returned too.
+// Search fields machines carry only in `extra` (market::ExtraSpecFields():
+// compute_cap, cuda_vers, gpu_arch, …) must have their query type
+// ("compute_cap: expected an integer …"), and fields the broker derives
+// (dph_total, reliability, gpu_total_ram, …) are refused. `stored`: a spec
+// read back from the store, accepted under older rules; those two checks
+// are skipped (a value of the wrong type is null in search).
 struct DecodedSpec {
   market::MachineSpec spec;
   std::string canonical_json;
 };
-Result<DecodedSpec> DecodeMachineSpec(std::string_view body);
+Result<DecodedSpec> DecodeMachineSpec(std::string_view body, bool stored = false);
 
 json::object EncodeSpec(const market::MachineSpec& spec);
 json::object EncodeMachine(const market::Machine& m, int free_gpus);

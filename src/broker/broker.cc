@@ -73,7 +73,7 @@ Status Broker::LoadState() {
   for (auto& m : snap.machines) {
     // The stored canonical JSON is the source of the full spec (extras too).
     if (!m.spec_json.empty()) {
-      auto decoded = api::DecodeMachineSpec(m.spec_json);
+      auto decoded = api::DecodeMachineSpec(m.spec_json, /*stored=*/true);
       if (!decoded.ok()) return Internal("machine " + std::to_string(m.id) + ": stored spec unreadable: " +
                                          decoded.status().message());
       m.spec = std::move(decoded->spec);

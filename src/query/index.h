@@ -106,8 +106,8 @@ class OfferIndex {
   void SetMachine(int64_t machine_id, std::span<const OfferRow> rows);
   void RemoveMachine(int64_t machine_id);
 
-  // The offer with this id, if indexed.
-  std::optional<OfferRow> Get(int64_t offer_id) const;
+  // The offer with this id, if indexed (duration as of now_ms).
+  std::optional<OfferRow> Get(int64_t offer_id, int64_t now_ms) const;
 
   size_t size() const;  // live offers
   // Bytes held by the index (columns, bitmaps, dictionaries, posting lists,

@@ -595,9 +595,9 @@ std::string FormatOrder(const Order& order) {
 int64_t DurationMillionths(int64_t end_date_ms, int64_t now_ms) {
   if (end_date_ms == 0) return kUnlimitedDuration;
   // ms * 1e6 / 86.4e6 = ms * 10 / 864, floored; 128-bit so nothing overflows.
-  __int128 num = static_cast<__int128>(end_date_ms) - now_ms;
+  Int128 num = static_cast<Int128>(end_date_ms) - now_ms;
   num *= 10;
-  __int128 q = num / 864;
+  Int128 q = num / 864;
   if (num % 864 != 0 && num < 0) --q;
   if (q >= INT64_MAX) return INT64_MAX - 1;
   if (q < INT64_MIN) return INT64_MIN;

@@ -1,0 +1,893 @@
+#include "query/index.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <numeric>
+#include <unordered_map>
+
+namespace grid::query {
+namespace {
+
+__extension__ typedef unsigned __int128 U128;  // quiet under -Wpedantic
+
+using Words = std::vector<uint64_t>;
+
+size_t WordsFor(size_t bits) { return (bits + 63) / 64; }
+bool TestBit(const Words& b, size_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
+void PutBit(Words& b, size_t i, bool v) {
+  uint64_t m = uint64_t{1} << (i & 63);
+  if (v) b[i >> 6] |= m;
+  else b[i >> 6] &= ~m;
+}
+int64_t PopCount(const Words& b) {
+  int64_t n = 0;
+  for (uint64_t w : b) n += std::popcount(w);
+  return n;
+}
+
+std::string FoldAscii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// An inclusive range of int64 values a numeric clause accepts.
+struct Range {
+  int64_t lo, hi;
+};
+
+// The accepted values of a numeric clause as sorted, disjoint, inclusive
+// ranges; exact (no floats), empty when nothing can match.
+std::vector<Range> RangesOf(const Clause& c) {
+  constexpr int64_t kMin = INT64_MIN, kMax = INT64_MAX;
+  std::vector<int64_t> vals;
+  bool other_kinds = false;
+  for (const Value& v : c.values) {
+    if (const auto* x = std::get_if<int64_t>(&v)) vals.push_back(*x);
+    else other_kinds = true;
+  }
+  std::sort(vals.begin(), vals.end());
+  vals.erase(std::unique(vals.begin(), vals.end()), vals.end());
+  std::vector<Range> out;
+  auto complement_of_points = [&] {
+    int64_t lo = kMin;
+    bool open = true;
+    for (int64_t x : vals) {
+      if (x > lo) out.push_back({lo, x - 1});
+      if (x == kMax) {
+        open = false;
+        break;
+      }
+      lo = x + 1;
+    }
+    if (open) out.push_back({lo, kMax});
+  };
+  bool single = c.values.size() == 1 && !other_kinds;
+  switch (c.op) {
+    case Op::kIn:
+      for (int64_t x : vals) out.push_back({x, x});
+      break;
+    case Op::kNotIn:
+      // A value of another kind in the list makes notin false for every row
+      // (MatchesClause: all_of(SameKind && !=)).
+      if (other_kinds) break;
+      complement_of_points();
+      break;
+    default: {
+      if (!single) break;
+      int64_t x = vals[0];
+      switch (c.op) {
+        case Op::kEq: out.push_back({x, x}); break;
+        case Op::kNe: complement_of_points(); break;
+        case Op::kLt: if (x != kMin) out.push_back({kMin, x - 1}); break;
+        case Op::kLe: out.push_back({kMin, x}); break;
+        case Op::kGt: if (x != kMax) out.push_back({x + 1, kMax}); break;
+        case Op::kGe: out.push_back({x, kMax}); break;
+        default: break;
+      }
+    }
+  }
+  return out;
+}
+
+// Duration is stored as the end date (INT64_MAX for none) and derived at
+// search time. f(e) is non-decreasing, so a range of durations is a range
+// of end dates.
+int64_t DurationOfKey(int64_t end_key, int64_t now_ms) {
+  return end_key == INT64_MAX ? kUnlimitedDuration : DurationMillionths(end_key, now_ms);
+}
+// The least end key e with DurationOfKey(e) >= x; nullopt when none.
+std::optional<int64_t> FirstKeyAtLeast(int64_t x, int64_t now_ms) {
+  if (DurationOfKey(INT64_MAX, now_ms) < x) return std::nullopt;
+  int64_t lo = INT64_MIN, hi = INT64_MAX;  // f(lo) < x <= f(hi)
+  if (DurationOfKey(lo, now_ms) >= x) return lo;
+  while (static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) > 1) {
+    int64_t mid = lo + static_cast<int64_t>((static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo)) / 2);
+    if (DurationOfKey(mid, now_ms) >= x) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+std::vector<Range> DurationRangesToKeys(const std::vector<Range>& ranges, int64_t now_ms) {
+  std::vector<Range> out;
+  for (const Range& r : ranges) {
+    std::optional<int64_t> lo = FirstKeyAtLeast(r.lo, now_ms);
+    if (!lo) continue;
+    int64_t hi = INT64_MAX;
+    if (r.hi != INT64_MAX) {
+      std::optional<int64_t> next = FirstKeyAtLeast(r.hi + 1, now_ms);
+      if (next) {
+        if (*next == INT64_MIN) continue;
+        hi = *next - 1;
+      }
+    }
+    if (*lo <= hi) out.push_back({*lo, hi});
+  }
+  return out;
+}
+
+// A small open-addressing map int64 -> uint32 (offer id -> slot): 12 bytes
+// an entry at a load factor of at most 1/2, where std::unordered_map costs
+// about 40.
+class IdMap {
+ public:
+  std::optional<uint32_t> Find(int64_t key) const {
+    if (keys_.empty()) return std::nullopt;
+    for (size_t i = Home(key);; i = (i + 1) & mask_) {
+      if (!used_[i]) return std::nullopt;
+      if (keys_[i] == key) return vals_[i];
+    }
+  }
+  void Put(int64_t key, uint32_t val) {
+    if ((size_ + 1) * 2 > keys_.size()) Grow();
+    for (size_t i = Home(key);; i = (i + 1) & mask_) {
+      if (!used_[i]) {
+        used_[i] = 1;
+        keys_[i] = key;
+        vals_[i] = val;
+        ++size_;
+        return;
+      }
+      if (keys_[i] == key) {
+        vals_[i] = val;
+        return;
+      }
+    }
+  }
+  void Erase(int64_t key) {
+    if (keys_.empty()) return;
+    size_t i = Home(key);
+    for (;; i = (i + 1) & mask_) {
+      if (!used_[i]) return;
+      if (keys_[i] == key) break;
+    }
+    // Backward-shift deletion keeps every probe chain unbroken.
+    used_[i] = 0;
+    --size_;
+    for (size_t j = (i + 1) & mask_; used_[j]; j = (j + 1) & mask_) {
+      size_t h = Home(keys_[j]);
+      bool movable = (j > i) ? (h <= i || h > j) : (h <= i && h > j);
+      if (movable) {
+        keys_[i] = keys_[j];
+        vals_[i] = vals_[j];
+        used_[i] = 1;
+        used_[j] = 0;
+        i = j;
+      }
+    }
+  }
+  void Clear() { *this = IdMap(); }
+  void Reserve(size_t n) {
+    while (keys_.size() < n * 2) Grow();
+  }
+  size_t size() const { return size_; }
+  size_t Bytes() const { return keys_.capacity() * 8 + vals_.capacity() * 4 + used_.capacity(); }
+
+ private:
+  size_t Home(int64_t key) const {
+    uint64_t h = static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ull;
+    return static_cast<size_t>(h >> 20) & mask_;
+  }
+  void Grow() {
+    size_t cap = keys_.empty() ? 16 : keys_.size() * 2;
+    std::vector<int64_t> keys = std::move(keys_);
+    std::vector<uint32_t> vals = std::move(vals_);
+    std::vector<uint8_t> used = std::move(used_);
+    keys_.assign(cap, 0);
+    vals_.assign(cap, 0);
+    used_.assign(cap, 0);
+    mask_ = cap - 1;
+    size_ = 0;
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (used[i]) Put(keys[i], vals[i]);
+  }
+  std::vector<int64_t> keys_;
+  std::vector<uint32_t> vals_;
+  std::vector<uint8_t> used_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+}  // namespace
+
+struct OfferIndex::Impl {
+  // One column per field. Which members are used depends on the type.
+  struct Column {
+    FieldType type = FieldType::kInt;
+    std::vector<int64_t> num;   // kInt, kNumber, kMoney (duration: end key)
+    Words nonnull;              // every type
+    Words bits;                 // kBool: the value
+    std::vector<uint32_t> code; // kString: 0 = null, else 1 + dictionary index
+    // kString dictionary: exact strings (case kept, so rows come back as
+    // given), their folded forms, folded -> codes, and each code's slots.
+    std::vector<std::string> dict{""};
+    std::vector<std::string> folded{""};
+    std::unordered_map<std::string, std::vector<uint32_t>> by_folded;
+    std::unordered_map<std::string, uint32_t> by_exact;
+    std::vector<std::vector<uint32_t>> postings{{}};
+  };
+
+  std::vector<Column> cols;
+  size_t n = 0;  // slots in use (live or free)
+  Words live;
+  std::vector<uint32_t> free_slots;
+  IdMap id_slot;
+  std::unordered_map<int64_t, std::vector<uint32_t>> machine_slots;
+  // Slots sorted by (dph_total nulls last, id) as of the last sort; slots
+  // written since are in `dirty` and handled beside it.
+  std::vector<uint32_t> perm;
+  Words dirty;
+  std::vector<uint32_t> dirty_list;
+
+  Impl() {
+    cols.resize(kFieldCount);
+    for (const FieldInfo& f : Fields()) cols[static_cast<size_t>(f.id)].type = f.type;
+  }
+
+  Column& Col(FieldId f) { return cols[static_cast<size_t>(f)]; }
+  const Column& Col(FieldId f) const { return cols[static_cast<size_t>(f)]; }
+  size_t words() const { return WordsFor(n); }
+
+  // --- growing and writing slots
+
+  uint32_t NewSlot() {
+    if (!free_slots.empty()) {
+      uint32_t s = free_slots.back();
+      free_slots.pop_back();
+      return s;
+    }
+    uint32_t s = static_cast<uint32_t>(n++);
+    size_t w = words();
+    if (live.size() < w) {
+      live.resize(w);
+      dirty.resize(w);
+      for (Column& c : cols) {
+        c.nonnull.resize(w);
+        if (c.type == FieldType::kBool) c.bits.resize(w);
+      }
+    }
+    for (Column& c : cols) {
+      if (c.type == FieldType::kString) c.code.push_back(0);
+      else if (c.type != FieldType::kBool) c.num.push_back(0);
+    }
+    return s;
+  }
+
+  uint32_t CodeFor(Column& c, const std::string& s) {
+    auto it = c.by_exact.find(s);
+    if (it != c.by_exact.end()) return it->second;
+    uint32_t code = static_cast<uint32_t>(c.dict.size());
+    c.dict.push_back(s);
+    c.folded.push_back(FoldAscii(s));
+    c.postings.emplace_back();
+    c.by_exact.emplace(s, code);
+    c.by_folded[c.folded.back()].push_back(code);
+    return code;
+  }
+
+  // Build appends slots in increasing order, so postings stay sorted with a
+  // push_back; a live update inserts in place.
+  void SetCode(Column& c, uint32_t s, uint32_t code, bool appending) {
+    uint32_t old = c.code[s];
+    if (old == code) return;
+    if (old != 0) {
+      auto& p = c.postings[old];
+      auto it = std::lower_bound(p.begin(), p.end(), s);
+      if (it != p.end() && *it == s) p.erase(it);
+    }
+    c.code[s] = code;
+    if (code != 0) {
+      auto& p = c.postings[code];
+      if (appending || p.empty() || p.back() < s) p.push_back(s);
+      else p.insert(std::lower_bound(p.begin(), p.end(), s), s);
+    }
+  }
+
+  void WriteNum(FieldId f, uint32_t s, const std::optional<int64_t>& v) {
+    Column& c = Col(f);
+    PutBit(c.nonnull, s, v.has_value());
+    c.num[s] = v.value_or(0);
+  }
+  void WriteBool(FieldId f, uint32_t s, const std::optional<bool>& v) {
+    Column& c = Col(f);
+    PutBit(c.nonnull, s, v.has_value());
+    PutBit(c.bits, s, v.value_or(false));
+  }
+  void WriteStr(FieldId f, uint32_t s, const std::optional<std::string>& v, bool appending) {
+    Column& c = Col(f);
+    PutBit(c.nonnull, s, v.has_value());
+    SetCode(c, s, v ? CodeFor(c, *v) : 0, appending);
+  }
+
+  void WriteRow(uint32_t s, const OfferRow& r, bool appending) {
+#define GRID_W_kInt(e, n) WriteNum(FieldId::e, s, r.n);
+#define GRID_W_kNumber(e, n) WriteNum(FieldId::e, s, r.n);
+#define GRID_W_kMoney(e, n) WriteNum(FieldId::e, s, r.n);
+#define GRID_W_kBool(e, n) WriteBool(FieldId::e, s, r.n);
+#define GRID_W_kString(e, n) WriteStr(FieldId::e, s, r.n, appending);
+#define GRID_W(e, n, t) GRID_W_##t(e, n)
+    GRID_QUERY_FIELDS(GRID_W)
+#undef GRID_W
+#undef GRID_W_kInt
+#undef GRID_W_kNumber
+#undef GRID_W_kMoney
+#undef GRID_W_kBool
+#undef GRID_W_kString
+    // Duration: the end date as a key, nullness from the row.
+    Column& d = Col(FieldId::kDuration);
+    d.num[s] = r.end_date_ms == 0 ? INT64_MAX : r.end_date_ms;
+    PutBit(live, s, true);
+  }
+
+  void ClearSlot(uint32_t s) {
+    for (Column& c : cols) {
+      PutBit(c.nonnull, s, false);
+      if (c.type == FieldType::kString) SetCode(c, s, 0, false);
+      else if (c.type == FieldType::kBool) PutBit(c.bits, s, false);
+    }
+    PutBit(live, s, false);
+  }
+
+  // --- reading
+
+  OfferRow ReadRow(uint32_t s, int64_t now_ms) const {
+    OfferRow r;
+    auto num = [&](FieldId f) -> std::optional<int64_t> {
+      const Column& c = Col(f);
+      if (!TestBit(c.nonnull, s)) return std::nullopt;
+      return c.num[s];
+    };
+    auto boolean = [&](FieldId f) -> std::optional<bool> {
+      const Column& c = Col(f);
+      if (!TestBit(c.nonnull, s)) return std::nullopt;
+      return TestBit(c.bits, s);
+    };
+    auto str = [&](FieldId f) -> std::optional<std::string> {
+      const Column& c = Col(f);
+      if (c.code[s] == 0) return std::nullopt;
+      return c.dict[c.code[s]];
+    };
+#define GRID_R_kInt(e, n) r.n = num(FieldId::e);
+#define GRID_R_kNumber(e, n) r.n = num(FieldId::e);
+#define GRID_R_kMoney(e, n) r.n = num(FieldId::e);
+#define GRID_R_kBool(e, n) r.n = boolean(FieldId::e);
+#define GRID_R_kString(e, n) r.n = str(FieldId::e);
+#define GRID_R(e, n, t) GRID_R_##t(e, n)
+    GRID_QUERY_FIELDS(GRID_R)
+#undef GRID_R
+#undef GRID_R_kInt
+#undef GRID_R_kNumber
+#undef GRID_R_kMoney
+#undef GRID_R_kBool
+#undef GRID_R_kString
+    int64_t end_key = Col(FieldId::kDuration).num[s];
+    r.end_date_ms = end_key == INT64_MAX ? 0 : end_key;
+    if (r.duration) r.duration = DurationOfKey(end_key, now_ms);
+    return r;
+  }
+
+  int64_t IdOf(uint32_t s) const { return Col(FieldId::kId).num[s]; }
+
+  // --- the default-order permutation
+
+  bool PermLess(uint32_t a, uint32_t b) const {
+    const Column& c = Col(FieldId::kDphTotal);
+    bool na = !TestBit(c.nonnull, a), nb = !TestBit(c.nonnull, b);
+    if (na != nb) return nb;
+    if (!na && c.num[a] != c.num[b]) return c.num[a] < c.num[b];
+    return IdOf(a) < IdOf(b);
+  }
+  void SortPerm() {
+    perm.clear();
+    perm.reserve(n);
+    for (uint32_t s = 0; s < n; ++s)
+      if (TestBit(live, s)) perm.push_back(s);
+    std::sort(perm.begin(), perm.end(), [&](uint32_t a, uint32_t b) { return PermLess(a, b); });
+    std::fill(dirty.begin(), dirty.end(), 0);
+    dirty_list.clear();
+  }
+  void MarkDirty(uint32_t s) {
+    if (TestBit(dirty, s)) return;
+    PutBit(dirty, s, true);
+    dirty_list.push_back(s);
+    if (dirty_list.size() > 1024 + n / 64) SortPerm();
+  }
+
+  // --- evaluating clauses
+
+  // out[w] = the clause's matches in word w, for every word where
+  // active[w] != 0 (others are left 0). active == nullptr: all words.
+  void Eval(const Clause& c, int64_t now_ms, const uint64_t* active, Words& out) const {
+    const size_t nw = words();
+    out.assign(nw, 0);
+    const Column& col = Col(c.field);
+    switch (col.type) {
+      case FieldType::kBool: {
+        bool want_true = false, want_false = false;
+        auto has = [&](bool b) {
+          for (const Value& v : c.values)
+            if (const bool* x = std::get_if<bool>(&v); x && *x == b) return true;
+          return false;
+        };
+        bool all_bool = std::all_of(c.values.begin(), c.values.end(),
+                                    [](const Value& v) { return std::holds_alternative<bool>(v); });
+        switch (c.op) {
+          case Op::kEq:
+          case Op::kIn:
+            want_true = has(true);
+            want_false = has(false);
+            if (c.op == Op::kEq && c.values.size() != 1) want_true = want_false = false;
+            break;
+          case Op::kNe:
+          case Op::kNotIn:
+            if (!all_bool || (c.op == Op::kNe && c.values.size() != 1)) break;
+            want_true = !has(true);
+            want_false = !has(false);
+            break;
+          default:
+            break;  // < > on booleans never match (the parser refuses them)
+        }
+        for (size_t w = 0; w < nw; ++w) {
+          if (active && !active[w]) continue;
+          uint64_t m = 0;
+          if (want_true) m |= col.bits[w];
+          if (want_false) m |= ~col.bits[w];
+          out[w] = m & col.nonnull[w];
+        }
+        return;
+      }
+      case FieldType::kString: {
+        bool positive = c.op == Op::kEq || c.op == Op::kIn;
+        bool negative = c.op == Op::kNe || c.op == Op::kNotIn;
+        if (!positive && !negative) return;
+        if ((c.op == Op::kEq || c.op == Op::kNe) && c.values.size() != 1) return;
+        bool all_str = std::all_of(c.values.begin(), c.values.end(),
+                                   [](const Value& v) { return std::holds_alternative<std::string>(v); });
+        if (negative && !all_str) return;
+        for (const Value& v : c.values) {
+          const auto* sv = std::get_if<std::string>(&v);
+          if (!sv) continue;
+          auto it = col.by_folded.find(FoldAscii(*sv));
+          if (it == col.by_folded.end()) continue;
+          for (uint32_t code : it->second)
+            for (uint32_t s : col.postings[code]) out[s >> 6] |= uint64_t{1} << (s & 63);
+        }
+        if (negative)
+          for (size_t w = 0; w < nw; ++w) out[w] = col.nonnull[w] & ~out[w];
+        if (active)
+          for (size_t w = 0; w < nw; ++w) out[w] &= active[w] ? ~uint64_t{0} : 0;
+        return;
+      }
+      default:
+        break;
+    }
+    std::vector<Range> ranges = RangesOf(c);
+    if (c.field == FieldId::kDuration) ranges = DurationRangesToKeys(ranges, now_ms);
+    if (ranges.empty()) return;
+    const int64_t* v = col.num.data();
+    for (size_t w = 0; w < nw; ++w) {
+      if (active && !active[w]) continue;
+      uint64_t nn = col.nonnull[w];
+      if (!nn) continue;
+      const size_t base = w * 64;
+      const size_t cnt = std::min<size_t>(64, n - base);
+      uint64_t m = 0;
+      if (ranges.size() == 1) {
+        const uint64_t lo = static_cast<uint64_t>(ranges[0].lo);
+        const uint64_t span = static_cast<uint64_t>(ranges[0].hi) - lo;
+        for (size_t j = 0; j < cnt; ++j) m |= uint64_t{static_cast<uint64_t>(v[base + j]) - lo <= span} << j;
+      } else {
+        for (const Range& r : ranges) {
+          const uint64_t lo = static_cast<uint64_t>(r.lo);
+          const uint64_t span = static_cast<uint64_t>(r.hi) - lo;
+          for (size_t j = 0; j < cnt; ++j) m |= uint64_t{static_cast<uint64_t>(v[base + j]) - lo <= span} << j;
+        }
+      }
+      out[w] = m & nn;
+    }
+  }
+
+  // Cheapest first: strings (their matches), booleans (a word op), numbers
+  // (a scan of the words still alive). Stable within a class.
+  static int CostClass(FieldType t, Op op) {
+    if (t == FieldType::kString) return (op == Op::kEq || op == Op::kIn) ? 0 : 2;
+    if (t == FieldType::kBool) return 1;
+    return 3;
+  }
+
+  // --- ordering
+
+  struct Key {
+    FieldId field;
+    bool desc;
+    std::vector<uint32_t> rank;  // strings: code -> rank of its folded form
+  };
+
+  std::vector<Key> KeysOf(const Order& order) const {
+    std::vector<Key> keys;
+    for (const SortKey& k : order.keys) {
+      Key key{k.field, k.descending, {}};
+      const Column& c = Col(k.field);
+      if (c.type == FieldType::kString) {
+        std::vector<uint32_t> codes(c.dict.size());
+        std::iota(codes.begin(), codes.end(), 0u);
+        std::sort(codes.begin(), codes.end(), [&](uint32_t a, uint32_t b) { return c.folded[a] < c.folded[b]; });
+        key.rank.assign(c.dict.size(), 0);
+        uint32_t r = 0;
+        for (size_t i = 0; i < codes.size(); ++i) {
+          if (i > 0 && c.folded[codes[i]] != c.folded[codes[i - 1]]) ++r;
+          key.rank[codes[i]] = r;
+        }
+      }
+      keys.push_back(std::move(key));
+    }
+    return keys;
+  }
+
+  // The key of slot s as an unsigned 128-bit number that sorts as the order
+  // wants: nulls above everything (last, whichever the direction).
+  U128 KeyOf(const Key& k, uint32_t s, int64_t now_ms) const {
+    const Column& c = Col(k.field);
+    if (!TestBit(c.nonnull, s)) return static_cast<U128>(1) << 64;
+    uint64_t u;
+    switch (c.type) {
+      case FieldType::kBool: u = TestBit(c.bits, s) ? 1 : 0; break;
+      case FieldType::kString: u = k.rank[c.code[s]]; break;
+      default: {
+        int64_t v = c.num[s];
+        if (k.field == FieldId::kDuration) v = DurationOfKey(v, now_ms);
+        u = static_cast<uint64_t>(v) ^ (uint64_t{1} << 63);
+      }
+    }
+    if (k.desc) u = ~u;
+    return u;
+  }
+
+  struct Cand {
+    U128 k1;
+    int64_t id;
+    uint32_t slot;
+  };
+
+  // a before b in the order (keys, then id ascending).
+  bool Before(const std::vector<Key>& keys, const Cand& a, const Cand& b, int64_t now_ms) const {
+    if (a.k1 != b.k1) return a.k1 < b.k1;
+    for (size_t i = 1; i < keys.size(); ++i) {
+      U128 x = KeyOf(keys[i], a.slot, now_ms), y = KeyOf(keys[i], b.slot, now_ms);
+      if (x != y) return x < y;
+    }
+    return a.id < b.id;
+  }
+
+  Cand MakeCand(const std::vector<Key>& keys, uint32_t s, int64_t now_ms) const {
+    return Cand{keys.empty() ? 0 : KeyOf(keys[0], s, now_ms), IdOf(s), s};
+  }
+
+  static bool IsDefaultOrder(const Order& o) {
+    return o.keys.size() == 1 && o.keys[0].field == FieldId::kDphTotal && !o.keys[0].descending;
+  }
+
+  // The first `limit` set slots of `match` in the order.
+  std::vector<uint32_t> TopK(const Words& match, int64_t total, const Order& order, int64_t now_ms,
+                             size_t limit) const {
+    std::vector<uint32_t> out;
+    if (limit == 0 || total == 0) return out;
+    std::vector<Key> keys = KeysOf(order);
+    auto before = [&](const Cand& a, const Cand& b) { return Before(keys, a, b, now_ms); };
+    std::vector<Cand> cands;
+    // Dense results in the default order: walk the sorted permutation, which
+    // finds `limit` matches after about limit * n / total steps.
+    if (IsDefaultOrder(order) && static_cast<uint64_t>(total) * 64 >= id_slot.size()) {
+      for (uint32_t s : perm) {
+        if (TestBit(dirty, s) || !TestBit(match, s)) continue;
+        cands.push_back(MakeCand(keys, s, now_ms));
+        if (cands.size() == limit) break;
+      }
+      for (uint32_t s : dirty_list)
+        if (TestBit(match, s)) cands.push_back(MakeCand(keys, s, now_ms));
+      std::sort(cands.begin(), cands.end(), before);
+      if (cands.size() > limit) cands.resize(limit);
+    } else {
+      // A bounded max-heap: the worst kept candidate on top, so most rows
+      // are turned away by one 128-bit comparison.
+      cands.reserve(std::min<size_t>(limit, static_cast<size_t>(total)) + 1);
+      for (size_t w = 0; w < match.size(); ++w) {
+        for (uint64_t x = match[w]; x; x &= x - 1) {
+          uint32_t s = static_cast<uint32_t>(w * 64 + static_cast<size_t>(std::countr_zero(x)));
+          if (cands.size() < limit) {
+            cands.push_back(MakeCand(keys, s, now_ms));
+            std::push_heap(cands.begin(), cands.end(), before);
+            continue;
+          }
+          const Cand& top = cands.front();
+          U128 k1 = keys.empty() ? 0 : KeyOf(keys[0], s, now_ms);
+          if (k1 > top.k1) continue;
+          Cand c{k1, IdOf(s), s};
+          if (!before(c, top)) continue;
+          std::pop_heap(cands.begin(), cands.end(), before);
+          cands.back() = c;
+          std::push_heap(cands.begin(), cands.end(), before);
+        }
+      }
+      std::sort_heap(cands.begin(), cands.end(), before);
+    }
+    out.reserve(cands.size());
+    for (const Cand& c : cands) out.push_back(c.slot);
+    return out;
+  }
+
+  // --- explain
+
+  Explain MakeExplain(const Query& q, const Order& order, int64_t now_ms, const SearchOptions& options,
+                      int64_t total) const {
+    Explain ex;
+    ex.offers = static_cast<int64_t>(id_slot.size());
+    const size_t nw = words();
+    // at_least_one / at_least_two: offers failing >= 1 / >= 2 clauses.
+    Words one(nw, 0), two(nw, 0), m;
+    for (size_t i = 0; i < q.clauses.size(); ++i) {
+      const Clause& c = q.clauses[i];
+      Eval(c, now_ms, live.data(), m);
+      int64_t fails = 0;
+      for (size_t w = 0; w < nw; ++w) {
+        uint64_t f = live[w] & ~m[w];
+        fails += std::popcount(f);
+        two[w] |= one[w] & f;
+        one[w] |= f;
+      }
+      ex.clauses.push_back(ClauseExplain{c, i >= options.defaults_from, fails, 0});
+    }
+    // Offers failing exactly one clause; count them per clause (second pass).
+    Words only(nw);
+    for (size_t w = 0; w < nw; ++w) only[w] = one[w] & ~two[w];
+    std::vector<size_t> culprits;
+    for (size_t i = 0; i < q.clauses.size(); ++i) {
+      Eval(q.clauses[i], now_ms, only.data(), m);
+      Words sole(nw);
+      int64_t count = 0;
+      for (size_t w = 0; w < nw; ++w) {
+        sole[w] = only[w] & ~m[w];
+        count += std::popcount(sole[w]);
+      }
+      ex.clauses[i].sole = count;
+      if (total == 0 && count > 0) {
+        std::vector<uint32_t> best = TopK(sole, count, order, now_ms, 1);
+        if (!best.empty()) ex.near_misses.push_back(NearMiss{i, ReadRow(best[0], now_ms)});
+        culprits.push_back(i);
+      }
+    }
+    ex.summary = Summarize(q, order, ex, total, now_ms);
+    return ex;
+  }
+
+  static std::string Describe(const OfferRow& r) {
+    std::string s = "offer " + std::to_string(r.id.value_or(0)) + ": ";
+    s += std::to_string(r.num_gpus.value_or(0)) + "x " + r.gpu_name.value_or("?");
+    if (r.dph_total) s += " at $" + FormatMoney(*r.dph_total) + "/h";
+    s += " on machine " + std::to_string(r.machine_id.value_or(0));
+    return s;
+  }
+
+  std::string Summarize(const Query& q, const Order& order, const Explain& ex, int64_t total, int64_t now_ms) const {
+    (void)now_ms;
+    if (ex.offers == 0) return "The market has no offers.";
+    if (total > 0)
+      return std::to_string(total) + (total == 1 ? " offer matches" : " offers match") + " out of " +
+             std::to_string(ex.offers) + ".";
+    if (q.clauses.empty()) return "No offer matches.";
+    std::string s = "No offer matches.";
+    if (!ex.near_misses.empty()) {
+      bool cheapest = IsDefaultOrder(order);
+      for (const NearMiss& nm : ex.near_misses) {
+        const Clause& c = ex.clauses[nm.clause].clause;
+        s += " Without " + FormatClause(c) + (ex.clauses[nm.clause].is_default ? " (a default)" : "") + ", " +
+             std::to_string(ex.clauses[nm.clause].sole) + (ex.clauses[nm.clause].sole == 1 ? " offer" : " offers") +
+             " would match; the " + (cheapest ? "cheapest" : "first in your order") + " is " + Describe(nm.row);
+        std::optional<Value> v = nm.row.Get(c.field);
+        s += " (it has " + (v ? FormatClause(Clause{c.field, Op::kEq, {*v}}) : std::string(Info(c.field).name) + " null") +
+             ").";
+      }
+      return s;
+    }
+    // No single clause is to blame: say where the clauses, in the order
+    // written, first leave nothing.
+    const size_t nw = words();
+    Words acc = live, m;
+    int64_t before = ex.offers;
+    for (size_t i = 0; i < q.clauses.size(); ++i) {
+      Eval(q.clauses[i], now_ms, acc.data(), m);
+      for (size_t w = 0; w < nw; ++w) acc[w] &= m[w];
+      int64_t left = PopCount(acc);
+      if (left == 0) {
+        s += " No single clause is to blame: relaxing any one still leaves none. In the order written, " +
+             std::to_string(before) + (before == 1 ? " offer satisfies" : " offers satisfy") + " the clauses before " +
+             FormatClause(q.clauses[i]) + (ex.clauses[i].is_default ? " (a default)" : "") + ", which excludes " +
+             (before == 1 ? "it." : "them all.");
+        return s;
+      }
+      before = left;
+    }
+    return s;
+  }
+};
+
+OfferIndex::OfferIndex() : impl_(std::make_unique<Impl>()) {}
+OfferIndex::~OfferIndex() = default;
+OfferIndex::OfferIndex(OfferIndex&&) noexcept = default;
+OfferIndex& OfferIndex::operator=(OfferIndex&&) noexcept = default;
+
+void OfferIndex::Build(std::vector<OfferRow> rows) {
+  impl_ = std::make_unique<Impl>();
+  Impl& m = *impl_;
+  // Cluster: rows of one GPU model and count sit together, so the common
+  // clauses select runs of whole words.
+  std::vector<std::string> keys(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) keys[i] = FoldAscii(rows[i].gpu_name.value_or(""));
+  std::vector<uint32_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    if (keys[a] != keys[b]) return keys[a] < keys[b];
+    int64_t na = rows[a].num_gpus.value_or(0), nb = rows[b].num_gpus.value_or(0);
+    if (na != nb) return na < nb;
+    int64_t pa = rows[a].dph_total.value_or(INT64_MAX), pb = rows[b].dph_total.value_or(INT64_MAX);
+    if (pa != pb) return pa < pb;
+    return rows[a].id.value_or(0) < rows[b].id.value_or(0);
+  });
+  const size_t nw = WordsFor(rows.size());
+  m.live.assign(nw, 0);
+  m.dirty.assign(nw, 0);
+  for (auto& c : m.cols) {
+    c.nonnull.assign(nw, 0);
+    if (c.type == FieldType::kBool) c.bits.assign(nw, 0);
+    if (c.type == FieldType::kString) c.code.assign(rows.size(), 0);
+    else if (c.type != FieldType::kBool) c.num.assign(rows.size(), 0);
+  }
+  m.n = rows.size();
+  m.id_slot.Reserve(rows.size());
+  for (uint32_t s = 0; s < order.size(); ++s) {
+    const OfferRow& r = rows[order[s]];
+    m.WriteRow(s, r, /*appending=*/true);
+    m.id_slot.Put(r.id.value_or(0), s);
+    m.machine_slots[r.machine_id.value_or(0)].push_back(s);
+  }
+  m.SortPerm();
+}
+
+void OfferIndex::SetMachine(int64_t machine_id, std::span<const OfferRow> rows) {
+  Impl& m = *impl_;
+  std::vector<uint32_t>& slots = m.machine_slots[machine_id];
+  // Reuse the machine's slots in place; free the extra ones, take new ones.
+  for (uint32_t s : slots) m.id_slot.Erase(m.IdOf(s));
+  while (slots.size() > rows.size()) {
+    uint32_t s = slots.back();
+    slots.pop_back();
+    m.ClearSlot(s);
+    m.free_slots.push_back(s);
+  }
+  while (slots.size() < rows.size()) slots.push_back(m.NewSlot());
+  const Impl::Column& dph = m.Col(FieldId::kDphTotal);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    uint32_t s = slots[i];
+    bool was_live = TestBit(m.live, s);
+    std::optional<int64_t> old_dph, old_id;
+    if (was_live) {
+      if (TestBit(dph.nonnull, s)) old_dph = dph.num[s];
+      old_id = m.IdOf(s);
+    }
+    m.WriteRow(s, rows[i], false);
+    m.id_slot.Put(rows[i].id.value_or(0), s);
+    if (!was_live || old_dph != rows[i].dph_total || old_id != rows[i].id) m.MarkDirty(s);
+  }
+  if (slots.empty()) m.machine_slots.erase(machine_id);
+}
+
+void OfferIndex::RemoveMachine(int64_t machine_id) { SetMachine(machine_id, {}); }
+
+std::optional<OfferRow> OfferIndex::Get(int64_t offer_id, int64_t now_ms) const {
+  std::optional<uint32_t> s = impl_->id_slot.Find(offer_id);
+  if (!s) return std::nullopt;
+  return impl_->ReadRow(*s, now_ms);
+}
+
+size_t OfferIndex::size() const { return impl_->id_slot.size(); }
+
+size_t OfferIndex::MemoryBytes() const {
+  const Impl& m = *impl_;
+  auto words = [](const Words& w) { return w.capacity() * 8; };
+  size_t b = sizeof(Impl) + m.cols.capacity() * sizeof(Impl::Column);
+  for (const auto& c : m.cols) {
+    b += c.num.capacity() * 8 + words(c.nonnull) + words(c.bits) + c.code.capacity() * 4;
+    for (const auto& p : c.postings) b += p.capacity() * 4 + sizeof(p);
+    for (const auto& s : c.dict) b += s.capacity() + sizeof(s);
+    for (const auto& s : c.folded) b += s.capacity() + sizeof(s);
+    // Hash nodes: key, value and two pointers each, plus the bucket array.
+    b += c.by_folded.size() * (sizeof(std::string) + 24 + 16) + c.by_folded.bucket_count() * 8;
+    b += c.by_exact.size() * (sizeof(std::string) + 4 + 16) + c.by_exact.bucket_count() * 8;
+  }
+  b += words(m.live) + words(m.dirty) + m.free_slots.capacity() * 4 + m.id_slot.Bytes();
+  b += m.perm.capacity() * 4 + m.dirty_list.capacity() * 4;
+  b += m.machine_slots.bucket_count() * 8;
+  for (const auto& [id, v] : m.machine_slots) b += 8 + sizeof(v) + 16 + v.capacity() * 4;
+  return b;
+}
+
+Status OfferIndex::Check() const {
+  const Impl& m = *impl_;
+  if (static_cast<size_t>(PopCount(m.live)) != m.id_slot.size())
+    return Internal("index: live slots and ids disagree");
+  size_t in_machines = 0;
+  for (const auto& [id, slots] : m.machine_slots) {
+    for (uint32_t s : slots) {
+      if (!TestBit(m.live, s)) return Internal("index: a machine's slot is not live");
+      if (m.Col(FieldId::kMachineId).num[s] != id) return Internal("index: a slot is filed under the wrong machine");
+      auto found = m.id_slot.Find(m.IdOf(s));
+      if (!found || *found != s) return Internal("index: id map out of step");
+    }
+    in_machines += slots.size();
+  }
+  if (in_machines != m.id_slot.size()) return Internal("index: machines and ids disagree");
+  for (const auto& c : m.cols) {
+    if (c.type != FieldType::kString) continue;
+    for (uint32_t code = 1; code < c.postings.size(); ++code) {
+      const auto& p = c.postings[code];
+      if (!std::is_sorted(p.begin(), p.end())) return Internal("index: a posting list is unsorted");
+      for (uint32_t s : p)
+        if (c.code[s] != code) return Internal("index: a posting list is out of step");
+    }
+  }
+  return Status::Ok();
+}
+
+SearchResult OfferIndex::Search(const Query& q, const Order& order, int64_t now_ms,
+                                const SearchOptions& options) const {
+  const Impl& m = *impl_;
+  SearchResult result;
+  const size_t nw = m.words();
+  Words match = m.live, scratch;
+  std::vector<size_t> plan(q.clauses.size());
+  std::iota(plan.begin(), plan.end(), size_t{0});
+  std::stable_sort(plan.begin(), plan.end(), [&](size_t a, size_t b) {
+    const Clause& x = q.clauses[a];
+    const Clause& y = q.clauses[b];
+    return Impl::CostClass(m.Col(x.field).type, x.op) < Impl::CostClass(m.Col(y.field).type, y.op);
+  });
+  bool any = true;
+  for (size_t i : plan) {
+    if (!any) break;
+    m.Eval(q.clauses[i], now_ms, match.data(), scratch);
+    any = false;
+    for (size_t w = 0; w < nw; ++w) {
+      match[w] &= scratch[w];
+      any |= match[w] != 0;
+    }
+  }
+  result.total = any ? PopCount(match) : 0;
+  size_t limit = static_cast<size_t>(std::clamp(options.limit, 0, kMaxLimit));
+  for (uint32_t s : m.TopK(match, result.total, order, now_ms, limit)) result.offers.push_back(m.ReadRow(s, now_ms));
+  if (options.explain) result.explain = m.MakeExplain(q, order, now_ms, options, result.total);
+  return result;
+}
+
+}  // namespace grid::query

@@ -1,10 +1,21 @@
 #include "query/index.h"
 
 #include <algorithm>
+#include <array>
+#include <map>
 #include <bit>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <numeric>
 #include <unordered_map>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace grid::query {
 namespace {
@@ -12,6 +23,93 @@ namespace {
 __extension__ typedef unsigned __int128 U128;  // quiet under -Wpedantic
 
 using Words = std::vector<uint64_t>;
+
+// Big columns ask for transparent huge pages: a column of a million offers
+// is 8 MB, 2,000 page faults with 4 KiB pages and 4 with 2 MiB ones, and
+// page faults are dear on virtual machines (they were most of the build
+// time here). Small vectors take the usual path.
+template <class T>
+struct HugeAlloc {
+  using value_type = T;
+  static constexpr size_t kHuge = size_t{1} << 21;
+  HugeAlloc() = default;
+  template <class U>
+  HugeAlloc(const HugeAlloc<U>&) {}
+  T* allocate(size_t n) {
+    size_t bytes = n * sizeof(T);
+    if (bytes < kHuge) return static_cast<T*>(::operator new(bytes));
+    size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
+    void* p = std::aligned_alloc(kHuge, rounded);
+    if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) {
+    if (n * sizeof(T) < kHuge) ::operator delete(p);
+    else std::free(p);
+  }
+  template <class U>
+  bool operator==(const HugeAlloc<U>&) const { return true; }
+};
+template <class T>
+using BigVector = std::vector<T, HugeAlloc<T>>;
+
+// Bit j set when (uint64)v[j] - lo <= span, for the 64 values of one word:
+// an inclusive range test with one unsigned comparison.
+uint64_t InRange64Scalar(const int64_t* v, uint64_t lo, uint64_t span) {
+  uint64_t m = 0;
+  for (int j = 0; j < 64; ++j) m |= uint64_t{static_cast<uint64_t>(v[j]) - lo <= span} << j;
+  return m;
+}
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint64_t InRange64Avx2(const int64_t* v, uint64_t lo, uint64_t span) {
+  // AVX2 compares signed 64-bit lanes: flip the sign bit to compare unsigned.
+  const __m256i bias = _mm256_set1_epi64x(INT64_MIN);
+  const __m256i vlo = _mm256_set1_epi64x(static_cast<int64_t>(lo));
+  const __m256i vspan = _mm256_xor_si256(_mm256_set1_epi64x(static_cast<int64_t>(span)), bias);
+  uint64_t m = 0;
+  for (int j = 0; j < 64; j += 4) {
+    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + j));
+    __m256i t = _mm256_xor_si256(_mm256_sub_epi64(x, vlo), bias);
+    __m256i outside = _mm256_cmpgt_epi64(t, vspan);
+    m |= static_cast<uint64_t>(~_mm256_movemask_pd(_mm256_castsi256_pd(outside)) & 0xF) << j;
+  }
+  return m;
+}
+const bool kHaveAvx2 = __builtin_cpu_supports("avx2");
+#endif
+uint64_t InRange64(const int64_t* v, uint64_t lo, uint64_t span) {
+#if defined(__x86_64__)
+  if (kHaveAvx2) return InRange64Avx2(v, lo, span);
+#endif
+  return InRange64Scalar(v, lo, span);
+}
+
+// A stable LSD radix sort of (key, slot) pairs by key, skipping the bytes
+// every key shares: sorting a million keys this way takes a few
+// milliseconds where std::sort takes about a hundred.
+struct KeySlot {
+  uint64_t key;
+  uint32_t slot;
+};
+void RadixSort(BigVector<KeySlot>& a) {
+  constexpr int kBits = 11;
+  constexpr size_t kBuckets = size_t{1} << kBits;
+  BigVector<KeySlot> tmp(a.size());
+  std::vector<size_t> count(kBuckets + 1);
+  for (int shift = 0; shift < 64; shift += kBits) {
+    std::fill(count.begin(), count.end(), 0);
+    for (const KeySlot& e : a) ++count[((e.key >> shift) & (kBuckets - 1)) + 1];
+    bool constant = false;
+    for (size_t b = 1; b <= kBuckets; ++b) constant = constant || count[b] == a.size();
+    if (constant) continue;
+    for (size_t b = 1; b <= kBuckets; ++b) count[b] += count[b - 1];
+    for (const KeySlot& e : a) tmp[count[(e.key >> shift) & (kBuckets - 1)]++] = e;
+    a.swap(tmp);
+  }
+}
 
 size_t WordsFor(size_t bits) { return (bits + 63) / 64; }
 bool TestBit(const Words& b, size_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
@@ -216,10 +314,11 @@ struct OfferIndex::Impl {
   // One column per field. Which members are used depends on the type.
   struct Column {
     FieldType type = FieldType::kInt;
-    std::vector<int64_t> num;   // kInt, kNumber, kMoney (duration: end key)
+    BigVector<int64_t> num;     // kInt, kNumber, kMoney (duration: end key)
     Words nonnull;              // every type
     Words bits;                 // kBool: the value
-    std::vector<uint32_t> code; // kString: 0 = null, else 1 + dictionary index
+    BigVector<uint32_t> code;   // kString: 0 = null, else 1 + dictionary index
+    uint32_t last_code = 0;     // the last string written: rows of a machine repeat theirs
     // kString dictionary: exact strings (case kept, so rows come back as
     // given), their folded forms, folded -> codes, and each code's slots.
     std::vector<std::string> dict{""};
@@ -235,9 +334,19 @@ struct OfferIndex::Impl {
   std::vector<uint32_t> free_slots;
   IdMap id_slot;
   std::unordered_map<int64_t, std::vector<uint32_t>> machine_slots;
-  // Slots sorted by (dph_total nulls last, id) as of the last sort; slots
-  // written since are in `dirty` and handled beside it.
-  std::vector<uint32_t> perm;
+  // For the fields people sort by, the live slots sorted by (value, id),
+  // nulls last, as of the last sort; slots written since are in `dirty` and
+  // handled beside the permutations. 4 bytes an offer each.
+  struct Perm {
+    FieldId field;
+    BigVector<uint32_t> slots;
+    size_t nonnull = 0;  // slots[0, nonnull) have a value
+  };
+  static constexpr FieldId kPermFields[] = {
+      FieldId::kDphTotal,  FieldId::kDphPerGpu,          FieldId::kReliability,       FieldId::kDlperf,
+      FieldId::kDlperfPerDphtotal, FieldId::kFlopsPerDphtotal, FieldId::kTotalFlops, FieldId::kInetDown,
+      FieldId::kInetUp,    FieldId::kGpuRam,             FieldId::kNumGpus,           FieldId::kDuration};
+  std::vector<Perm> perms;
   Words dirty;
   std::vector<uint32_t> dirty_list;
 
@@ -276,7 +385,9 @@ struct OfferIndex::Impl {
   }
 
   uint32_t CodeFor(Column& c, const std::string& s) {
+    if (c.last_code != 0 && c.dict[c.last_code] == s) return c.last_code;
     auto it = c.by_exact.find(s);
+    if (it != c.by_exact.end()) c.last_code = it->second;
     if (it != c.by_exact.end()) return it->second;
     uint32_t code = static_cast<uint32_t>(c.dict.size());
     c.dict.push_back(s);
@@ -287,10 +398,14 @@ struct OfferIndex::Impl {
     return code;
   }
 
-  // Build appends slots in increasing order, so postings stay sorted with a
-  // push_back; a live update inserts in place.
-  void SetCode(Column& c, uint32_t s, uint32_t code, bool appending) {
+  // Build (later = true) only sets codes and makes the posting lists in one
+  // pass at the end (BuildPostings); a live update keeps them sorted in place.
+  void SetCode(Column& c, uint32_t s, uint32_t code, bool later) {
     uint32_t old = c.code[s];
+    if (later) {
+      c.code[s] = code;
+      return;
+    }
     if (old == code) return;
     if (old != 0) {
       auto& p = c.postings[old];
@@ -300,7 +415,7 @@ struct OfferIndex::Impl {
     c.code[s] = code;
     if (code != 0) {
       auto& p = c.postings[code];
-      if (appending || p.empty() || p.back() < s) p.push_back(s);
+      if (p.empty() || p.back() < s) p.push_back(s);
       else p.insert(std::lower_bound(p.begin(), p.end(), s), s);
     }
   }
@@ -315,18 +430,32 @@ struct OfferIndex::Impl {
     PutBit(c.nonnull, s, v.has_value());
     PutBit(c.bits, s, v.value_or(false));
   }
-  void WriteStr(FieldId f, uint32_t s, const std::optional<std::string>& v, bool appending) {
+  void WriteStr(FieldId f, uint32_t s, const std::optional<std::string>& v, bool later) {
     Column& c = Col(f);
     PutBit(c.nonnull, s, v.has_value());
-    SetCode(c, s, v ? CodeFor(c, *v) : 0, appending);
+    SetCode(c, s, v ? CodeFor(c, *v) : 0, later);
   }
 
-  void WriteRow(uint32_t s, const OfferRow& r, bool appending) {
+  void BuildPostings() {
+    for (Column& c : cols) {
+      if (c.type != FieldType::kString) continue;
+      std::vector<size_t> sizes(c.postings.size(), 0);
+      for (uint32_t s = 0; s < n; ++s) ++sizes[c.code[s]];
+      for (size_t code = 1; code < c.postings.size(); ++code) {
+        c.postings[code].clear();
+        c.postings[code].reserve(sizes[code]);
+      }
+      for (uint32_t s = 0; s < n; ++s)
+        if (c.code[s] != 0) c.postings[c.code[s]].push_back(s);
+    }
+  }
+
+  void WriteRow(uint32_t s, const OfferRow& r, bool later) {
 #define GRID_W_kInt(e, n) WriteNum(FieldId::e, s, r.n);
 #define GRID_W_kNumber(e, n) WriteNum(FieldId::e, s, r.n);
 #define GRID_W_kMoney(e, n) WriteNum(FieldId::e, s, r.n);
 #define GRID_W_kBool(e, n) WriteBool(FieldId::e, s, r.n);
-#define GRID_W_kString(e, n) WriteStr(FieldId::e, s, r.n, appending);
+#define GRID_W_kString(e, n) WriteStr(FieldId::e, s, r.n, later);
 #define GRID_W(e, n, t) GRID_W_##t(e, n)
     GRID_QUERY_FIELDS(GRID_W)
 #undef GRID_W
@@ -390,21 +519,39 @@ struct OfferIndex::Impl {
 
   int64_t IdOf(uint32_t s) const { return Col(FieldId::kId).num[s]; }
 
-  // --- the default-order permutation
+  // --- the sort permutations
 
-  bool PermLess(uint32_t a, uint32_t b) const {
-    const Column& c = Col(FieldId::kDphTotal);
-    bool na = !TestBit(c.nonnull, a), nb = !TestBit(c.nonnull, b);
-    if (na != nb) return nb;
-    if (!na && c.num[a] != c.num[b]) return c.num[a] < c.num[b];
-    return IdOf(a) < IdOf(b);
+  const Perm* PermFor(FieldId f) const {
+    for (const Perm& p : perms)
+      if (p.field == f) return &p;
+    return nullptr;
   }
-  void SortPerm() {
-    perm.clear();
-    perm.reserve(n);
+
+  void SortPerms() {
+    // The live slots in id order; a stable sort by value then gives
+    // (value, id) order.
+    BigVector<KeySlot> by_id;
+    by_id.reserve(id_slot.size());
     for (uint32_t s = 0; s < n; ++s)
-      if (TestBit(live, s)) perm.push_back(s);
-    std::sort(perm.begin(), perm.end(), [&](uint32_t a, uint32_t b) { return PermLess(a, b); });
+      if (TestBit(live, s)) by_id.push_back({static_cast<uint64_t>(IdOf(s)) ^ (uint64_t{1} << 63), s});
+    RadixSort(by_id);
+    perms.clear();
+    BigVector<KeySlot> keyed;
+    for (FieldId f : kPermFields) {
+      const Column& c = Col(f);
+      Perm p{f, {}, 0};
+      p.slots.reserve(by_id.size());
+      keyed.clear();
+      keyed.reserve(by_id.size());
+      for (const KeySlot& e : by_id)
+        if (TestBit(c.nonnull, e.slot)) keyed.push_back({static_cast<uint64_t>(c.num[e.slot]) ^ (uint64_t{1} << 63), e.slot});
+      RadixSort(keyed);
+      for (const KeySlot& e : keyed) p.slots.push_back(e.slot);
+      p.nonnull = p.slots.size();
+      for (const KeySlot& e : by_id)
+        if (!TestBit(c.nonnull, e.slot)) p.slots.push_back(e.slot);
+      perms.push_back(std::move(p));
+    }
     std::fill(dirty.begin(), dirty.end(), 0);
     dirty_list.clear();
   }
@@ -412,17 +559,27 @@ struct OfferIndex::Impl {
     if (TestBit(dirty, s)) return;
     PutBit(dirty, s, true);
     dirty_list.push_back(s);
-    if (dirty_list.size() > 1024 + n / 64) SortPerm();
+    if (dirty_list.size() > 1024 + n / 16) SortPerms();
   }
 
   // --- evaluating clauses
 
-  // out[w] = the clause's matches in word w, for every word where
-  // active[w] != 0 (others are left 0). active == nullptr: all words.
-  void Eval(const Clause& c, int64_t now_ms, const uint64_t* active, Words& out) const {
-    const size_t nw = words();
-    out.assign(nw, 0);
+  // out = active AND the clause's matches.
+  void Eval(const Clause& c, int64_t now_ms, const Words& active, Words& out) const {
+    out = active;
+    Words scratch;
+    AndClause(c, now_ms, out, scratch);
+  }
+
+  // match &= the clause's matches, looking only at words still non-zero
+  // (no pass over the others, no temporary for booleans and numbers).
+  // scratch: a buffer strings reuse.
+  // Words outside [lo, hi) must already be zero in match.
+  void AndClause(const Clause& c, int64_t now_ms, Words& match, Words& scratch, size_t lo = 0,
+                 size_t hi = SIZE_MAX) const {
+    const size_t nw = std::min(words(), hi);
     const Column& col = Col(c.field);
+    auto none = [&] { std::fill(match.begin(), match.end(), 0); };
     switch (col.type) {
       case FieldType::kBool: {
         bool want_true = false, want_false = false;
@@ -449,23 +606,25 @@ struct OfferIndex::Impl {
           default:
             break;  // < > on booleans never match (the parser refuses them)
         }
-        for (size_t w = 0; w < nw; ++w) {
-          if (active && !active[w]) continue;
+        for (size_t w = lo; w < nw; ++w) {
+          if (!match[w]) continue;
           uint64_t m = 0;
           if (want_true) m |= col.bits[w];
           if (want_false) m |= ~col.bits[w];
-          out[w] = m & col.nonnull[w];
+          match[w] &= m & col.nonnull[w];
         }
         return;
       }
       case FieldType::kString: {
         bool positive = c.op == Op::kEq || c.op == Op::kIn;
         bool negative = c.op == Op::kNe || c.op == Op::kNotIn;
-        if (!positive && !negative) return;
-        if ((c.op == Op::kEq || c.op == Op::kNe) && c.values.size() != 1) return;
+        if (!positive && !negative) return none();
+        if ((c.op == Op::kEq || c.op == Op::kNe) && c.values.size() != 1) return none();
         bool all_str = std::all_of(c.values.begin(), c.values.end(),
                                    [](const Value& v) { return std::holds_alternative<std::string>(v); });
-        if (negative && !all_str) return;
+        if (negative && !all_str) return none();
+        Words& out = scratch;
+        out.assign(words(), 0);
         for (const Value& v : c.values) {
           const auto* sv = std::get_if<std::string>(&v);
           if (!sv) continue;
@@ -474,10 +633,11 @@ struct OfferIndex::Impl {
           for (uint32_t code : it->second)
             for (uint32_t s : col.postings[code]) out[s >> 6] |= uint64_t{1} << (s & 63);
         }
-        if (negative)
-          for (size_t w = 0; w < nw; ++w) out[w] = col.nonnull[w] & ~out[w];
-        if (active)
-          for (size_t w = 0; w < nw; ++w) out[w] &= active[w] ? ~uint64_t{0} : 0;
+        if (negative) {
+          for (size_t w = lo; w < nw; ++w) match[w] &= col.nonnull[w] & ~out[w];
+        } else {
+          for (size_t w = lo; w < nw; ++w) match[w] &= out[w];
+        }
         return;
       }
       default:
@@ -485,27 +645,28 @@ struct OfferIndex::Impl {
     }
     std::vector<Range> ranges = RangesOf(c);
     if (c.field == FieldId::kDuration) ranges = DurationRangesToKeys(ranges, now_ms);
-    if (ranges.empty()) return;
+    if (ranges.empty()) return none();
     const int64_t* v = col.num.data();
-    for (size_t w = 0; w < nw; ++w) {
-      if (active && !active[w]) continue;
-      uint64_t nn = col.nonnull[w];
-      if (!nn) continue;
+    for (size_t w = lo; w < nw; ++w) {
+      if (!match[w]) continue;
+      uint64_t nn = col.nonnull[w] & match[w];
+      if (!nn) {
+        match[w] = 0;
+        continue;
+      }
       const size_t base = w * 64;
       const size_t cnt = std::min<size_t>(64, n - base);
       uint64_t m = 0;
-      if (ranges.size() == 1) {
-        const uint64_t lo = static_cast<uint64_t>(ranges[0].lo);
-        const uint64_t span = static_cast<uint64_t>(ranges[0].hi) - lo;
-        for (size_t j = 0; j < cnt; ++j) m |= uint64_t{static_cast<uint64_t>(v[base + j]) - lo <= span} << j;
-      } else {
-        for (const Range& r : ranges) {
-          const uint64_t lo = static_cast<uint64_t>(r.lo);
-          const uint64_t span = static_cast<uint64_t>(r.hi) - lo;
+      for (const Range& r : ranges) {
+        const uint64_t lo = static_cast<uint64_t>(r.lo);
+        const uint64_t span = static_cast<uint64_t>(r.hi) - lo;
+        if (cnt == 64) {
+          m |= InRange64(v + base, lo, span);
+        } else {
           for (size_t j = 0; j < cnt; ++j) m |= uint64_t{static_cast<uint64_t>(v[base + j]) - lo <= span} << j;
         }
       }
-      out[w] = m & nn;
+      match[w] = m & nn;
     }
   }
 
@@ -597,22 +758,76 @@ struct OfferIndex::Impl {
     std::vector<Key> keys = KeysOf(order);
     auto before = [&](const Cand& a, const Cand& b) { return Before(keys, a, b, now_ms); };
     std::vector<Cand> cands;
-    // Dense results in the default order: walk the sorted permutation, which
-    // finds `limit` matches after about limit * n / total steps.
-    if (IsDefaultOrder(order) && static_cast<uint64_t>(total) * 64 >= id_slot.size()) {
-      for (uint32_t s : perm) {
-        if (TestBit(dirty, s) || !TestBit(match, s)) continue;
-        cands.push_back(MakeCand(keys, s, now_ms));
-        if (cands.size() == limit) break;
+    // Many matches, sorted by a field with a permutation: walk it, which
+    // finds `limit` matches after about limit * n / total steps, where a
+    // heap would look at every match.
+    const Perm* perm = keys.empty() ? nullptr : PermFor(keys[0].field);
+    const uint64_t live_count = id_slot.size();
+    bool walk = perm && static_cast<U128>(limit) * live_count * 4 < static_cast<U128>(total) * static_cast<uint64_t>(total);
+    if (walk) {
+      // Walk the permutation in the order's direction (descending: from the
+      // last value back, then the nulls). Forward with a single plain key
+      // that is exactly the order: stop at `limit`. Otherwise (descending
+      // walks see ties in reverse id order, more keys, or duration, whose
+      // values tie across end dates) finish the k-th match's group of equal
+      // first keys, then sort. A group too big for that, or matches too far
+      // from the start, fall back to the heap.
+      const bool plain = keys.size() == 1 && keys[0].field != FieldId::kDuration && !keys[0].desc;
+      U128 kth = 0;
+      bool gave_up = false;
+      // Matches can cluster far from the walk's start (`num_gpus=2 -o dph-`
+      // passes every 8-GPU offer first): past as many steps as the heap
+      // would take, the heap is the better plan.
+      const size_t give_up_at = limit * 4 + 4096;
+      const uint64_t max_steps = std::max<uint64_t>(static_cast<uint64_t>(total), 4096);
+      uint64_t steps = 0;
+      auto visit = [&](uint32_t s) {  // true: stop
+        if (++steps > max_steps) {
+          gave_up = true;
+          return true;
+        }
+        if (TestBit(dirty, s) || !TestBit(match, s)) return false;
+        Cand c = MakeCand(keys, s, now_ms);
+        if (cands.size() >= limit && (plain || c.k1 != kth)) return true;
+        if (cands.size() >= give_up_at) {
+          gave_up = true;
+          return true;
+        }
+        cands.push_back(c);
+        if (cands.size() == limit) kth = c.k1;
+        return false;
+      };
+      if (!keys[0].desc) {
+        for (uint32_t s : perm->slots)
+          if (visit(s)) break;
+      } else {
+        bool stopped = false;
+        for (size_t k = perm->nonnull; k-- > 0 && !stopped;) stopped = visit(perm->slots[k]);
+        for (size_t k = perm->nonnull; k < perm->slots.size() && !stopped; ++k) stopped = visit(perm->slots[k]);
       }
-      for (uint32_t s : dirty_list)
-        if (TestBit(match, s)) cands.push_back(MakeCand(keys, s, now_ms));
-      std::sort(cands.begin(), cands.end(), before);
-      if (cands.size() > limit) cands.resize(limit);
-    } else {
+      if (gave_up) {
+        cands.clear();
+        walk = false;
+      } else {
+        for (uint32_t s : dirty_list)
+          if (TestBit(match, s) && TestBit(live, s)) cands.push_back(MakeCand(keys, s, now_ms));
+        std::sort(cands.begin(), cands.end(), before);
+        if (cands.size() > limit) cands.resize(limit);
+      }
+    }
+    if (!walk) {
       // A bounded max-heap: the worst kept candidate on top, so most rows
       // are turned away by one 128-bit comparison.
       cands.reserve(std::min<size_t>(limit, static_cast<size_t>(total)) + 1);
+      // The first key of a plain numeric field, without KeyOf's dispatch.
+      const Column* fc = keys.empty() ? nullptr : &Col(keys[0].field);
+      const bool fast = fc && keys[0].field != FieldId::kDuration && fc->type != FieldType::kBool &&
+                        fc->type != FieldType::kString;
+      const uint64_t flip = (uint64_t{1} << 63) ^ (fast && keys[0].desc ? ~uint64_t{0} : 0);
+      auto fast_key = [&](uint32_t s) -> U128 {
+        if (!((fc->nonnull[s >> 6] >> (s & 63)) & 1)) return static_cast<U128>(1) << 64;
+        return static_cast<uint64_t>(fc->num[s]) ^ flip;
+      };
       for (size_t w = 0; w < match.size(); ++w) {
         for (uint64_t x = match[w]; x; x &= x - 1) {
           uint32_t s = static_cast<uint32_t>(w * 64 + static_cast<size_t>(std::countr_zero(x)));
@@ -622,7 +837,7 @@ struct OfferIndex::Impl {
             continue;
           }
           const Cand& top = cands.front();
-          U128 k1 = keys.empty() ? 0 : KeyOf(keys[0], s, now_ms);
+          U128 k1 = fast ? fast_key(s) : (keys.empty() ? 0 : KeyOf(keys[0], s, now_ms));
           if (k1 > top.k1) continue;
           Cand c{k1, IdOf(s), s};
           if (!before(c, top)) continue;
@@ -649,7 +864,7 @@ struct OfferIndex::Impl {
     Words one(nw, 0), two(nw, 0), m;
     for (size_t i = 0; i < q.clauses.size(); ++i) {
       const Clause& c = q.clauses[i];
-      Eval(c, now_ms, live.data(), m);
+      Eval(c, now_ms, live, m);
       int64_t fails = 0;
       for (size_t w = 0; w < nw; ++w) {
         uint64_t f = live[w] & ~m[w];
@@ -664,7 +879,7 @@ struct OfferIndex::Impl {
     for (size_t w = 0; w < nw; ++w) only[w] = one[w] & ~two[w];
     std::vector<size_t> culprits;
     for (size_t i = 0; i < q.clauses.size(); ++i) {
-      Eval(q.clauses[i], now_ms, only.data(), m);
+      Eval(q.clauses[i], now_ms, only, m);
       Words sole(nw);
       int64_t count = 0;
       for (size_t w = 0; w < nw; ++w) {
@@ -713,12 +928,10 @@ struct OfferIndex::Impl {
     }
     // No single clause is to blame: say where the clauses, in the order
     // written, first leave nothing.
-    const size_t nw = words();
     Words acc = live, m;
     int64_t before = ex.offers;
     for (size_t i = 0; i < q.clauses.size(); ++i) {
-      Eval(q.clauses[i], now_ms, acc.data(), m);
-      for (size_t w = 0; w < nw; ++w) acc[w] &= m[w];
+      AndClause(q.clauses[i], now_ms, acc, m);
       int64_t left = PopCount(acc);
       if (left == 0) {
         s += " No single clause is to blame: relaxing any one still leaves none. In the order written, " +
@@ -742,19 +955,46 @@ void OfferIndex::Build(std::vector<OfferRow> rows) {
   impl_ = std::make_unique<Impl>();
   Impl& m = *impl_;
   // Cluster: rows of one GPU model and count sit together, so the common
-  // clauses select runs of whole words.
-  std::vector<std::string> keys(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) keys[i] = FoldAscii(rows[i].gpu_name.value_or(""));
-  std::vector<uint32_t> order(rows.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    if (keys[a] != keys[b]) return keys[a] < keys[b];
-    int64_t na = rows[a].num_gpus.value_or(0), nb = rows[b].num_gpus.value_or(0);
-    if (na != nb) return na < nb;
-    int64_t pa = rows[a].dph_total.value_or(INT64_MAX), pb = rows[b].dph_total.value_or(INT64_MAX);
-    if (pa != pb) return pa < pb;
-    return rows[a].id.value_or(0) < rows[b].id.value_or(0);
-  });
+  // clauses select runs of whole words. A counting sort by (model, count)
+  // keeps each bucket in input order, so reading the rows stays sequential
+  // and the writes go to a few hundred sequential streams.
+  std::unordered_map<std::string, uint32_t> gpu_codes;
+  std::vector<std::string> gpu_names;
+  std::vector<uint64_t> bucket_of(rows.size());
+  std::string last;
+  uint32_t last_code = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const OfferRow& r = rows[i];
+    const std::string& name = r.gpu_name ? *r.gpu_name : last;
+    if (i == 0 || !r.gpu_name || name != last) {
+      std::string folded = FoldAscii(r.gpu_name.value_or(""));
+      auto [it, added] = gpu_codes.emplace(folded, static_cast<uint32_t>(gpu_codes.size()));
+      if (added) gpu_names.push_back(folded);
+      last_code = it->second;
+      last = r.gpu_name.value_or("");
+    }
+    uint64_t gpus = static_cast<uint64_t>(std::clamp<int64_t>(r.num_gpus.value_or(0), 0, 0xFFFF));
+    bucket_of[i] = uint64_t{last_code} << 16 | gpus;
+  }
+  // Buckets in (model name, count) order.
+  std::vector<uint32_t> rank(gpu_names.size());
+  {
+    std::vector<uint32_t> by_name(gpu_names.size());
+    std::iota(by_name.begin(), by_name.end(), 0u);
+    std::sort(by_name.begin(), by_name.end(), [&](uint32_t a, uint32_t b) { return gpu_names[a] < gpu_names[b]; });
+    for (uint32_t i = 0; i < by_name.size(); ++i) rank[by_name[i]] = i;
+  }
+  std::map<uint64_t, uint32_t> start;  // (rank << 16 | count) -> first slot
+  for (uint64_t& b : bucket_of) {
+    b = uint64_t{rank[b >> 16]} << 16 | (b & 0xFFFF);
+    ++start[b];
+  }
+  uint32_t next = 0;
+  for (auto& [b, count] : start) {
+    uint32_t c = count;
+    count = next;
+    next += c;
+  }
   const size_t nw = WordsFor(rows.size());
   m.live.assign(nw, 0);
   m.dirty.assign(nw, 0);
@@ -766,13 +1006,16 @@ void OfferIndex::Build(std::vector<OfferRow> rows) {
   }
   m.n = rows.size();
   m.id_slot.Reserve(rows.size());
-  for (uint32_t s = 0; s < order.size(); ++s) {
-    const OfferRow& r = rows[order[s]];
-    m.WriteRow(s, r, /*appending=*/true);
+  m.machine_slots.reserve(rows.size() / 2);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const OfferRow& r = rows[i];
+    uint32_t s = start[bucket_of[i]]++;
+    m.WriteRow(s, r, /*later=*/true);
     m.id_slot.Put(r.id.value_or(0), s);
     m.machine_slots[r.machine_id.value_or(0)].push_back(s);
   }
-  m.SortPerm();
+  m.BuildPostings();
+  m.SortPerms();
 }
 
 void OfferIndex::SetMachine(int64_t machine_id, std::span<const OfferRow> rows) {
@@ -787,18 +1030,24 @@ void OfferIndex::SetMachine(int64_t machine_id, std::span<const OfferRow> rows) 
     m.free_slots.push_back(s);
   }
   while (slots.size() < rows.size()) slots.push_back(m.NewSlot());
-  const Impl::Column& dph = m.Col(FieldId::kDphTotal);
+  // A slot whose id or any sorted field changes leaves its place in the
+  // permutations: mark it dirty.
+  auto sort_values = [&](uint32_t s) {
+    std::array<std::pair<bool, int64_t>, std::size(Impl::kPermFields) + 1> v;
+    for (size_t f = 0; f < std::size(Impl::kPermFields); ++f) {
+      const Impl::Column& c = m.Col(Impl::kPermFields[f]);
+      v[f] = {TestBit(c.nonnull, s), c.num[s]};
+    }
+    v.back() = {true, m.IdOf(s)};
+    return v;
+  };
   for (size_t i = 0; i < rows.size(); ++i) {
     uint32_t s = slots[i];
     bool was_live = TestBit(m.live, s);
-    std::optional<int64_t> old_dph, old_id;
-    if (was_live) {
-      if (TestBit(dph.nonnull, s)) old_dph = dph.num[s];
-      old_id = m.IdOf(s);
-    }
+    auto before = sort_values(s);
     m.WriteRow(s, rows[i], false);
     m.id_slot.Put(rows[i].id.value_or(0), s);
-    if (!was_live || old_dph != rows[i].dph_total || old_id != rows[i].id) m.MarkDirty(s);
+    if (!was_live || before != sort_values(s)) m.MarkDirty(s);
   }
   if (slots.empty()) m.machine_slots.erase(machine_id);
 }
@@ -827,7 +1076,8 @@ size_t OfferIndex::MemoryBytes() const {
     b += c.by_exact.size() * (sizeof(std::string) + 4 + 16) + c.by_exact.bucket_count() * 8;
   }
   b += words(m.live) + words(m.dirty) + m.free_slots.capacity() * 4 + m.id_slot.Bytes();
-  b += m.perm.capacity() * 4 + m.dirty_list.capacity() * 4;
+  for (const auto& p : m.perms) b += p.slots.capacity() * 4;
+  b += m.dirty_list.capacity() * 4;
   b += m.machine_slots.bucket_count() * 8;
   for (const auto& [id, v] : m.machine_slots) b += 8 + sizeof(v) + 16 + v.capacity() * 4;
   return b;
@@ -873,16 +1123,16 @@ SearchResult OfferIndex::Search(const Query& q, const Order& order, int64_t now_
     const Clause& y = q.clauses[b];
     return Impl::CostClass(m.Col(x.field).type, x.op) < Impl::CostClass(m.Col(y.field).type, y.op);
   });
-  bool any = true;
+  // [lo, hi): the words that can still hold a match. The clustered layout
+  // makes the first clauses (a GPU model) shrink it a lot.
+  size_t lo = 0, hi = nw;
   for (size_t i : plan) {
-    if (!any) break;
-    m.Eval(q.clauses[i], now_ms, match.data(), scratch);
-    any = false;
-    for (size_t w = 0; w < nw; ++w) {
-      match[w] &= scratch[w];
-      any |= match[w] != 0;
-    }
+    if (lo >= hi) break;
+    m.AndClause(q.clauses[i], now_ms, match, scratch, lo, hi);
+    while (lo < hi && match[lo] == 0) ++lo;
+    while (hi > lo && match[hi - 1] == 0) --hi;
   }
+  const bool any = lo < hi;
   result.total = any ? PopCount(match) : 0;
   size_t limit = static_cast<size_t>(std::clamp(options.limit, 0, kMaxLimit));
   for (uint32_t s : m.TopK(match, result.total, order, now_ms, limit)) result.offers.push_back(m.ReadRow(s, now_ms));

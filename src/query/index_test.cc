@@ -135,6 +135,46 @@ TEST(OfferIndexTest, AgreesWithTheReferenceOnRandomMarketsAndQueries) {
   }
 }
 
+// Broad results take the sorted permutations (see TopK): few clauses, many
+// matches, every order, before and after live changes leave dirty slots.
+TEST(OfferIndexTest, BroadQueriesWalkingThePermutationsAgree) {
+  std::mt19937_64 rng(5);
+  std::map<int64_t, std::vector<OfferRow>> machines;
+  for (int64_t m = 1; m <= 1200; ++m)
+    for (int n = 1; n <= 1 + static_cast<int>(m % 4); ++n) machines[m].push_back(RandomRow(rng, m, n));
+  auto flat = [&] {
+    std::vector<OfferRow> rows;
+    for (const auto& [id, v] : machines) rows.insert(rows.end(), v.begin(), v.end());
+    return rows;
+  };
+  OfferIndex index;
+  index.Build(flat());
+  auto broad = [&](int queries) {
+    std::vector<OfferRow> rows = flat();
+    for (int i = 0; i < queries; ++i) {
+      Query q;
+      if (rng() % 2) q.clauses.push_back(Clause{FieldId::kRentable, Op::kEq, {true}});
+      Order o = RandomOrder(rng);
+      if (rng() % 3 == 0) o.keys.insert(o.keys.begin(), SortKey{FieldId::kDuration, rng() % 2 == 0});
+      int limit = 1 + static_cast<int>(rng() % 64);
+      int64_t total = 0;
+      std::vector<int64_t> want = Reference(rows, q, o, static_cast<size_t>(limit), &total);
+      SearchResult got = index.Search(q, o, kNow, SearchOptions{.limit = limit});
+      ASSERT_EQ(got.total, total);
+      ASSERT_EQ(Ids(got), want) << Format(q) << " -o " << FormatOrder(o) << " limit " << limit;
+    }
+  };
+  broad(80);
+  for (int step = 0; step < 200; ++step) {
+    int64_t m = 1 + static_cast<int64_t>(rng() % 1300);
+    std::vector<OfferRow> rows;
+    for (int n = 1; n <= 1 + static_cast<int>(rng() % 3); ++n) rows.push_back(RandomRow(rng, m, n));
+    machines[m] = rows;
+    index.SetMachine(m, rows);
+  }
+  broad(80);
+}
+
 TEST(OfferIndexTest, LiveChangesKeepItInStep) {
   std::mt19937_64 rng(11);
   std::map<int64_t, std::vector<OfferRow>> machines;

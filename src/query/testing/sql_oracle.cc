@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <map>
+#include <type_traits>
 #include <utility>
 
 namespace grid::query_testing {
@@ -36,7 +37,7 @@ struct Translation {
 
 // `inline_values` writes the values into the text instead (for messages).
 Translation Translate(const Query& q, const Order& order, int64_t limit, SqlOracle::Plan plan, bool count,
-                      bool inline_values) {
+                      bool inline_values, bool all_columns = false) {
   Translation t;
   auto value = [&](const Value& v) {
     if (!inline_values) {
@@ -47,7 +48,7 @@ Translation Translate(const Query& q, const Order& order, int64_t limit, SqlOrac
     if (const auto* b = std::get_if<bool>(&v)) return std::string(*b ? "1" : "0");
     return Quoted(std::get<std::string>(v));
   };
-  t.sql = count ? "SELECT COUNT(*) FROM offers" : "SELECT id FROM offers";
+  t.sql = count ? "SELECT COUNT(*) FROM offers" : all_columns ? "SELECT * FROM offers" : "SELECT id FROM offers";
   if (plan == SqlOracle::Plan::kNotIndexed) t.sql += " NOT INDEXED";
   for (size_t i = 0; i < q.clauses.size(); ++i) {
     const Clause& c = q.clauses[i];
@@ -157,6 +158,32 @@ class Stmt {
   sqlite3_stmt* s_ = nullptr;
   int rc_ = SQLITE_ERROR;
 };
+
+// A row of `SELECT *`: the fields in FieldId order, then end_date_ms.
+query::OfferRow ReadRow(sqlite3_stmt* s) {
+  query::OfferRow r;
+  int i = 0;
+  auto null = [&] { return sqlite3_column_type(s, i) == SQLITE_NULL; };
+  auto get = [&](auto& field) {
+    using T = typename std::remove_reference_t<decltype(field)>::value_type;
+    if (!null()) {
+      if constexpr (std::is_same_v<T, std::string>) {
+        const unsigned char* p = sqlite3_column_text(s, i);
+        field.emplace(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s, i)));
+      } else if constexpr (std::is_same_v<T, bool>) {
+        field = sqlite3_column_int64(s, i) != 0;
+      } else {
+        field = sqlite3_column_int64(s, i);
+      }
+    }
+    ++i;
+  };
+#define GRID_ORACLE_READ(e, n, t) get(r.n);
+  GRID_QUERY_FIELDS(GRID_ORACLE_READ)
+#undef GRID_ORACLE_READ
+  r.end_date_ms = sqlite3_column_int64(s, i);
+  return r;
+}
 
 Status SqlError(sqlite3* db, const std::string& what) {
   return Internal(what + ": " + sqlite3_errmsg(db));
@@ -287,10 +314,10 @@ Status SqlOracle::CreateBestIndexes() {
   return Exec("ANALYZE");
 }
 
-Result<SqlOracle::Answer> SqlOracle::Search(const Query& q, const Order& order, int64_t limit, Plan plan) {
-  Answer a;
+Status SqlOracle::Run(const Query& q, const Order& order, int64_t limit, Plan plan, bool all_columns,
+                      Answer* ids, RowsAnswer* rows) {
   for (bool count : {false, true}) {
-    Translation t = Translate(q, order, limit, plan, count, /*inline_values=*/false);
+    Translation t = Translate(q, order, limit, plan, count, /*inline_values=*/false, all_columns);
     std::unique_ptr<Stmt>& st = cache_->by_sql[t.sql];
     if (!st) {
       st = std::make_unique<Stmt>(db_, t.sql);
@@ -305,15 +332,29 @@ Result<SqlOracle::Answer> SqlOracle::Search(const Query& q, const Order& order, 
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       if (count) {
-        a.total = sqlite3_column_int64(s, 0);
+        (ids ? ids->total : rows->total) = sqlite3_column_int64(s, 0);
+      } else if (!all_columns) {
+        ids->ids.push_back(sqlite3_column_int64(s, 0));
       } else {
-        a.ids.push_back(sqlite3_column_int64(s, 0));
+        rows->offers.push_back(ReadRow(s));
       }
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (rc != SQLITE_DONE) return SqlError(db_, "step " + t.sql);
   }
+  return Status::Ok();
+}
+
+Result<SqlOracle::Answer> SqlOracle::Search(const Query& q, const Order& order, int64_t limit, Plan plan) {
+  Answer a;
+  GRID_RETURN_IF_ERROR(Run(q, order, limit, plan, /*all_columns=*/false, &a, nullptr));
+  return a;
+}
+
+Result<SqlOracle::RowsAnswer> SqlOracle::SearchRows(const Query& q, const Order& order, int64_t limit, Plan plan) {
+  RowsAnswer a;
+  GRID_RETURN_IF_ERROR(Run(q, order, limit, plan, /*all_columns=*/true, nullptr, &a));
   return a;
 }
 

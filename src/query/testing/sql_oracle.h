@@ -69,6 +69,16 @@ class SqlOracle {
   Result<Answer> Search(const query::Query& q, const query::Order& order, int64_t limit,
                         Plan plan = Plan::kPlanner);
 
+  // The same search returning whole offers (SELECT every column), as a
+  // search API must: what bench/search times, since OfferIndex::Search
+  // returns whole OfferRows too. duration is as stored.
+  struct RowsAnswer {
+    std::vector<query::OfferRow> offers;
+    int64_t total = 0;
+  };
+  Result<RowsAnswer> SearchRows(const query::Query& q, const query::Order& order, int64_t limit,
+                                Plan plan = Plan::kPlanner);
+
   // The SQL Search runs, with the bound values written in (for messages).
   static std::string Sql(const query::Query& q, const query::Order& order, int64_t limit, Plan plan,
                          bool count);
@@ -80,6 +90,9 @@ class SqlOracle {
   explicit SqlOracle(sqlite3* db);
   Status Exec(const char* sql);
   Status InsertLocked(std::span<const query::OfferRow> rows);
+  // Runs the rows statement (all columns or id only) and the count.
+  Status Run(const query::Query& q, const query::Order& order, int64_t limit, Plan plan, bool all_columns,
+             Answer* ids, RowsAnswer* rows);
 
   struct Cache;  // prepared statements by SQL text
   sqlite3* db_;

@@ -23,8 +23,8 @@
 #
 # Environment: OUT (where logs go; default a temp dir), GRID_LIBS (a folder of
 # shared libraries put on LD_LIBRARY_PATH for the grid binaries only, so the
-# host's python and nvidia-smi keep their own), PYTHON (the workload's
-# python for JSON and NVML; default the python3 on PATH), WORK_PYTHON (the
+# host's python and nvidia-smi keep their own), PYTHON (the script's own
+# python, for JSON and pynvml; default the python3 on PATH), WORK_PYTHON (the
 # workload's, run as an unprivileged uid; default PYTHON), WORK_SECONDS.
 # Prints PASS/FAIL lines and "device-check: N passed, M failed"; exit 1 on any
 # failure.

@@ -12,18 +12,29 @@
 //   - duration is held as the machine's end date (ms, INT64_MAX for none)
 //     and compared through DurationMillionths at search time, so it never
 //     goes stale;
-//   - a `live` bitmap (free slots are reused) and a permutation of the
-//     slots sorted by (dph_total, id) for the default order, with a small
-//     set of slots changed since it was sorted; it is re-sorted when that
-//     set grows past 1/64 of the slots.
-// Build() sorts the rows by (gpu_name, num_gpus, dph_total) first, so that
-// the common clauses select long runs of 64-bit words and the other clauses
-// only look at those words.
+//   - a `live` bitmap (free slots are reused);
+//   - for twelve fields people sort by (dph_total, dph_per_gpu, reliability,
+//     dlperf, dlperf_per_dphtotal, flops_per_dphtotal, total_flops,
+//     inet_down, inet_up, gpu_ram, num_gpus, duration), the slots sorted by
+//     (value, id), nulls last: 4 bytes an offer each. Slots written since
+//     the last sort are `dirty` and handled beside them; all are re-sorted
+//     (radix sort) when the dirty ones pass 1/16 of the slots.
+// Big columns ask for transparent huge pages (page faults were most of the
+// build time on these virtual machines). Build() places the rows by a
+// counting sort on (gpu_name, num_gpus), so the common clauses select long
+// runs of 64-bit words and the other clauses only look at those words.
 //
-// A search ANDs one bitmap per clause, cheapest first, evaluating each
-// clause only on words that are still non-zero; then it either walks the
-// sorted permutation (broad results, default order) or selects the top
-// `limit` with a bounded heap. `total` is always exact.
+// A search ANDs the clauses into one bitmap, cheapest first (string values
+// through their slot lists, booleans by words, numbers by an AVX2 range
+// test where the CPU has it), only over the words that can still match.
+// Then, when the matches are many and the first sort key has a sorted
+// permutation, it walks that permutation until it has `limit` matches (with
+// a step budget: matches clustered far from the start fall back); else it
+// selects the top `limit` with a bounded heap. `total` is always exact.
+//
+// Explain evaluates each clause over the whole market: how many offers it
+// excludes, how many it alone excludes (they satisfy every other clause),
+// and for an empty result the best offer each such clause alone excludes.
 //
 // Semantics are exactly Matches() and OrderLess() of query.h over the rows
 // given (a clause on a null never matches; nulls sort last), which the

@@ -108,15 +108,19 @@ say "The renter deposits 100 tUSDC: an ERC-20 transfer to the treasury, credited
 $RENTER wallet deposit-address
 $RENTER wallet deposit 100
 
-say "The renter searches: every chunk size of every listed machine, cheapest first"
-"$GRID" offers search --num-gpus 1 --limit 20
-OFFER=$("$GRID" offers search --gpu-name H100_SXM_80GB --num-gpus 8 --json | field offers.0.id)
+say "The renter searches with Vast's query language: every rentable chunk size, cheapest first"
+"$GRID" offers search 'num_gpus>=1' --limit 20
+say "Why nothing matches: --explain names the clause and the nearest offer"
+"$GRID" offers search 'gpu_name=H100_SXM_80GB num_gpus=8 dph<1' --explain | sed 's/^/  /'
+OFFER=$("$GRID" offers search 'gpu_name=H100_SXM_80GB num_gpus=8' --json | field offers.0.id)
 
 say "The renter rents 8×H100 (offer $OFFER), signing the order (EIP-712)"
 LEASE=$($RENTER leases create "$OFFER" --image host -q -- sh -c \
   'echo "lease on $(hostname): CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES (simulated GPUs: ${GRID_SIMULATED_GPUS:-0})"; i=0; while :; do i=$((i+1)); echo "training step $i"; sleep 1; done')
-"$GRID" offers search --gpu-name H100_SXM_80GB --limit 3 | sed 's/^/  /'
-echo "(the H100 offers are gone while the lease holds all 8 GPUs)"
+"$GRID" offers search 'gpu_name=H100_SXM_80GB' --limit 3 | sed 's/^/  /'
+echo "(the H100 offers are gone while the lease holds all 8 GPUs; they are rented, as -n shows:)"
+"$GRID" offers search 'gpu_name=H100_SXM_80GB rented=true' -n --limit 3 | sed 's/^/  /'
+
 
 say "The AU agent starts the workload in its own namespaces; billing starts when it runs"
 for _ in $(seq 1 100); do [ "$($RENTER leases show "$LEASE" --json | field state)" = running ] && break; sleep 0.2; done

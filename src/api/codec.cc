@@ -226,31 +226,65 @@ json::object EncodeMachine(const market::Machine& m, int free_gpus) {
   return o;
 }
 
-json::object EncodeOffer(const market::Offer& of, const market::Machine& m, bool rentable) {
+json::object EncodeOffer(const query::OfferRow& r, const market::Machine& m) {
   json::object o;
-  o["id"] = of.id;
-  o["machine_id"] = of.machine_id;
-  o["host_id"] = m.provider;
-  o["gpu_name"] = m.spec.gpu_name;
-  o["num_gpus"] = of.num_gpus;
-  o["gpu_ram"] = m.spec.gpu_ram;
-  o["gpu_total_ram"] = m.spec.gpu_ram * of.num_gpus;
-  o["cpu_cores"] = m.spec.cpu_cores;
-  o["cpu_ram"] = m.spec.cpu_ram;
-  o["disk_space"] = m.spec.disk_space;
-  o["inet_up"] = m.spec.inet_up;
-  o["inet_down"] = m.spec.inet_down;
-  o["geolocation"] = m.spec.geolocation;
-  o["datacenter"] = m.spec.datacenter;
-  o["verified"] = false;
-  o["simulated"] = m.spec.simulated;
-  o["dph_total"] = FormatMoney(of.dph_total);
-  o["dph_per_gpu"] = FormatMoney(m.listing.price_per_gpu_hour);
+  o.reserve(query::kFieldCount + 3);
+  for (const query::FieldInfo& f : query::Fields()) {
+    std::optional<query::Value> v = r.Get(f.id);
+    json::value& out = o[f.name];
+    if (!v || (f.id == query::FieldId::kDuration && std::get<int64_t>(*v) == query::kUnlimitedDuration)) {
+      out = nullptr;
+      continue;
+    }
+    switch (f.type) {
+      case query::FieldType::kInt:
+        out = std::get<int64_t>(*v);
+        break;
+      case query::FieldType::kNumber: {
+        int64_t x = std::get<int64_t>(*v);
+        if (x % 1'000'000 == 0) out = x / 1'000'000;
+        else out = static_cast<double>(x) / 1e6;
+        break;
+      }
+      case query::FieldType::kMoney:
+        out = FormatMoney(std::get<int64_t>(*v));
+        break;
+      case query::FieldType::kBool:
+        out = std::get<bool>(*v);
+        break;
+      case query::FieldType::kString:
+        out = std::get<std::string>(*v);
+        break;
+    }
+  }
+  o["provider"] = m.provider;
   o["min_chunk"] = m.listing.min_chunk;
-  o["storage_cost"] = FormatMoney(m.listing.storage_cost);
   o["end_date"] = m.listing.end_date_ms ? json::value(FormatTime(m.listing.end_date_ms)) : json::value(nullptr);
-  o["rentable"] = rentable;
-  o["rented"] = !rentable;
+  return o;
+}
+
+json::object EncodeExplain(const query::Explain& ex,
+                           const std::function<const market::Machine*(int64_t machine_id)>& machine_of) {
+  json::object o;
+  o["offers"] = ex.offers;
+  json::array clauses;
+  for (const query::ClauseExplain& c : ex.clauses)
+    clauses.push_back(json::object{{"clause", query::FormatClause(c.clause)},
+                                   {"default", c.is_default},
+                                   {"excludes", c.fails},
+                                   {"alone", c.sole}});
+  o["clauses"] = std::move(clauses);
+  json::array near;
+  for (const query::NearMiss& nm : ex.near_misses) {
+    json::object n;
+    n["clause"] = nm.clause < ex.clauses.size() ? query::FormatClause(ex.clauses[nm.clause].clause) : "";
+    const market::Machine* m = nm.row.machine_id ? machine_of(*nm.row.machine_id) : nullptr;
+    if (m) n["offer"] = EncodeOffer(nm.row, *m);
+    else n["offer"] = json::object{{"id", nm.row.id ? json::value(*nm.row.id) : json::value(nullptr)}};
+    near.push_back(std::move(n));
+  }
+  o["near_misses"] = std::move(near);
+  o["summary"] = ex.summary;
   return o;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <boost/json.hpp>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,8 @@
 #include "ledger/ledger.h"
 #include "market/market.h"
 #include "market/types.h"
+#include "query/index.h"
+#include "query/query.h"
 
 namespace grid::api {
 
@@ -62,7 +65,21 @@ Result<DecodedSpec> DecodeMachineSpec(std::string_view body, bool stored = false
 
 json::object EncodeSpec(const market::MachineSpec& spec);
 json::object EncodeMachine(const market::Machine& m, int free_gpus);
-json::object EncodeOffer(const market::Offer& o, const market::Machine& m, bool rentable = true);
+// An offer: every field of the query language under its name, typed as
+//   kInt    JSON integer;
+//   kNumber JSON number: the exact value, an integer when whole (80), else
+//           the nearest double to the millionths (0.987654);
+//   kMoney  decimal string with six decimals ("2.500000");
+//   kBool, kString as themselves;
+// null when unknown; `duration` (days) is null when the machine has no end
+// date (unlimited). Then, from the machine: provider (0x address),
+// min_chunk, end_date (RFC 3339 or null).
+json::object EncodeOffer(const query::OfferRow& row, const market::Machine& m);
+// explain=1: {"offers", "clauses":[{"clause","default","excludes","alone"}],
+// "near_misses":[{"clause","offer"}], "summary"}. `machine_of` gives each
+// near miss's machine (nullptr: the offer is rendered without it).
+json::object EncodeExplain(const query::Explain& ex,
+                           const std::function<const market::Machine*(int64_t machine_id)>& machine_of);
 json::object EncodeLease(const market::Lease& l, int64_t running_ms);
 json::object EncodeBalance(const ledger::Balance& b);
 json::object EncodeTransfer(const ledger::Transfer& t);

@@ -19,6 +19,7 @@
 #include "crypto/siwe.h"
 #include "market/audit.h"
 #include "market/billing.h"
+#include "market/offer_rows.h"
 
 namespace grid::broker {
 namespace {
@@ -89,6 +90,17 @@ Status Broker::LoadState() {
     if (m.removed) continue;
     hosts_[id] = HostState{started_ms_, true, 1.0, started_ms_, ""};
   }
+  {
+    std::vector<query::OfferRow> rows;
+    for (const auto& [id, m] : market_.machines()) {
+      for (auto& r : OfferRowsLocked(m, started_ms_)) rows.push_back(std::move(r));
+      if (m.listing.listed && !m.removed && m.listing.end_date_ms > started_ms_) {
+        end_dates_.insert({m.listing.end_date_ms, id});
+        end_date_of_[id] = m.listing.end_date_ms;
+      }
+    }
+    index_.Build(std::move(rows));
+  }
   for (auto& w : snap.withdrawals) withdrawals_[w.id] = std::move(w);
   for (auto& [k, v] : snap.meta) {
     if (k.starts_with("chain:")) chain_meta_[k] = v;
@@ -135,9 +147,14 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
   // Agents long-polling for their machine learn of new leases, state
   // changes and removals at once (settlement's updates do not wake them).
   std::vector<int64_t> wake;
+  // Machines whose offers change: any machine change, and a lease that takes
+  // or frees GPUs. Their rows are replaced before the command is
+  // acknowledged, so no search after it shows the old state.
+  std::vector<int64_t> offers_changed;
   for (auto& m : changes.machines) {
     const market::Machine* old = market_.FindMachine(m.id);
     if (old && old->removed != m.removed) wake.push_back(m.id);
+    offers_changed.push_back(m.id);
     market_.Put(std::move(m));
   }
   for (auto& w : changes.withdrawals) withdrawals_[w.id] = std::move(w);
@@ -146,11 +163,15 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
   for (auto& l : changes.leases) {
     const market::Lease* old = market_.FindLease(l.id);
     if (!old || old->state != l.state) wake.push_back(l.machine_id);
+    if (!old || old->active() != l.active()) offers_changed.push_back(l.machine_id);
     market_.Put(std::move(l));
   }
   std::sort(wake.begin(), wake.end());
   wake.erase(std::unique(wake.begin(), wake.end()), wake.end());
   for (int64_t id : wake) wakeups_->Bump(id);
+  std::sort(offers_changed.begin(), offers_changed.end());
+  offers_changed.erase(std::unique(offers_changed.begin(), offers_changed.end()), offers_changed.end());
+  for (int64_t id : offers_changed) RefreshOffersLocked(id);
   return Status::Ok();
 }
 
@@ -318,35 +339,89 @@ Result<MachineView> Broker::Unlist(const std::string& addr, int64_t machine_id) 
   return CommitMachineLocked(std::move(m));
 }
 
-std::vector<OfferView> Broker::SearchOffers(const market::OfferFilter& filter) const {
+Result<OfferSearch> Broker::SearchOffers(const query::Query& q, const query::Order& order, int64_t limit,
+                                         bool explain, bool no_default) {
+  if (limit < 0 || limit > query::kMaxLimit)
+    return InvalidArgument("limit: must be between 0 and " + std::to_string(query::kMaxLimit) + ", got " +
+                           std::to_string(limit));
+  OfferSearch out;
+  query::SearchOptions opts;
+  opts.limit = static_cast<int>(limit);
+  opts.explain = explain;
+  opts.defaults_from = q.clauses.size();  // WithDefaults appends
+  out.query = query::WithDefaults(q, {.no_default = no_default, .dev = options_.dev});
+  if (out.query.clauses.size() == q.clauses.size()) opts.defaults_from = SIZE_MAX;
+  out.order = order.keys.empty() ? query::DefaultOrder() : order;
   std::lock_guard lock(mu_);
-  UnixMs now = clock_->NowMs();
-  std::vector<OfferView> out;
-  market::OfferFilter f = filter;
-  f.hide_machine = [this](int64_t id) { return HiddenLocked(id); };
-  for (const market::Offer& o : market_.Search(f)) {
-    // A machine past its end date offers nothing.
-    if (o.machine->listing.end_date_ms && o.machine->listing.end_date_ms <= now) continue;
-    OfferView v{o, *o.machine, true, std::nullopt};
-    if (auto it = hosts_.find(o.machine_id); it != hosts_.end()) v.reliability = it->second.reliability;
-    out.push_back(std::move(v));
-  }
+  const UnixMs now = clock_->NowMs();
+  ExpireEndDatesLocked(now);
+  out.result = index_.Search(out.query, out.order, now, opts);
+  auto note = [&](query::OfferRow& r) {
+    r.duration = query::DurationMillionths(r.end_date_ms, now);
+    if (!r.machine_id) return;
+    if (const market::Machine* m = market_.FindMachine(*r.machine_id)) out.machines.emplace(m->id, *m);
+  };
+  for (auto& r : out.result.offers) note(r);
+  if (out.result.explain)
+    for (auto& nm : out.result.explain->near_misses) note(nm.row);
   return out;
 }
 
-Result<OfferView> Broker::GetOffer(int64_t offer_id) const {
+Result<OfferView> Broker::GetOffer(int64_t offer_id) {
   std::lock_guard lock(mu_);
-  GRID_ASSIGN_OR_RETURN(market::Offer o, market_.FindOffer(offer_id));
-  const market::Listing& listing = o.machine->listing;
+  const UnixMs now = clock_->NowMs();
+  ExpireEndDatesLocked(now);
   // An offer exists while its machine is listed in that chunk size; it is
-  // rentable while its GPUs are free and the end date is ahead.
-  if (!listing.listed || o.num_gpus % listing.min_chunk != 0)
-    return NotFound("offer " + std::to_string(offer_id) + " not found (not listed)");
-  bool rentable = market_.FreeGpus(o.machine_id) >= o.num_gpus && !HiddenLocked(o.machine_id) &&
-                  (listing.end_date_ms == 0 || listing.end_date_ms > clock_->NowMs());
-  OfferView v{o, *o.machine, rentable, std::nullopt};
-  if (auto it = hosts_.find(o.machine_id); it != hosts_.end()) v.reliability = it->second.reliability;
-  return v;
+  // rentable while its GPUs are free, its host online and the end date ahead.
+  std::optional<query::OfferRow> row = index_.Get(offer_id, now);
+  const market::Machine* m = row && row->machine_id ? market_.FindMachine(*row->machine_id) : nullptr;
+  if (!row || !m) return NotFound("offer " + std::to_string(offer_id) + " not found (not listed)");
+  row->duration = query::DurationMillionths(row->end_date_ms, now);
+  return OfferView{std::move(*row), *m};
+}
+
+size_t Broker::IndexedOffers() const {
+  std::lock_guard lock(mu_);
+  return index_.size();
+}
+
+std::vector<query::OfferRow> Broker::OfferRowsLocked(const market::Machine& m, UnixMs now_ms) const {
+  market::OfferHostInfo host;
+  if (auto it = hosts_.find(m.id); it != hosts_.end()) {
+    host.online = it->second.online;
+    host.reliability = it->second.reliability;
+  }
+  return market::OfferRowsOf(m, market_.FreeGpus(m.id), host, now_ms);
+}
+
+void Broker::RefreshOffersLocked(int64_t machine_id) {
+  const UnixMs now = clock_->NowMs();
+  if (auto it = end_date_of_.find(machine_id); it != end_date_of_.end()) {
+    end_dates_.erase({it->second, machine_id});
+    end_date_of_.erase(it);
+  }
+  const market::Machine* m = market_.FindMachine(machine_id);
+  if (!m) {
+    index_.RemoveMachine(machine_id);
+    return;
+  }
+  std::vector<query::OfferRow> rows = OfferRowsLocked(*m, now);
+  if (rows.empty()) {
+    index_.RemoveMachine(machine_id);
+    return;
+  }
+  index_.SetMachine(machine_id, rows);
+  if (m->listing.end_date_ms > now) {
+    end_dates_.insert({m->listing.end_date_ms, machine_id});
+    end_date_of_[machine_id] = m->listing.end_date_ms;
+  }
+}
+
+void Broker::ExpireEndDatesLocked(UnixMs now_ms) {
+  while (!end_dates_.empty() && end_dates_.begin()->first <= now_ms) {
+    int64_t id = end_dates_.begin()->second;
+    RefreshOffersLocked(id);  // drops the entry: the end date is no longer ahead
+  }
 }
 
 // ---------------------------------------------------------------- leases
@@ -715,6 +790,7 @@ Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::s
   GRID_ASSIGN_OR_RETURN(MachineView view, CommitMachineLocked(std::move(m)));
   agents_[agent] = id;
   hosts_[id] = HostState{now, true, 1.0, now, ""};
+  RefreshOffersLocked(id);  // now with the host's reliability
   view.host = hosts_[id];
   return view;
 }
@@ -737,8 +813,10 @@ Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std:
   if (!m) return PermissionDenied("not an enrolled machine; run `grid agent --join-token …` first");
   HostState& h = hosts_[m->id];
   h.last_seen_ms = clock_->NowMs();
+  bool was_online = h.online;
   h.online = true;  // back in search at once
   h.health_json = std::move(health_json);
+  if (!was_online) RefreshOffersLocked(m->id);
   std::vector<AgentLease> out;
   for (const market::Lease* l : market_.ActiveLeasesOn(m->id)) {
     auto lg = logs_.find(l->id);
@@ -857,7 +935,10 @@ Status Broker::CheckHosts() {
   const UnixMs now = clock_->NowMs();
   const int64_t offline_after = options_.heartbeat_ms * options_.missed_heartbeats;
   Status first_error;
+  std::vector<int64_t> offers_changed;
   for (auto& [id, h] : hosts_) {
+    const bool was_online = h.online;
+    const auto was_reliability = market::ToMillionths(h.reliability);
     bool online = now - h.last_seen_ms <= offline_after;
     // Reliability: exponentially weighted fraction of time online.
     if (now > h.reliability_at_ms) {
@@ -866,6 +947,9 @@ Status Broker::CheckHosts() {
       h.reliability_at_ms = now;
     }
     h.online = online;
+    // Its offers show the host's state and reliability (in millionths, as
+    // the query language holds it) from now on.
+    if (was_online != online || was_reliability != market::ToMillionths(h.reliability)) offers_changed.push_back(id);
     if (online || now - h.last_seen_ms <= options_.host_grace_ms) continue;
     // Offline past the grace period: its leases end, billed to the last beat.
     std::vector<int64_t> lost;
@@ -875,6 +959,7 @@ Status Broker::CheckHosts() {
       if (!st.ok() && first_error.ok()) first_error = st;
     }
   }
+  for (int64_t id : offers_changed) RefreshOffersLocked(id);
   return first_error;
 }
 

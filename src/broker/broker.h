@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -25,6 +26,8 @@
 #include "ledger/ledger.h"
 #include "ledger/withdrawal.h"
 #include "market/market.h"
+#include "query/index.h"
+#include "query/query.h"
 #include "store/store.h"
 
 namespace grid::broker {
@@ -126,11 +129,20 @@ struct Session {
   UnixMs expires_ms = 0;
 };
 
+// One offer: every field of the query language (market/offer_rows.h), and
+// its machine for what the row does not carry (provider, min_chunk, spec).
 struct OfferView {
-  market::Offer offer;
+  query::OfferRow row;
   market::Machine machine;
-  bool rentable = true;  // its GPUs are free now (search shows only these)
-  std::optional<double> reliability;  // hosts run by an agent
+};
+
+// What a search answers (Broker::SearchOffers).
+struct OfferSearch {
+  query::Query query;   // the effective query: the user's plus the defaults
+  query::Order order;   // the effective order
+  query::SearchResult result;
+  // The machines of result.offers and of the explain's near misses.
+  std::map<int64_t, market::Machine> machines;
 };
 
 struct MachineView {
@@ -165,8 +177,19 @@ class Broker {
   Result<MachineView> GetMachine(const std::string& addr, int64_t id) const;
   Result<MachineView> ListOffer(const std::string& addr, const market::ListOfferRequest& req);
   Result<MachineView> Unlist(const std::string& addr, int64_t machine_id);
-  std::vector<OfferView> SearchOffers(const market::OfferFilter& filter) const;
-  Result<OfferView> GetOffer(int64_t offer_id) const;
+  // Searches the live offer index. Vast's defaults (verified=true
+  // rentable=true rented=false) are appended unless no_default; a --dev
+  // broker leaves verified out (nothing is verified yet). An empty order is
+  // the default order (dph_total). limit: 0..query::kMaxLimit, else
+  // InvalidArgument. The index is kept in step with every acknowledged
+  // change, so a search never shows GPUs of a lease already acknowledged.
+  Result<OfferSearch> SearchOffers(const query::Query& q, const query::Order& order, int64_t limit, bool explain,
+                                   bool no_default);
+  // One offer by id, whether rentable or not; NotFound unless its machine
+  // is listed in that chunk size.
+  Result<OfferView> GetOffer(int64_t offer_id);
+  // The number of offers in the index (every chunk size of every listed machine).
+  size_t IndexedOffers() const;
 
   // --- leases
   Result<market::Lease> CreateLease(const std::string& addr, market::CreateLeaseRequest req);
@@ -268,7 +291,13 @@ class Broker {
   Result<market::Lease> ReportAsProviderLocked(const std::string& provider, const market::Lease& lease,
                                                market::LeaseState to, const std::string& message, bool failed,
                                                const std::optional<ReportedEndpoints>& endpoints);
-  bool HiddenLocked(int64_t machine_id) const;  // offline: offers leave search
+  bool HiddenLocked(int64_t machine_id) const;  // offline: its offers are not rentable
+  // The search index: a machine's rows as they are now, and keeping them so.
+  std::vector<query::OfferRow> OfferRowsLocked(const market::Machine& m, UnixMs now_ms) const;
+  void RefreshOffersLocked(int64_t machine_id);
+  // Machines whose end date passed since their rows were made: their offers
+  // stop being rentable. Called before every read of the index.
+  void ExpireEndDatesLocked(UnixMs now_ms);
   MachineView ViewLocked(const market::Machine& m) const;
   // Commits one machine's new state and returns its view.
   Result<MachineView> CommitMachineLocked(market::Machine machine);
@@ -290,6 +319,13 @@ class Broker {
   std::unordered_map<int64_t, Metering> metering_;   // lease id -> last evidence
   UnixMs started_ms_ = 0;
   std::unique_ptr<MachineWakeups> wakeups_;  // bumped in CommitLocked
+  // Every offer, as rows of the query language, updated under mu_ before a
+  // change is acknowledged (CommitLocked, host online/offline/reliability).
+  query::OfferIndex index_;
+  // (end date, machine id) of machines whose rows still count as before
+  // their end date; and each such machine's entry.
+  std::set<std::pair<UnixMs, int64_t>> end_dates_;
+  std::unordered_map<int64_t, UnixMs> end_date_of_;
   std::map<int64_t, ledger::Withdrawal> withdrawals_;
   std::map<std::string, std::string> chain_meta_;  // meta keys "chain:*"
   int64_t commits_ = 0, commit_failures_ = 0;

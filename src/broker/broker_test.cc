@@ -14,6 +14,7 @@
 #include "crypto/keys.h"
 #include "crypto/siwe.h"
 #include "market/billing.h"
+#include "market/offer_rows.h"
 
 namespace grid::broker {
 namespace {
@@ -109,16 +110,29 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
     auto offer = broker_->GetOffer(machine * market::kOfferIdBase + gpus);
     if (!offer.ok()) return offer.status();
     market::CreateLeaseRequest req;
-    req.offer_id = offer->offer.id;
+    req.offer_id = *offer->row.id;
     req.gpus = gpus;
     req.image = "host";
-    req.order = {req.offer_id, gpus, offer->offer.dph_total, nonce, clock_.NowMs() / 1000 + 600, ""};
-    crypto::LeaseOrder o{static_cast<uint64_t>(req.offer_id), static_cast<uint32_t>(gpus), offer->offer.dph_total,
+    req.order = {req.offer_id, gpus, *offer->row.dph_total, nonce, clock_.NowMs() / 1000 + 600, ""};
+    crypto::LeaseOrder o{static_cast<uint64_t>(req.offer_id), static_cast<uint32_t>(gpus), *offer->row.dph_total,
                          nonce, req.order.expiry_s};
     auto sig = crypto::SignDigest(renter.key, crypto::LeaseOrderDigest(o, broker_->options().chain_id)).value();
     req.order.signature = crypto::HexEncode(sig);
     return broker_->CreateLease(renter.addr, req);
   }
+
+  // The ids a search finds, in order (defaults on unless no_default).
+  std::vector<int64_t> Search(const std::string& q, bool no_default = false, const std::string& order = "") {
+    auto parsed = query::Parse(q);
+    EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+    auto r = broker_->SearchOffers(*parsed, query::ParseOrder(order).value(), query::kMaxLimit, false, no_default);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    std::vector<int64_t> ids;
+    for (const auto& row : r->result.offers) ids.push_back(*row.id);
+    return ids;
+  }
+  // The rentable offers of one machine (what search shows by default).
+  std::vector<int64_t> OffersOf(int64_t machine) { return Search("machine_id=" + std::to_string(machine)); }
 
   void ExpectAuditOk() {
     auto r = broker_->Audit();
@@ -141,7 +155,7 @@ TEST_P(BrokerTest, RentRunStopBillsExactlyAndSurvivesRestart) {
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   EXPECT_EQ(lease->held, market::InitialHold(16'800'000).value());
   EXPECT_EQ(broker_->GetBalance(renter.addr).held, 2'800'000);
-  EXPECT_TRUE(broker_->SearchOffers({.machine_id = m}).empty());
+  EXPECT_TRUE(OffersOf(m).empty());
 
   clock_.AdvanceMs(5'000);  // pending time is never billed
   ASSERT_TRUE(broker_->ReportLease(prov.addr, lease->id, market::LeaseState::kRunning, "").ok());
@@ -159,7 +173,7 @@ TEST_P(BrokerTest, RentRunStopBillsExactlyAndSurvivesRestart) {
   EXPECT_EQ(rb.available, 100'000'000 - charged);
   EXPECT_EQ(rb.held, 0);
   EXPECT_EQ(broker_->GetBalance(prov.addr).earned, charged - stopped->fee);
-  EXPECT_EQ(broker_->SearchOffers({.machine_id = m}).size(), 8u);  // GPUs are back
+  EXPECT_EQ(OffersOf(m).size(), 8u);  // GPUs are back
   ExpectAuditOk();
 }
 
@@ -206,7 +220,7 @@ TEST_P(BrokerTest, EndDateEndsTheLeaseBilledToTheEndDate) {
   EXPECT_EQ(l.state, market::LeaseState::kEnded);
   EXPECT_EQ(l.end_reason, market::EndReason::kEndDate);
   EXPECT_EQ(l.billed_ms, 90'000);
-  EXPECT_TRUE(broker_->SearchOffers({.machine_id = m}).empty());  // past its end date
+  EXPECT_TRUE(OffersOf(m).empty());  // past its end date
   ExpectAuditOk();
 }
 
@@ -228,9 +242,9 @@ TEST_P(BrokerTest, AuthorizationIsCheckedOnTheLease) {
   EXPECT_EQ(Rent(renter, m + 1, 1, 3).status().code(), Code::kConflict);
   // An order signed by someone else is refused.
   auto offer = broker_->GetOffer((m + 1) * market::kOfferIdBase + 1).value();
-  market::CreateLeaseRequest req{.offer_id = offer.offer.id, .gpus = 1, .image = "host"};
-  req.order = {offer.offer.id, 1, offer.offer.dph_total, 99, kT0 / 1000 + 600, ""};
-  crypto::LeaseOrder o{static_cast<uint64_t>(offer.offer.id), 1, offer.offer.dph_total, 99, req.order.expiry_s};
+  market::CreateLeaseRequest req{.offer_id = *offer.row.id, .gpus = 1, .image = "host"};
+  req.order = {*offer.row.id, 1, *offer.row.dph_total, 99, kT0 / 1000 + 600, ""};
+  crypto::LeaseOrder o{static_cast<uint64_t>(*offer.row.id), 1, *offer.row.dph_total, 99, req.order.expiry_s};
   req.order.signature = crypto::HexEncode(crypto::SignDigest(other.key, crypto::LeaseOrderDigest(o, 31337)).value());
   EXPECT_EQ(broker_->CreateLease(renter.addr, req).status().code(), Code::kPermissionDenied);
 }
@@ -477,14 +491,14 @@ TEST_P(BrokerTest, AgentEnrollsHeartbeatsAndIsLost) {
   ASSERT_TRUE(broker_->CheckHosts().ok());
   EXPECT_FALSE(broker_->HostOf(id)->online);
   EXPECT_LT(broker_->HostOf(id)->reliability, 1.0);
-  EXPECT_TRUE(broker_->SearchOffers({.machine_id = id}).empty());
+  EXPECT_TRUE(OffersOf(id).empty());
   EXPECT_EQ(Rent(renter, id, 1, 2).status().code(), Code::kNotAvailable);
   // Back before the grace period ends: online again, the lease goes on.
   ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
   last_beat = clock_.NowMs();
   ASSERT_TRUE(broker_->CheckHosts().ok());
   EXPECT_TRUE(broker_->HostOf(id)->online);
-  EXPECT_EQ(broker_->SearchOffers({.machine_id = id}).size(), 1u);
+  EXPECT_EQ(OffersOf(id).size(), 1u);
   // Then gone for good: past the 5-minute grace the lease ends host_lost.
   clock_.AdvanceMs(5 * 60'000 + 1);
   ASSERT_TRUE(broker_->SettleAll().ok());  // a tick meanwhile bills up to now...
@@ -509,7 +523,7 @@ TEST_P(BrokerTest, AgentEnrollsHeartbeatsAndIsLost) {
   ASSERT_TRUE(broker_->RemoveMachine(prov.addr, id).ok());
   EXPECT_EQ(broker_->Heartbeat(agent.addr, "{}").status().code(), Code::kPermissionDenied);
   EXPECT_EQ(broker_->EnrollMachine(agent.addr, "", Spec(2), "").status().code(), Code::kPermissionDenied);
-  EXPECT_TRUE(broker_->SearchOffers({.machine_id = id}).empty());
+  EXPECT_TRUE(OffersOf(id).empty());
   ExpectAuditOk();
 }
 
@@ -545,6 +559,148 @@ TEST_P(BrokerTest, LeaseOutputIsBoundedAndPagedOnCharacterBoundaries) {
   EXPECT_EQ(tail.start_offset, 6);
   EXPECT_EQ(broker_->MeteringOf(lease.id)->peak_memory_bytes, 1024);
 }
+
+}  // namespace
+}  // namespace grid::broker
+
+namespace grid::broker {
+namespace {
+
+// The live index is in step with the market after every command: each
+// machine's rows found by search equal market::OfferRowsOf computed afresh
+// from the machine, its free GPUs and its host, and no other rows exist.
+class SearchIndexTest : public BrokerTest {
+ protected:
+  void ExpectInStep(const std::string& where) {
+    SCOPED_TRACE(where);
+    auto all = broker_->SearchOffers({}, {}, query::kMaxLimit, false, /*no_default=*/true);
+    ASSERT_TRUE(all.ok());
+    std::map<int64_t, query::OfferRow> got;
+    for (auto& r : all->result.offers) got.emplace(*r.id, r);
+    EXPECT_EQ(static_cast<size_t>(all->result.total), got.size());
+    size_t expected = 0;
+    for (const Account* p : providers_) {
+      for (const MachineView& v : broker_->ListMachines(p->addr)) {
+        market::OfferHostInfo host;
+        if (v.host) host = {v.host->online, v.host->reliability};
+        for (const query::OfferRow& want : market::OfferRowsOf(v.machine, v.free_gpus, host, clock_.NowMs())) {
+          ++expected;
+          auto it = got.find(*want.id);
+          if (it == got.end()) {
+            ADD_FAILURE() << "offer " << *want.id << " missing from the index";
+            continue;
+          }
+          for (const auto& f : query::Fields())
+            EXPECT_EQ(it->second.Get(f.id), want.Get(f.id)) << "offer " << *want.id << " field " << f.name;
+          auto one = broker_->GetOffer(*want.id);
+          ASSERT_TRUE(one.ok());
+          EXPECT_EQ(one->row.Get(query::FieldId::kRentable), want.Get(query::FieldId::kRentable));
+        }
+      }
+    }
+    EXPECT_EQ(got.size(), expected);
+  }
+  std::vector<const Account*> providers_;
+};
+
+TEST_P(SearchIndexTest, InStepWithEveryChange) {
+  Account prov = NewAccount(), renter = NewAccount(), agent = NewAccount();
+  providers_ = {&prov};
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 500'000'000, "k").ok());
+  auto reg = broker_->RegisterMachine(prov.addr, Spec(8), "");
+  ASSERT_TRUE(reg.ok());
+  const int64_t m = reg->machine.id;
+  ExpectInStep("registered, not listed");
+  EXPECT_TRUE(Search("", true).empty());
+  ASSERT_TRUE(broker_->ListOffer(prov.addr, {m, 2'000'000, 2, 0, 0}).ok());
+  ExpectInStep("listed");
+  EXPECT_EQ(OffersOf(m), (std::vector<int64_t>{m * 1000 + 2, m * 1000 + 4, m * 1000 + 6, m * 1000 + 8}));
+  ASSERT_TRUE(broker_->ListOffer(prov.addr, {m, 3'000'000, 4, kT0 + 2 * 86'400'000, 0}).ok());
+  ExpectInStep("new price, chunk and end date");
+  EXPECT_EQ(Search("dph<12.01 machine_id=" + std::to_string(m)), (std::vector<int64_t>{m * 1000 + 4}));
+
+  // A lease: its GPUs leave search as soon as it is acknowledged.
+  auto lease = Rent(renter, m, 4, 1);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ExpectInStep("leased");
+  EXPECT_EQ(OffersOf(m), (std::vector<int64_t>{m * 1000 + 4}));
+  EXPECT_EQ(Search("rented=true", true), (std::vector<int64_t>{m * 1000 + 8}));
+  ASSERT_TRUE(broker_->ReportLease(prov.addr, lease->id, market::LeaseState::kRunning, "").ok());
+  ExpectInStep("running");
+  Reopen();  // the index is rebuilt from the store
+  ExpectInStep("after a restart");
+  EXPECT_EQ(OffersOf(m), (std::vector<int64_t>{m * 1000 + 4}));
+  ASSERT_TRUE(broker_->StopLease(renter.addr, lease->id).ok());
+  ExpectInStep("stopped");
+  EXPECT_EQ(OffersOf(m), (std::vector<int64_t>{m * 1000 + 4, m * 1000 + 8}));
+  auto failing = Rent(renter, m, 8, 2);
+  ASSERT_TRUE(failing.ok());
+  EXPECT_TRUE(OffersOf(m).empty());
+  ASSERT_TRUE(broker_->ReportLease(prov.addr, failing->id, market::LeaseState::kEnded, "boom", true).ok());
+  ExpectInStep("failed");
+  EXPECT_EQ(OffersOf(m).size(), 2u);
+
+  // An agent's host: reliability, offline and back.
+  auto token = broker_->CreateJoinToken(prov.addr, 3600'000);
+  auto enrolled = broker_->EnrollMachine(agent.addr, token->token, Spec(2), "");
+  ASSERT_TRUE(enrolled.ok());
+  const int64_t a = enrolled->machine.id;
+  ASSERT_TRUE(broker_->AgentListOffer(agent.addr, {0, 1'000'000, 1, 0, 0}).ok());
+  ExpectInStep("agent listed");
+  EXPECT_EQ(Search("reliability>=1"), (std::vector<int64_t>{a * 1000 + 1, a * 1000 + 2}));
+  clock_.AdvanceMs(31'000);
+  ASSERT_TRUE(broker_->CheckHosts().ok());
+  ExpectInStep("host offline");
+  EXPECT_TRUE(OffersOf(a).empty());
+  EXPECT_EQ(Search("machine_id=" + std::to_string(a) + " rentable=false", true).size(), 2u);
+  ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
+  ExpectInStep("host back");
+  EXPECT_EQ(OffersOf(a).size(), 2u);
+  EXPECT_TRUE(Search("reliability>=1").empty()) << "reliability fell while it was offline";
+
+  // The end date passes with no command at all: the offers stop being rentable.
+  clock_.AdvanceMs(2 * 86'400'000);
+  EXPECT_TRUE(OffersOf(m).empty());
+  ExpectInStep("past the end date");
+  ASSERT_TRUE(broker_->Unlist(prov.addr, a).ok());
+  ExpectInStep("unlisted");
+  ASSERT_TRUE(broker_->RemoveMachine(prov.addr, m).ok());
+  ExpectInStep("removed");
+  EXPECT_TRUE(Search("", true).empty());
+}
+
+TEST_P(SearchIndexTest, DefaultsOrderLimitAndExplain) {
+  Account prov = NewAccount();
+  int64_t m1 = ListedMachine(prov, 2, "2.00");
+  int64_t m2 = ListedMachine(prov, 1, "1.50");
+  auto q = query::Parse("num_gpus>=2 dph<3").value();
+  auto r = broker_->SearchOffers(q, {}, 64, true, false);
+  ASSERT_TRUE(r.ok());
+  // --dev: verified is left out of the defaults.
+  EXPECT_EQ(query::Format(r->query), "num_gpus>=2 dph_total<3 rentable=true rented=false");
+  EXPECT_EQ(query::FormatOrder(r->order), "dph_total");
+  EXPECT_EQ(r->result.total, 0);
+  ASSERT_TRUE(r->result.explain.has_value());
+  EXPECT_NE(r->result.explain->summary.find("dph_total<3"), std::string::npos) << r->result.explain->summary;
+  // Each clause alone is to blame for a near miss: without num_gpus>=2 the
+  // cheapest is m2's GPU, without dph<3 it is m1's two GPUs.
+  ASSERT_EQ(r->result.explain->near_misses.size(), 2u);
+  EXPECT_EQ(*r->result.explain->near_misses[0].row.id, m2 * 1000 + 1);
+  EXPECT_EQ(*r->result.explain->near_misses[1].row.id, m1 * 1000 + 2);
+  EXPECT_TRUE(r->machines.contains(m1) && r->machines.contains(m2)) << "near misses come with their machine";
+  auto all = broker_->SearchOffers({}, query::ParseOrder("dph-").value(), 2, false, false).value();
+  EXPECT_EQ(all.result.total, 3);
+  ASSERT_EQ(all.result.offers.size(), 2u);
+  EXPECT_EQ(*all.result.offers[0].id, m1 * 1000 + 2);
+  EXPECT_EQ(*all.result.offers[1].id, m1 * 1000 + 1);
+  EXPECT_EQ(all.machines.size(), 1u);
+  EXPECT_EQ(broker_->SearchOffers({}, {}, query::kMaxLimit + 1, false, false).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(broker_->SearchOffers({}, {}, -1, false, false).status().code(), Code::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, SearchIndexTest, ::testing::Values("memory", "sqlite"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace grid::broker

@@ -123,9 +123,7 @@ class Api {
         if (!id.ok()) return Error(id.status());
         auto o = b_->GetOffer(*id);
         if (!o.ok()) return Error(o.status());
-        json::object out = api::EncodeOffer(o->offer, o->machine, o->rentable);
-        out["reliability"] = o->reliability ? json::value(*o->reliability) : json::value(nullptr);
-        return Ok(out);
+        return Ok(api::EncodeOffer(o->row, o->machine));
       }
     }
     // Everything else needs a login.
@@ -470,39 +468,67 @@ class Api {
     return lr;
   }
 
+  // GET /v1/offers?q=QUERY&order=ORDER&limit=N&explain=1&no_default=1
   HttpResponse SearchOffers(const HttpRequest& req) {
-    market::OfferFilter f;
+    std::string q_text, order_text;
+    int64_t limit = 64;
+    bool explain = false, no_default = false;
+    auto flag = [](std::string_view k, const std::string& v) -> Result<bool> {
+      if (v == "1" || v == "true" || v.empty()) return true;
+      if (v == "0" || v == "false") return false;
+      return InvalidArgument(std::string(k) + ": expected 1 or 0, got \"" + v.substr(0, 32) + "\"");
+    };
     for (const auto& [k, v] : req.query) {
-      if (k == "gpu_name") f.gpu_name = v;
-      else if (k == "geolocation") f.geolocation = v;
-      else if (k == "num_gpus") {
-        auto n = ParseId(v, "num_gpus");
-        if (!n.ok()) return Error(n.status());
-        f.min_gpus = static_cast<int>(std::min<int64_t>(*n, market::kMaxGpusPerMachine));
-      } else if (k == "max_dph") {
-        auto d = ParseMoney(v, "max_dph");
-        if (!d.ok()) return Error(d.status());
-        f.max_dph_total = *d;
-      } else if (k == "machine_id") {
-        auto n = ParseId(v, "machine_id");
-        if (!n.ok()) return Error(n.status());
-        f.machine_id = *n;
+      if (k == "q") {
+        q_text = v;
+      } else if (k == "order") {
+        order_text = v;
       } else if (k == "limit") {
-        auto n = ParseId(v, "limit");
-        if (!n.ok()) return Error(n.status());
-        f.limit = static_cast<int>(std::min<int64_t>(*n, 10'000));
+        int64_t n = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec == std::errc::result_out_of_range || (ec == std::errc() && p == v.data() + v.size() && n > query::kMaxLimit))
+          return Error(InvalidArgument("limit: at most " + std::to_string(query::kMaxLimit) + ", got " + v.substr(0, 32)));
+        if (ec != std::errc() || p != v.data() + v.size() || n < 0)
+          return Error(InvalidArgument("limit: expected a whole number from 0 to " + std::to_string(query::kMaxLimit) +
+                                       ", got \"" + v.substr(0, 32) + "\""));
+        limit = n;
+      } else if (k == "explain" || k == "no_default") {
+        auto b = flag(k, v);
+        if (!b.ok()) return Error(b.status());
+        (k == "explain" ? explain : no_default) = *b;
+      } else if (query::LookupField(k)) {
+        // The old simple filters (gpu_name=, num_gpus=, …) are clauses now.
+        return Error(InvalidArgument(k + ": search fields go in the query, e.g. q=" + k + "%3D... (known parameters: q, "
+                                         "order, limit, explain, no_default)"));
       } else {
-        return Error(InvalidArgument(k + ": unknown search parameter (known: gpu_name, num_gpus, max_dph, "
-                                         "geolocation, machine_id, limit)"));
+        return Error(InvalidArgument(k + ": unknown search parameter (known: q, order, limit, explain, no_default)"));
       }
     }
+    if (q_text.size() > 8192) return Error(InvalidArgument("q: at most 8192 characters"));
+    auto q = query::Parse(q_text);
+    if (!q.ok()) return Error(q.status());
+    auto order = query::ParseOrder(order_text);
+    if (!order.ok()) return Error(order.status());
+    auto r = b_->SearchOffers(*q, *order, limit, explain, no_default);
+    if (!r.ok()) return Error(r.status());
     json::array arr;
-    for (const auto& v : b_->SearchOffers(f)) {
-      json::object o = api::EncodeOffer(v.offer, v.machine);
-      o["reliability"] = v.reliability ? json::value(*v.reliability) : json::value(nullptr);
-      arr.push_back(std::move(o));
+    arr.reserve(r->result.offers.size());
+    for (const auto& row : r->result.offers) {
+      auto m = r->machines.find(row.machine_id.value_or(0));
+      if (m == r->machines.end()) continue;  // (cannot happen: the broker adds every machine)
+      arr.push_back(api::EncodeOffer(row, m->second));
     }
-    return Ok(json::object{{"offers", std::move(arr)}});
+    json::object out{{"offers", std::move(arr)},
+                     {"total", r->result.total},
+                     {"query", query::Format(r->query)},
+                     {"order", query::FormatOrder(r->order)}};
+    if (r->result.explain) {
+      out["explain"] = api::EncodeExplain(*r->result.explain, [&](int64_t id) -> const market::Machine* {
+        auto it = r->machines.find(id);
+        return it == r->machines.end() ? nullptr : &it->second;
+      });
+    }
+    return Ok(out);
   }
 
   json::object LeaseJson(const market::Lease& l) {

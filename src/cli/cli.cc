@@ -23,6 +23,7 @@
 #include "core/clock.h"
 #include "core/money.h"
 #include "market/market.h"
+#include "query/query.h"
 #include "crypto/eip712.h"
 #include "crypto/hex.h"
 #include "crypto/keys.h"
@@ -449,40 +450,95 @@ void AddMachines(CLI::App& app, Globals& g, Run& run) {
 
 // ----------------------------------------------------------------- offers
 
+// "8x H100 SXM 80GB"
+std::string GpusLabel(const json::value& o) { return Str(o, "num_gpus") + "x " + Str(o, "gpu_name"); }
+
+// A number field for a table: "-" when null.
+std::string Cell(const json::value& o, std::string_view key) {
+  std::string s = Str(o, key);
+  return s.empty() ? "-" : s;
+}
+
+void PrintOffers(const json::array& offers) {
+  Table t({"ID", "GPUS", "$/H", "$/GPU-H", "GPU_RAM", "RELIABILITY", "GEO", "CUDA", "RENTABLE", "SIMULATED"});
+  for (const auto& o : offers)
+    t.Add({Str(o, "id"), GpusLabel(o), Str(o, "dph_total"), Str(o, "dph_per_gpu"), Cell(o, "gpu_ram"),
+           Cell(o, "reliability"), Cell(o, "geolocation"), Cell(o, "cuda_vers"),
+           Str(o, "rentable") == "true" ? "yes" : Str(o, "rented") == "true" ? "no (rented)" : "no",
+           // Simulated GPUs are test fixtures: never let one pass for real hardware.
+           Str(o, "simulated") == "true" ? "SIMULATED" : "no"});
+  std::printf("%s", t.Render().c_str());
+}
+
+void PrintExplain(const json::value& ex) {
+  const json::object& e = ex.as_object();
+  std::printf("explain: %s offers in the market\n", Str(ex, "offers").c_str());
+  if (const json::value* cs = e.if_contains("clauses"); cs && cs->is_array()) {
+    size_t width = 0;
+    for (const auto& c : cs->as_array()) width = std::max(width, Str(c, "clause").size() + (Str(c, "default") == "true" ? 10 : 0));
+    for (const auto& c : cs->as_array()) {
+      std::string name = Str(c, "clause") + (Str(c, "default") == "true" ? " (default)" : "");
+      std::printf("  %-*s  excludes %s (alone %s)\n", static_cast<int>(width), name.c_str(), Str(c, "excludes").c_str(),
+                  Str(c, "alone").c_str());
+    }
+  }
+  if (const json::value* nm = e.if_contains("near_misses"); nm && nm->is_array() && !nm->as_array().empty()) {
+    std::printf("nearest offers, each missing by one clause:\n");
+    for (const auto& n : nm->as_array()) {
+      const json::value* o = n.as_object().if_contains("offer");
+      if (!o) continue;
+      std::printf("  without %s: offer %s, %s at $%s/h on machine %s%s\n", Str(n, "clause").c_str(),
+                  Str(*o, "id").c_str(), GpusLabel(*o).c_str(), Str(*o, "dph_total").c_str(),
+                  Str(*o, "machine_id").c_str(), Str(*o, "simulated") == "true" ? " (SIMULATED)" : "");
+    }
+  }
+  std::printf("%s\n", Str(ex, "summary").c_str());
+}
+
 void AddOffers(CLI::App& app, Globals& g, Run& run) {
   auto* os = app.add_subcommand("offers", "Find GPUs to rent");
   os->require_subcommand(1);
-  static std::string gpu_name, max_dph, geo;
-  static int num_gpus = 0, limit = 64;
-  auto* s = os->add_subcommand("search", "Search offers, cheapest first");
-  s->add_option("--gpu-name", gpu_name, "GPU model, e.g. RTX_4090 ('_' is a space)");
-  s->add_option("--num-gpus", num_gpus, "At least this many GPUs")->check(CLI::Range(1, 999));
-  s->add_option("--max-dph", max_dph, "At most this many USD per hour for the whole offer");
-  s->add_option("--geolocation", geo, "Two-letter country code");
-  s->add_option("--limit", limit, "At most this many offers")->check(CLI::Range(1, 10000));
+  static std::vector<std::string> words;
+  static std::string order;
+  static int limit = 64;
+  static bool no_default = false, explain = false;
+  auto* s = os->add_subcommand(
+      "search",
+      "Search offers with Vast.ai's query language: grid offers search 'gpu_name=RTX_4090 num_gpus>=4 reliability>0.98' "
+      "-o 'dph,reliability-'");
+  s->add_option("query", words,
+                "Clauses FIELD OP VALUE, all ANDed (one quoted argument or several); defaults verified=true "
+                "rentable=true rented=false are added unless -n");
+  s->add_option("-o,--order", order, "Sort: comma-separated fields, a trailing '-' for descending (default dph_total)");
+  s->add_option("--limit", limit, "At most this many offers (default 64)")->check(CLI::Range(0, 10000));
+  s->add_flag("-n,--no-default", no_default, "Do not add the default clauses");
+  s->add_flag("--explain", explain, "Say how many offers each clause excludes, and why nothing matched");
   s->callback([&] {
     run = [&]() -> Status {
-      std::string q = "/v1/offers?limit=" + std::to_string(limit);
-      if (!gpu_name.empty()) q += "&gpu_name=" + net::UrlEncode(gpu_name);
-      if (num_gpus > 0) q += "&num_gpus=" + std::to_string(num_gpus);
-      if (!max_dph.empty()) {
-        GRID_RETURN_IF_ERROR(ParseMoney(max_dph, "--max-dph").status());
-        q += "&max_dph=" + net::UrlEncode(max_dph);
-      }
-      if (!geo.empty()) q += "&geolocation=" + net::UrlEncode(geo);
+      std::string text;
+      for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
+      // Fail on a bad query before any network, with the parser's message.
+      GRID_RETURN_IF_ERROR(query::Parse(text).status());
+      GRID_RETURN_IF_ERROR(query::ParseOrder(order).status());
+      std::string q = "/v1/offers?q=" + net::UrlEncode(text) + "&limit=" + std::to_string(limit);
+      if (!order.empty()) q += "&order=" + net::UrlEncode(order);
+      if (no_default) q += "&no_default=1";
+      if (explain) q += "&explain=1";
       GRID_ASSIGN_OR_RETURN(auto c, Client(g));
       GRID_ASSIGN_OR_RETURN(json::value r, c->Call("GET", q));
+      const json::object& obj = r.as_object();
       if (g.json) {
-        PrintJson(r);
+        json::object out{{"offers", obj.at("offers")}, {"total", obj.at("total")}};
+        if (const json::value* ex = obj.if_contains("explain")) out["explain"] = *ex;
+        PrintJson(out);
         return Status::Ok();
       }
-      Table t({"OFFER", "MACHINE", "GPUS", "GPU", "GPU_RAM", "GEO", "DC", "$/H", "$/GPU/H", "SIMULATED"});
-      for (const auto& o : r.as_object().at("offers").as_array())
-        t.Add({Str(o, "id"), Str(o, "machine_id"), Str(o, "num_gpus"), Str(o, "gpu_name"), Str(o, "gpu_ram"),
-               Str(o, "geolocation"), Str(o, "datacenter"), Str(o, "dph_total"), Str(o, "dph_per_gpu"),
-               Str(o, "simulated") == "true" ? "yes (simulated)" : "no"});
-      if (t.empty()) std::printf("no offers match\n");
-      else std::printf("%s", t.Render().c_str());
+      const json::array& offers = obj.at("offers").as_array();
+      if (offers.empty()) std::printf("no offers match\n");
+      else PrintOffers(offers);
+      std::printf("%zu of %s offers shown; query: %s; order: %s\n", offers.size(), Str(r, "total").c_str(),
+                  Str(r, "query").c_str(), Str(r, "order").c_str());
+      if (const json::value* ex = obj.if_contains("explain")) PrintExplain(*ex);
       return Status::Ok();
     };
   });

@@ -4,16 +4,6 @@
 #include <cctype>
 
 namespace grid::market {
-namespace {
-
-std::string Fold(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) out.push_back(c == '_' ? ' ' : static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  return out;
-}
-
-}  // namespace
 
 std::string_view LeaseStateName(LeaseState s) {
   switch (s) {
@@ -146,27 +136,6 @@ void Market::ForEachOffer(const std::function<bool(const Offer&)>& visit) const 
       if (!visit(o)) return;
     }
   }
-}
-
-std::vector<Offer> Market::Search(const OfferFilter& f) const {
-  std::vector<Offer> out;
-  std::string want_gpu = f.gpu_name ? Fold(*f.gpu_name) : "";
-  std::string want_geo = f.geolocation ? Fold(*f.geolocation) : "";
-  ForEachOffer([&](const Offer& o) {
-    if (f.machine_id && o.machine_id != *f.machine_id) return true;
-    if (f.hide_machine && f.hide_machine(o.machine_id)) return true;
-    if (f.min_gpus && o.num_gpus < *f.min_gpus) return true;
-    if (f.max_dph_total && o.dph_total > *f.max_dph_total) return true;
-    if (f.gpu_name && Fold(o.machine->spec.gpu_name) != want_gpu) return true;
-    if (f.geolocation && Fold(o.machine->spec.geolocation) != want_geo) return true;
-    out.push_back(o);
-    return true;
-  });
-  std::sort(out.begin(), out.end(), [](const Offer& a, const Offer& b) {
-    return a.dph_total != b.dph_total ? a.dph_total < b.dph_total : a.id < b.id;
-  });
-  if (f.limit >= 0 && out.size() > static_cast<size_t>(f.limit)) out.resize(static_cast<size_t>(f.limit));
-  return out;
 }
 
 Result<Offer> Market::FindOffer(int64_t offer_id) const {

@@ -48,19 +48,6 @@ Status CheckSshPublicKey(std::string_view key);
 // Checks a lease's ports: 1..65535, distinct, at most kMaxPortsPerLease.
 Status CheckPorts(const std::vector<int>& ports);
 
-// Simple search filters; the query language (offer-search issue) replaces
-// them with a compiled query over the same offers.
-struct OfferFilter {
-  std::optional<std::string> gpu_name;   // case-insensitive exact, '_' = ' '
-  std::optional<int> min_gpus;
-  std::optional<Micros> max_dph_total;
-  std::optional<std::string> geolocation;
-  std::optional<int64_t> machine_id;
-  int limit = 64;
-  // Machines whose offers are hidden (offline hosts), applied before limit.
-  std::function<bool(int64_t machine_id)> hide_machine;
-};
-
 class Market {
  public:
   // --- machines
@@ -74,9 +61,9 @@ class Market {
 
   // --- offers
   int FreeGpus(int64_t machine_id) const;
-  // Offers matching the filter, cheapest first (dph_total, then id).
-  std::vector<Offer> Search(const OfferFilter& filter) const;
-  // Visits every offer (for the query-language index); stop by returning false.
+  // Visits every rentable-size offer (chunks of the free GPUs of listed
+  // machines); stop by returning false. Search goes through the query
+  // language's index over market/offer_rows.h instead.
   void ForEachOffer(const std::function<bool(const Offer&)>& visit) const;
   Result<Offer> FindOffer(int64_t offer_id) const;
 

@@ -76,12 +76,6 @@ void End(Market& m, Lease l) {
   m.Put(l);
 }
 
-std::vector<int64_t> OfferIds(const std::vector<Offer>& offers) {
-  std::vector<int64_t> out;
-  for (const auto& o : offers) out.push_back(o.id);
-  return out;
-}
-
 std::vector<int64_t> AllOffers(const Market& m) {
   std::vector<int64_t> out;
   m.ForEachOffer([&](const Offer& o) {
@@ -234,7 +228,9 @@ TEST(MarketOffers, ChunksOfMinChunkUpToFreeGpus) {
     return true;
   });
   int64_t b = AddMachine(m, kProv, 3, kPrice, 2);  // 3 GPUs in chunks of 2: one offer
-  EXPECT_EQ(m.Search({.machine_id = b}).size(), 1u);
+  int b_offers = 0;
+  m.ForEachOffer([&](const Offer& o) { return b_offers += o.machine_id == b, true; });
+  EXPECT_EQ(b_offers, 1);
   // ForEachOffer stops when asked.
   int visits = 0;
   m.ForEachOffer([&](const Offer&) { return ++visits < 2; });
@@ -284,39 +280,6 @@ TEST(MarketOffers, FindOfferDecodesIds) {
                       int64_t{999}, INT64_MAX, INT64_MIN}) {
     EXPECT_EQ(m.FindOffer(bad).status().code(), Code::kNotFound) << bad;
   }
-}
-
-TEST(MarketOffers, SearchFiltersAndOrders) {
-  Market m;
-  int64_t cheap = AddMachine(m, kProv, 2, 1'000'000, 1, true, Spec(2, "RTX 4090", "DE"));
-  int64_t dear = AddMachine(m, kProv, 2, 3'000'000, 1, true, Spec(2, "H100 SXM 80GB", "US"));
-  int64_t mid = AddMachine(m, kProv2, 4, 2'000'000, 2, true, Spec(4, "H100 SXM 80GB", "US"));
-  AddMachine(m, kProv2, 4, 1, 1, /*list=*/false);
-  // All offers, by dph_total then id: 4090x1 1.0, 4090x2 2.0, mid x2 4.0 vs dear x1 3.0 ...
-  auto all = m.Search({});
-  EXPECT_EQ(OfferIds(all), (std::vector<int64_t>{cheap * 1000 + 1, cheap * 1000 + 2, dear * 1000 + 1,
-                                                  mid * 1000 + 2, dear * 1000 + 2, mid * 1000 + 4}));
-  for (size_t i = 1; i < all.size(); ++i) {
-    EXPECT_TRUE(all[i - 1].dph_total < all[i].dph_total ||
-                (all[i - 1].dph_total == all[i].dph_total && all[i - 1].id < all[i].id));
-  }
-  // Ties on dph_total broken by id.
-  Market t;
-  int64_t t1 = AddMachine(t, kProv, 2, 2'000'000);
-  int64_t t2 = AddMachine(t, kProv, 1, 4'000'000);
-  EXPECT_EQ(OfferIds(t.Search({})), (std::vector<int64_t>{t1 * 1000 + 1, t1 * 1000 + 2, t2 * 1000 + 1}));
-
-  EXPECT_EQ(OfferIds(m.Search({.gpu_name = "h100_sxm_80gb"})),
-            (std::vector<int64_t>{dear * 1000 + 1, mid * 1000 + 2, dear * 1000 + 2, mid * 1000 + 4}));
-  EXPECT_TRUE(m.Search({.gpu_name = "H100"}).empty());  // exact, not prefix
-  EXPECT_EQ(OfferIds(m.Search({.min_gpus = 2, .max_dph_total = 4'000'000})),
-            (std::vector<int64_t>{cheap * 1000 + 2, mid * 1000 + 2}));
-  EXPECT_EQ(OfferIds(m.Search({.geolocation = "de"})), (std::vector<int64_t>{cheap * 1000 + 1, cheap * 1000 + 2}));
-  EXPECT_EQ(OfferIds(m.Search({.machine_id = mid})), (std::vector<int64_t>{mid * 1000 + 2, mid * 1000 + 4}));
-  EXPECT_EQ(OfferIds(m.Search({.limit = 2})), (std::vector<int64_t>{cheap * 1000 + 1, cheap * 1000 + 2}));
-  EXPECT_TRUE(m.Search({.limit = 0}).empty());
-  EXPECT_EQ(m.Search({.limit = -1}).size(), 6u);
-  EXPECT_TRUE(m.Search({.max_dph_total = 999'999}).empty());
 }
 
 // --- leases

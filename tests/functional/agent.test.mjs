@@ -34,7 +34,7 @@ test('grid agent runs a lease with simulated GPUs, stops it, and re-adopts it af
   assert.equal(machine.spec.num_gpus, 2);
   assert.equal(machine.online, true);
   await gridJson(dir, ['machines', 'list-offer', String(machine.id), '--price-gpu', '0.35'], { key: prov.key, broker: b.url });
-  const offers = (await apiOk(b.url, 'GET', `/v1/offers?machine_id=${machine.id}`)).offers;
+  const offers = (await apiOk(b.url, 'GET', `/v1/offers?q=machine_id%3D${machine.id}`)).offers;
   assert.ok(offers.every((o) => o.simulated === true), 'simulated in search');
 
   // A workload that prints what it was given and keeps running.
@@ -219,7 +219,7 @@ test('an agent config file sets the site and lists the machine at its price', { 
   assert.equal(m.spec.geolocation, 'NL');
   assert.equal(m.spec.datacenter, true);
   assert.equal(m.spec.inet_down, 950);
-  const offers = (await apiOk(b.url, 'GET', `/v1/offers?machine_id=${m.id}`)).offers;
+  const offers = (await apiOk(b.url, 'GET', `/v1/offers?q=machine_id%3D${m.id}`)).offers;
   assert.equal(offers.length, 1);
   assert.equal(offers[0].dph_total, '0.400000');
   assert.equal(offers[0].simulated, true);

@@ -95,7 +95,7 @@ function heartbeater(url, agent, body = { gpus: [{ index: 0, temp_c: 41, util: 0
 
 const myMachine = async (url, prov, id) =>
   (await apiOk(url, 'GET', '/v1/machines', undefined, prov.token)).machines.find((m) => m.id === id);
-const offersOf = async (url, id) => (await apiOk(url, 'GET', `/v1/offers?machine_id=${id}`)).offers;
+const offersOf = async (url, id) => (await apiOk(url, 'GET', `/v1/offers?q=machine_id%3D${id}`)).offers;
 
 test('join tokens: create (CLI, HTTP), enroll, wrong/expired/revoked tokens, re-enroll, bad input', async (t) => {
   const { dir, db, broker, url } = await setup(t);

@@ -104,8 +104,10 @@ test('wrong types, bad amounts and unknown fields get 400', async (t) => {
     ['POST', `/v1/leases/${w.lease.id}/status`, { state: 'exploded' }, w.prov.token, /state/],
     ['POST', `/v1/leases/${w.lease.id}/status`, { state: 'running', extra: 1 }, w.prov.token, /unknown field/],
     ['POST', `/v1/leases/${w.lease.id}/status`, { state: 'running', message: 'x'.repeat(2000) }, w.prov.token],
-    ['GET', '/v1/offers?num_gpus=abc', undefined, undefined, /num_gpus/],
-    ['GET', '/v1/offers?max_dph=-1', undefined, undefined],
+    ['GET', `/v1/offers?q=${encodeURIComponent('num_gpus>=abc')}`, undefined, undefined, /num_gpus/],
+    ['GET', `/v1/offers?q=${encodeURIComponent('dph<-1x')}`, undefined, undefined, /dph/],
+    ['GET', '/v1/offers?num_gpus=4', undefined, undefined, /search fields go in the query/],
+    ['GET', '/v1/offers?limit=10001', undefined, undefined, /limit/],
     ['GET', '/v1/offers?colour=blue', undefined, undefined, /unknown search parameter/],
     ['GET', '/v1/wallet/history?limit=0', undefined, w.rent.token],
   ];

@@ -45,7 +45,7 @@ test('50 parallel lease creates on one 8-GPU machine: exactly 8 succeed', async 
   assert.equal(active.length, 8);
   assert.deepEqual(active.flatMap((l) => l.gpus).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7]);
   assert.equal((await apiOk(url, 'GET', `/v1/machines/${m.id}`, undefined, prov.token)).free_gpus, 0);
-  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?machine_id=${m.id}`)).offers, []);
+  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?q=machine_id%3D${m.id}`)).offers, []);
 
   // Money: each winner holds exactly 10 minutes of 2.10/h; losers hold nothing.
   const held = new Map();

@@ -38,14 +38,14 @@ test('core loop: register, list, search, rent (CLI and ethers), run, stop, bill,
   // Renter: money, then search.
   const f = await gridJson(dir, ['wallet', 'faucet', '100'], { key: rent.key, ...b });
   assert.equal(f.available, '100.000000');
-  const found = await gridJson(dir, ['offers', 'search', '--gpu-name', 'RTX_4090'], { key: rent.key, ...b });
+  const found = await gridJson(dir, ['offers', 'search', 'gpu_name=RTX_4090'], { key: rent.key, ...b });
   const ids = found.offers.map((o) => o.id);
   assert.ok(ids.includes(m.id * 1000 + 8), JSON.stringify(ids));
   const o8 = found.offers.find((o) => o.id === m.id * 1000 + 8);
   assert.equal(o8.dph_total, '16.800000');
   assert.equal(o8.dph_per_gpu, '2.100000');
   assert.equal(o8.machine_id, m.id);
-  const filtered = await gridJson(dir, ['offers', 'search', '--num-gpus', '4', '--max-dph', '10'], { ...b });
+  const filtered = await gridJson(dir, ['offers', 'search', 'num_gpus>=4', 'dph<=10'], { ...b });
   assert.deepEqual(filtered.offers.map((o) => o.num_gpus).sort(), [4], JSON.stringify(filtered));
 
   // Rent 4 GPUs through the CLI (it signs the order itself).
@@ -60,7 +60,7 @@ test('core loop: register, list, search, rent (CLI and ethers), run, stop, bill,
   assert.equal(cli.order.price_per_hour, '8.400000');
 
   // Offers shrink at once.
-  const after1 = await apiOk(url, 'GET', `/v1/offers?machine_id=${m.id}`);
+  const after1 = await apiOk(url, 'GET', `/v1/offers?q=machine_id%3D${m.id}`);
   assert.deepEqual(after1.offers.map((o) => o.num_gpus).sort(), [1, 2, 3, 4]);
   // Renting more than is free is refused as no longer available.
   const { chain_id } = await nonceInfo(url);
@@ -82,7 +82,7 @@ test('core loop: register, list, search, rent (CLI and ethers), run, stop, bill,
   assert.equal(got.provider, prov.address.toLowerCase());
   const gpuSets = [cli.gpus, got.gpus].flat();
   assert.equal(new Set(gpuSets).size, 6, `GPU indexes are distinct: ${gpuSets}`);
-  const after2 = await apiOk(url, 'GET', `/v1/offers?machine_id=${m.id}`);
+  const after2 = await apiOk(url, 'GET', `/v1/offers?q=machine_id%3D${m.id}`);
   assert.deepEqual(after2.offers.map((o) => o.num_gpus).sort(), [1, 2]);
   const mach = await gridJson(dir, ['machines', 'list'], { key: prov.key, ...b });
   assert.equal(mach.machines[0].free_gpus, 2);
@@ -125,7 +125,7 @@ test('core loop: register, list, search, rent (CLI and ethers), run, stop, bill,
   assert.ok(hist.entries.some((e) => e.memo === 'faucet' && e.amount === '100.000000'));
   assert.ok(hist.entries.some((e) => e.lease_id === cli.id && e.kind === 'hold'));
   // The freed GPUs are offered again.
-  const after3 = await apiOk(url, 'GET', `/v1/offers?machine_id=${m.id}`);
+  const after3 = await apiOk(url, 'GET', `/v1/offers?q=machine_id%3D${m.id}`);
   assert.equal(Math.max(...after3.offers.map((o) => o.num_gpus)), 6);
 
   // The audit passes over the API, then offline after a clean stop.
@@ -399,7 +399,7 @@ test('end dates, relisting and unlisting: running leases keep their terms', asyn
   const startedMs = Date.parse(cur.started_at);
   assert.ok(Number(billedMs(cur)) <= Date.parse(m.end_date) - startedMs + 1, `billed ${cur.billed_seconds}s, not past the end date`);
   // Past its end date the machine offers nothing.
-  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?machine_id=${m.id}`)).offers, []);
+  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?q=machine_id%3D${m.id}`)).offers, []);
   const late = await api(url, 'POST', '/v1/leases',
     await leaseBody(rent.wallet, chain_id, { offerId: m.id * 1000 + 1, gpus: 1, pricePerHourMicros: 3_600_000n }), rent.token);
   assertApiError(assert, late, 409, { match: /no longer available/ });
@@ -418,7 +418,7 @@ test('end dates, relisting and unlisting: running leases keep their terms', asyn
   assertApiError(assert, stale, 409, { match: /price/ });
   const un = await apiOk(url, 'DELETE', `/v1/machines/${m2.id}/offer`, undefined, prov.token);
   assert.equal(un.listed, false);
-  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?machine_id=${m2.id}`)).offers, []);
+  assert.deepEqual((await apiOk(url, 'GET', `/v1/offers?q=machine_id%3D${m2.id}`)).offers, []);
   const unl = await api(url, 'POST', '/v1/leases',
     await leaseBody(rent.wallet, chain_id, { offerId: m2.id * 1000 + 1, gpus: 1, pricePerHourMicros: 5_000_000n }), rent.token);
   assertApiError(assert, unl, 409, { match: /no longer available/ });

@@ -2,7 +2,8 @@
 // pinned in package-lock.json), a wallet library independent of our C++.
 // Run from the repository root:
 //   node tests/vectors/voucher_vectors.mjs > tests/vectors/voucher_vectors.json
-// and copy the changed constants into src/crypto/voucher_test.cc.
+// src/crypto/voucher_test.cc and tests/functional/channels_contract.test.mjs
+// read the JSON file itself (no constants to copy).
 //
 // A voucher is the EIP-712 typed data Voucher(bytes32 channelId,uint256
 // cumulativeAmount) in the domain {name "GridmarketChannels", version "1",

@@ -215,7 +215,7 @@ json::object EncodeMachine(const market::Machine& m, int free_gpus) {
   o["provider"] = m.provider;
   o["spec"] = EncodeSpec(m.spec);
   o["simulated"] = m.spec.simulated;
-  o["verified"] = false;
+  o["verified"] = m.verified;
   o["listed"] = m.listing.listed;
   o["price_gpu"] = FormatMoney(m.listing.price_per_gpu_hour);
   o["min_chunk"] = m.listing.min_chunk;

@@ -125,7 +125,7 @@ std::vector<OfferRow> OfferRowsOf(const Machine& m, int free_gpus, const OfferHo
   base.inet_down = ToMillionths(s.inet_down);
   base.geolocation = s.geolocation;
   base.datacenter = s.datacenter;
-  base.verified = false;
+  base.verified = m.verified;
   if (host.reliability) base.reliability = ToMillionths(*host.reliability);
   base.dph_per_gpu = l.price_per_gpu_hour;
   base.storage_cost = l.storage_cost;

@@ -32,7 +32,8 @@
 //                        millionths; null when either is null or dph is 0
 //   reliability          the host's (an agent's machine); null for a machine
 //                        registered by hand, which nothing measures
-//   verified             false: nothing is verified yet
+//   verified             the machine's (Machine::verified: false, nothing is
+//                        verified yet)
 //   host_id              HostIdOf(provider)
 //   duration, end_date_ms  query::DurationMillionths(end date, now)
 //

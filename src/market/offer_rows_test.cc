@@ -134,6 +134,13 @@ TEST(OfferRows, UnlistedOrRemovedMachinesHaveNone) {
   EXPECT_TRUE(OfferRowsOf(m, 8, {}, kNow).empty());
 }
 
+TEST(OfferRows, VerifiedIsTheMachines) {
+  Machine m = Listed();
+  EXPECT_FALSE(*OfferRowsOf(m, 8, {}, kNow)[0].verified);
+  m.verified = true;
+  EXPECT_TRUE(*OfferRowsOf(m, 8, {}, kNow)[0].verified);
+}
+
 TEST(OfferRows, HandRegisteredMachineHasNoReliability) {
   auto rows = OfferRowsOf(Listed(), 8, {true, std::nullopt}, kNow);
   EXPECT_FALSE(rows[0].reliability.has_value());

@@ -55,6 +55,10 @@ struct Machine {
   // registered by hand.
   std::string agent_address;
   bool removed = false;              // revoked by its provider: no offers, no agent
+  // Whether the operator verified the machine (Vast's `verified`). Nothing
+  // verifies machines yet, so it is always false and not stored; search's
+  // default `verified=true` is left out on a --dev broker for that reason.
+  bool verified = false;
 };
 
 // An offer is derived, never stored: the free GPUs of a listed machine in a

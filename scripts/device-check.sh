@@ -207,7 +207,7 @@ show "$OUT/machines.json"
 M=$(jget 'j["machines"][0]["id"]' <"$OUT/machines.json")
 spec() { jget "j['machines'][0]['spec'].get('$1', j['machines'][0].get('$1'))" <"$OUT/machines.json"; }
 for _ in $(seq 1 50); do
-  api "/v1/offers?machine_id=$M" >"$OUT/offers.json" 2>/dev/null
+  api "/v1/offers?q=machine_id%3D$M" >"$OUT/offers.json" 2>/dev/null
   [ "$(jget 'len(j["offers"])' <"$OUT/offers.json")" -ge 1 ] 2>/dev/null && break; sleep 0.2
 done
 show "$OUT/offers.json"

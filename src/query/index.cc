@@ -517,6 +517,55 @@ struct OfferIndex::Impl {
     return r;
   }
 
+  // Many rows at once, column by column: the loads of one column are
+  // independent, so the CPU overlaps their cache misses, where row by row
+  // it waits on 38 columns in turn (a 10,000-row answer took 4x longer).
+  std::vector<OfferRow> ReadRows(const std::vector<uint32_t>& slots, int64_t now_ms) const {
+    std::vector<OfferRow> rows(slots.size());
+    const size_t k = slots.size();
+    auto num = [&](FieldId f, std::optional<int64_t> OfferRow::*member) {
+      const Column& c = Col(f);
+      for (size_t i = 0; i < k; ++i) {
+        uint32_t s = slots[i];
+        if (TestBit(c.nonnull, s)) rows[i].*member = c.num[s];
+      }
+    };
+    auto boolean = [&](FieldId f, std::optional<bool> OfferRow::*member) {
+      const Column& c = Col(f);
+      for (size_t i = 0; i < k; ++i) {
+        uint32_t s = slots[i];
+        if (TestBit(c.nonnull, s)) rows[i].*member = TestBit(c.bits, s);
+      }
+    };
+    auto str = [&](FieldId f, std::optional<std::string> OfferRow::*member) {
+      const Column& c = Col(f);
+      for (size_t i = 0; i < k; ++i) {
+        uint32_t code = c.code[slots[i]];
+        if (code != 0) rows[i].*member = c.dict[code];
+      }
+    };
+#define GRID_RR_kInt(e, n) num(FieldId::e, &OfferRow::n);
+#define GRID_RR_kNumber(e, n) num(FieldId::e, &OfferRow::n);
+#define GRID_RR_kMoney(e, n) num(FieldId::e, &OfferRow::n);
+#define GRID_RR_kBool(e, n) boolean(FieldId::e, &OfferRow::n);
+#define GRID_RR_kString(e, n) str(FieldId::e, &OfferRow::n);
+#define GRID_RR(e, n, t) GRID_RR_##t(e, n)
+    GRID_QUERY_FIELDS(GRID_RR)
+#undef GRID_RR
+#undef GRID_RR_kInt
+#undef GRID_RR_kNumber
+#undef GRID_RR_kMoney
+#undef GRID_RR_kBool
+#undef GRID_RR_kString
+    const Column& d = Col(FieldId::kDuration);
+    for (size_t i = 0; i < k; ++i) {
+      int64_t end_key = d.num[slots[i]];
+      rows[i].end_date_ms = end_key == INT64_MAX ? 0 : end_key;
+      if (rows[i].duration) rows[i].duration = DurationOfKey(end_key, now_ms);
+    }
+    return rows;
+  }
+
   int64_t IdOf(uint32_t s) const { return Col(FieldId::kId).num[s]; }
 
   // --- the sort permutations
@@ -1135,7 +1184,7 @@ SearchResult OfferIndex::Search(const Query& q, const Order& order, int64_t now_
   const bool any = lo < hi;
   result.total = any ? PopCount(match) : 0;
   size_t limit = static_cast<size_t>(std::clamp(options.limit, 0, kMaxLimit));
-  for (uint32_t s : m.TopK(match, result.total, order, now_ms, limit)) result.offers.push_back(m.ReadRow(s, now_ms));
+  result.offers = m.ReadRows(m.TopK(match, result.total, order, now_ms, limit), now_ms);
   if (options.explain) result.explain = m.MakeExplain(q, order, now_ms, options, result.total);
   return result;
 }

@@ -347,6 +347,12 @@ struct OfferIndex::Impl {
       FieldId::kDlperfPerDphtotal, FieldId::kFlopsPerDphtotal, FieldId::kTotalFlops, FieldId::kInetDown,
       FieldId::kInetUp,    FieldId::kGpuRam,             FieldId::kNumGpus,           FieldId::kDuration};
   std::vector<Perm> perms;
+  static constexpr size_t kPermCount = std::size(kPermFields);
+  // What a slot's sorted fields held when the permutations were sorted: a
+  // dirty slot keeps them here, so a binary search over a permutation still
+  // sees sorted keys. in_perms: the slots live at that sort.
+  std::unordered_map<uint32_t, std::array<int64_t, kPermCount>> sorted_at;
+  Words in_perms;
   Words dirty;
   std::vector<uint32_t> dirty_list;
 
@@ -603,12 +609,91 @@ struct OfferIndex::Impl {
     }
     std::fill(dirty.begin(), dirty.end(), 0);
     dirty_list.clear();
+    sorted_at.clear();
+    in_perms = live;
   }
-  void MarkDirty(uint32_t s) {
-    if (TestBit(dirty, s)) return;
+
+  // A slot's sorted fields (nonnull, value) and its id: what places it in
+  // the permutations.
+  using SortValues = std::array<std::pair<bool, int64_t>, kPermCount + 1>;
+  SortValues SortValuesOf(uint32_t s) const {
+    SortValues v;
+    for (size_t f = 0; f < kPermCount; ++f) {
+      const Column& c = Col(kPermFields[f]);
+      v[f] = {TestBit(c.nonnull, s), c.num[s]};
+    }
+    v.back() = {true, IdOf(s)};
+    return v;
+  }
+  bool InPerms(uint32_t s) const { return (s >> 6) < in_perms.size() && TestBit(in_perms, s); }
+
+  // `before`: the slot's SortValuesOf before the change that dirties it.
+  void MarkDirty(uint32_t s, const SortValues& before) {
+    if (TestBit(dirty, s)) return;  // keeps the values of the last sort
     PutBit(dirty, s, true);
     dirty_list.push_back(s);
+    if (InPerms(s)) {
+      std::array<int64_t, kPermCount> v;
+      for (size_t f = 0; f < kPermCount; ++f) v[f] = before[f].second;
+      sorted_at.emplace(s, v);
+    }
+  }
+  // Called when a change is complete (never half-way: a slot being cleared
+  // must not be sorted into place).
+  void MaybeSortPerms() {
     if (dirty_list.size() > 1024 + n / 16) SortPerms();
+  }
+
+  // The value slot s had in field f's permutation when it was sorted.
+  int64_t SortedValue(size_t f, uint32_t s) const {
+    if (TestBit(dirty, s)) return sorted_at.at(s)[f];
+    return Col(kPermFields[f]).num[s];
+  }
+  size_t PermIndex(FieldId field) const {
+    for (size_t f = 0; f < kPermCount; ++f)
+      if (kPermFields[f] == field) return f;
+    return kPermCount;
+  }
+
+  // Positions [a, b) of field f's permutation holding values in [lo, hi].
+  std::pair<size_t, size_t> PermSpan(size_t f, const Range& r) const {
+    const Perm& p = perms[f];
+    auto first_not_below = [&](int64_t x) {
+      size_t a = 0, b = p.nonnull;
+      while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (SortedValue(f, p.slots[mid]) < x) a = mid + 1;
+        else b = mid;
+      }
+      return a;
+    };
+    size_t a = first_not_below(r.lo);
+    size_t b = r.hi == INT64_MAX ? p.nonnull : first_not_below(r.hi + 1);
+    return {a, std::max(a, b)};
+  }
+
+  // match &= the slots whose field f is in `ranges`, from f's permutation:
+  // the cost is the matches (plus the dirty slots), not the market.
+  void AndPermRanges(size_t f, const std::vector<Range>& ranges, Words& match, Words& scratch, size_t lo,
+                     size_t hi) const {
+    scratch.assign(words(), 0);
+    const Perm& p = perms[f];
+    for (const Range& r : ranges) {
+      auto [a, b] = PermSpan(f, r);
+      for (size_t i = a; i < b; ++i) {
+        uint32_t s = p.slots[i];
+        if (!TestBit(dirty, s)) scratch[s >> 6] |= uint64_t{1} << (s & 63);
+      }
+    }
+    const Column& c = Col(kPermFields[f]);
+    for (uint32_t s : dirty_list) {
+      if (!TestBit(live, s) || !TestBit(c.nonnull, s)) continue;
+      int64_t v = c.num[s];
+      for (const Range& r : ranges)
+        if (v >= r.lo && v <= r.hi) scratch[s >> 6] |= uint64_t{1} << (s & 63);
+    }
+    const size_t nw = std::min(words(), hi);
+    for (size_t w = lo; w < nw; ++w) match[w] &= scratch[w];
   }
 
   // --- evaluating clauses
@@ -717,6 +802,20 @@ struct OfferIndex::Impl {
       }
       match[w] = m & nn;
     }
+  }
+
+  // How many slots a string = / in clause matches (its values' slot lists).
+  uint64_t StringCount(const Clause& c) const {
+    const Column& col = Col(c.field);
+    uint64_t count = 0;
+    for (const Value& v : c.values) {
+      const auto* sv = std::get_if<std::string>(&v);
+      if (!sv) continue;
+      auto it = col.by_folded.find(FoldAscii(*sv));
+      if (it == col.by_folded.end()) continue;
+      for (uint32_t code : it->second) count += col.postings[code].size();
+    }
+    return count;
   }
 
   // Cheapest first: strings (their matches), booleans (a word op), numbers
@@ -1075,29 +1174,22 @@ void OfferIndex::SetMachine(int64_t machine_id, std::span<const OfferRow> rows) 
   while (slots.size() > rows.size()) {
     uint32_t s = slots.back();
     slots.pop_back();
+    m.MarkDirty(s, m.SortValuesOf(s));  // its place in the permutations goes stale
     m.ClearSlot(s);
     m.free_slots.push_back(s);
   }
   while (slots.size() < rows.size()) slots.push_back(m.NewSlot());
   // A slot whose id or any sorted field changes leaves its place in the
   // permutations: mark it dirty.
-  auto sort_values = [&](uint32_t s) {
-    std::array<std::pair<bool, int64_t>, std::size(Impl::kPermFields) + 1> v;
-    for (size_t f = 0; f < std::size(Impl::kPermFields); ++f) {
-      const Impl::Column& c = m.Col(Impl::kPermFields[f]);
-      v[f] = {TestBit(c.nonnull, s), c.num[s]};
-    }
-    v.back() = {true, m.IdOf(s)};
-    return v;
-  };
   for (size_t i = 0; i < rows.size(); ++i) {
     uint32_t s = slots[i];
     bool was_live = TestBit(m.live, s);
-    auto before = sort_values(s);
+    Impl::SortValues before = m.SortValuesOf(s);
     m.WriteRow(s, rows[i], false);
     m.id_slot.Put(rows[i].id.value_or(0), s);
-    if (!was_live || before != sort_values(s)) m.MarkDirty(s);
+    if (!was_live || before != m.SortValuesOf(s)) m.MarkDirty(s, before);
   }
+  m.MaybeSortPerms();
   if (slots.empty()) m.machine_slots.erase(machine_id);
 }
 
@@ -1164,20 +1256,64 @@ SearchResult OfferIndex::Search(const Query& q, const Order& order, int64_t now_
   const Impl& m = *impl_;
   SearchResult result;
   const size_t nw = m.words();
-  Words match = m.live, scratch;
-  std::vector<size_t> plan(q.clauses.size());
-  std::iota(plan.begin(), plan.end(), size_t{0});
-  std::stable_sort(plan.begin(), plan.end(), [&](size_t a, size_t b) {
-    const Clause& x = q.clauses[a];
-    const Clause& y = q.clauses[b];
-    return Impl::CostClass(m.Col(x.field).type, x.op) < Impl::CostClass(m.Col(y.field).type, y.op);
+  // The bitmaps live per thread and keep their capacity from one search to
+  // the next: a fresh pair per search was a malloc (and a glibc
+  // malloc_consolidate) per query. Search stays const and thread-safe, and
+  // nothing under it calls Search again, so one pair per thread suffices.
+  thread_local Words tl_match, tl_scratch;
+  Words& match = tl_match;
+  Words& scratch = tl_scratch;
+  match.assign(m.live.begin(), m.live.end());
+  // The plan: clauses whose matches can be counted cheaply (string values
+  // through their slot lists, ranges of a sorted field through its
+  // permutation) first, fewest matches first, each built from its matches
+  // alone; then booleans (a word op), then scans of the surviving words.
+  struct Step {
+    size_t clause;
+    int cls;                     // 0 counted, 1 boolean, 2 other string, 3 scan
+    uint64_t count = 0;          // cls 0: the matches (an upper bound)
+    size_t perm = Impl::kPermCount;  // < kPermCount: through this permutation
+    std::vector<Range> ranges;
+  };
+  const uint64_t live_count = m.id_slot.size();
+  std::vector<Step> plan;
+  for (size_t i = 0; i < q.clauses.size(); ++i) {
+    const Clause& c = q.clauses[i];
+    const Impl::Column& col = m.Col(c.field);
+    Step st{i, 3};
+    if (col.type == FieldType::kBool) {
+      st.cls = 1;
+    } else if (col.type == FieldType::kString) {
+      st.cls = Impl::CostClass(col.type, c.op) == 0 ? 0 : 2;
+      if (st.cls == 0) st.count = m.StringCount(c);
+    } else if (size_t f = m.PermIndex(c.field); f < Impl::kPermCount) {
+      st.ranges = RangesOf(c);
+      if (c.field == FieldId::kDuration) st.ranges = DurationRangesToKeys(st.ranges, now_ms);
+      uint64_t count = m.dirty_list.size();
+      for (const Range& r : st.ranges) {
+        auto [a, b] = m.PermSpan(f, r);
+        count += b - a;
+      }
+      // A permutation pays per match; a scan about 1/16 of a slot each.
+      if (count * 16 < live_count) {
+        st.cls = 0;
+        st.count = count;
+        st.perm = f;
+      }
+    }
+    plan.push_back(std::move(st));
+  }
+  std::stable_sort(plan.begin(), plan.end(), [](const Step& a, const Step& b) {
+    if (a.cls != b.cls) return a.cls < b.cls;
+    return a.cls == 0 && a.count < b.count;
   });
   // [lo, hi): the words that can still hold a match. The clustered layout
   // makes the first clauses (a GPU model) shrink it a lot.
   size_t lo = 0, hi = nw;
-  for (size_t i : plan) {
+  for (const Step& st : plan) {
     if (lo >= hi) break;
-    m.AndClause(q.clauses[i], now_ms, match, scratch, lo, hi);
+    if (st.perm < Impl::kPermCount) m.AndPermRanges(st.perm, st.ranges, match, scratch, lo, hi);
+    else m.AndClause(q.clauses[st.clause], now_ms, match, scratch, lo, hi);
     while (lo < hi && match[lo] == 0) ++lo;
     while (hi > lo && match[hi - 1] == 0) --hi;
   }

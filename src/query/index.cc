@@ -1132,13 +1132,15 @@ void OfferIndex::Build(std::vector<OfferRow> rows) {
     std::sort(by_name.begin(), by_name.end(), [&](uint32_t a, uint32_t b) { return gpu_names[a] < gpu_names[b]; });
     for (uint32_t i = 0; i < by_name.size(); ++i) rank[by_name[i]] = i;
   }
-  std::map<uint64_t, uint32_t> start;  // (rank << 16 | count) -> first slot
+  // Counts per (model rank, GPU count), then each bucket's first slot.
+  constexpr uint64_t kCounts = 1024;  // GPU counts above share the last bucket
+  std::vector<uint32_t> start(rank.size() * kCounts + 1, 0);
   for (uint64_t& b : bucket_of) {
-    b = uint64_t{rank[b >> 16]} << 16 | (b & 0xFFFF);
+    b = uint64_t{rank[b >> 16]} * kCounts + std::min<uint64_t>(b & 0xFFFF, kCounts - 1);
     ++start[b];
   }
   uint32_t next = 0;
-  for (auto& [b, count] : start) {
+  for (uint32_t& count : start) {
     uint32_t c = count;
     count = next;
     next += c;
@@ -1155,12 +1157,20 @@ void OfferIndex::Build(std::vector<OfferRow> rows) {
   m.n = rows.size();
   m.id_slot.Reserve(rows.size());
   m.machine_slots.reserve(rows.size() / 2);
+  int64_t last_machine = 0;
+  std::vector<uint32_t>* machine_list = nullptr;
   for (size_t i = 0; i < rows.size(); ++i) {
     const OfferRow& r = rows[i];
     uint32_t s = start[bucket_of[i]]++;
     m.WriteRow(s, r, /*later=*/true);
     m.id_slot.Put(r.id.value_or(0), s);
-    m.machine_slots[r.machine_id.value_or(0)].push_back(s);
+    // A machine's rows usually come together: one map lookup per machine.
+    int64_t machine = r.machine_id.value_or(0);
+    if (machine != last_machine || !machine_list) {
+      machine_list = &m.machine_slots[machine];
+      last_machine = machine;
+    }
+    machine_list->push_back(s);
   }
   m.BuildPostings();
   m.SortPerms();

@@ -1,5 +1,6 @@
 #include "core/clock.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -47,18 +48,46 @@ UnixMs SystemClock::NowMs() const {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::string FormatTime(UnixMs t) {
+char* FormatTimeTo(char* buf, UnixMs t) {
   int64_t days = t >= 0 ? t / 86'400'000 : -((-t + 86'399'999) / 86'400'000);
   int64_t rem = t - days * 86'400'000;
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
-                static_cast<long long>(y), m, d, static_cast<long long>(rem / 3'600'000),
-                static_cast<long long>(rem / 60'000 % 60), static_cast<long long>(rem / 1000 % 60),
-                static_cast<long long>(rem % 1000));
+  if (y < 0 || y > 9999) {  // rare: printf's rules for the odd widths and signs
+    int n = std::snprintf(buf, kMaxTimeChars, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                          static_cast<long long>(y), m, d, static_cast<long long>(rem / 3'600'000),
+                          static_cast<long long>(rem / 60'000 % 60), static_cast<long long>(rem / 1000 % 60),
+                          static_cast<long long>(rem % 1000));
+    return buf + std::min<int>(n, kMaxTimeChars - 1);
+  }
+  auto put = [&buf](uint64_t v, int width) {
+    for (int i = width - 1; i >= 0; --i) {
+      buf[i] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+    buf += width;
+  };
+  put(static_cast<uint64_t>(y), 4);
+  *buf++ = '-';
+  put(m, 2);
+  *buf++ = '-';
+  put(d, 2);
+  *buf++ = 'T';
+  put(static_cast<uint64_t>(rem / 3'600'000), 2);
+  *buf++ = ':';
+  put(static_cast<uint64_t>(rem / 60'000 % 60), 2);
+  *buf++ = ':';
+  put(static_cast<uint64_t>(rem / 1000 % 60), 2);
+  *buf++ = '.';
+  put(static_cast<uint64_t>(rem % 1000), 3);
+  *buf++ = 'Z';
   return buf;
+}
+
+std::string FormatTime(UnixMs t) {
+  char buf[kMaxTimeChars];
+  return std::string(buf, FormatTimeTo(buf, t));
 }
 
 bool ParseTime(std::string_view s, UnixMs* out) {

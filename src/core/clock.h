@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -38,6 +39,10 @@ class ManualClock final : public Clock {
 
 // RFC 3339 UTC with milliseconds: "2026-11-29T15:33:38.123Z".
 std::string FormatTime(UnixMs t);
+// The same characters written to buf (at least kMaxTimeChars bytes, no
+// terminator); returns the end.
+inline constexpr size_t kMaxTimeChars = 48;
+char* FormatTimeTo(char* buf, UnixMs t);
 // Parses RFC 3339 ("2026-11-29T15:33:38Z"; fractional seconds and a "Z" or
 // "+hh:mm" offset) and plain dates ("2027-06-30", taken as 00:00Z).
 // Returns false, leaving *out alone, on anything else.

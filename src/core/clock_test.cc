@@ -5,6 +5,29 @@
 namespace grid {
 namespace {
 
+TEST(Time, FormatTimeToWritesWhatFormatTimeDoes) {
+  // Each value against ParseTime's round trip and the digits themselves.
+  char buf[kMaxTimeChars];
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, 1'798'675'200'123)), "2026-12-31T00:00:00.123Z");
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, 253'402'300'799'999)), "9999-12-31T23:59:59.999Z");
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, 253'402'300'800'000)), "10000-01-01T00:00:00.000Z");
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, -62'167'219'200'000)), "0000-01-01T00:00:00.000Z");
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, -62'167'219'200'001)), "-001-12-31T23:59:59.999Z");
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, -1)), "1969-12-31T23:59:59.999Z");
+  uint64_t x = 88172645463325252ULL;
+  for (int i = 0; i < 10000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const UnixMs t = static_cast<UnixMs>(x % 253'402'300'800'000ULL);
+    const std::string s = FormatTime(t);
+    UnixMs back = 0;
+    ASSERT_TRUE(ParseTime(s, &back)) << s;
+    ASSERT_EQ(back, t) << s;
+    ASSERT_EQ(std::string(buf, FormatTimeTo(buf, t)), s);
+  }
+}
+
 TEST(Time, FormatsAndParsesRfc3339) {
   EXPECT_EQ(FormatTime(0), "1970-01-01T00:00:00.000Z");
   UnixMs t = 0;

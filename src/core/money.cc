@@ -1,5 +1,6 @@
 #include "core/money.h"
 
+#include <charconv>
 #include <cstdlib>
 
 namespace grid {
@@ -43,15 +44,24 @@ Result<Micros> ParseMoney(std::string_view text, std::string_view what, bool all
   return negative ? -result : result;
 }
 
+char* FormatMoneyTo(char* p, Micros amount) {
+  // Unsigned negation, so INT64_MIN formats correctly.
+  const bool negative = amount < 0;
+  const uint64_t mag = negative ? 0 - static_cast<uint64_t>(amount) : static_cast<uint64_t>(amount);
+  if (negative) *p++ = '-';
+  p = std::to_chars(p, p + 20, mag / static_cast<uint64_t>(kMicrosPerUnit)).ptr;
+  *p++ = '.';
+  uint64_t frac = mag % static_cast<uint64_t>(kMicrosPerUnit);
+  for (int i = 5; i >= 0; --i) {
+    p[i] = static_cast<char>('0' + frac % 10);
+    frac /= 10;
+  }
+  return p + 6;
+}
+
 std::string FormatMoney(Micros amount) {
-  // Work in unsigned 128 bits so INT64_MIN formats correctly.
-  bool negative = amount < 0;
-  UInt128 mag = negative ? static_cast<UInt128>(-(static_cast<Int128>(amount)))
-                                   : static_cast<UInt128>(amount);
-  auto whole = static_cast<uint64_t>(mag / kMicrosPerUnit);
-  auto frac = static_cast<uint64_t>(mag % kMicrosPerUnit);
-  std::string f = std::to_string(frac);
-  return (negative ? "-" : "") + std::to_string(whole) + "." + std::string(6 - f.size(), '0') + f;
+  char buf[kMaxMoneyChars];
+  return std::string(buf, FormatMoneyTo(buf, amount));
 }
 
 std::optional<Micros> CheckedAdd(Micros a, Micros b) {

@@ -5,6 +5,7 @@
 // reports it instead of wrapping. Pure functions; thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,6 +34,10 @@ Result<Micros> ParseMoney(std::string_view text, std::string_view what = "amount
 
 // "2.100000", "-0.000001". Always six decimals.
 std::string FormatMoney(Micros amount);
+// The same characters written to buf (at least kMaxMoneyChars bytes, no
+// terminator); returns the end. For encoders that build one big string.
+inline constexpr size_t kMaxMoneyChars = 28;
+char* FormatMoneyTo(char* buf, Micros amount);
 
 // Checked arithmetic: nullopt on overflow.
 std::optional<Micros> CheckedAdd(Micros a, Micros b);

@@ -1,6 +1,9 @@
 #include "api/codec.h"
 
+#include <boost/json/detail/format.hpp>
+#include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "core/clock.h"
 #include "market/offer_rows.h"
@@ -226,7 +229,158 @@ json::object EncodeMachine(const market::Machine& m, int free_gpus) {
   return o;
 }
 
-json::object EncodeOffer(const query::OfferRow& r, const market::Machine& m) {
+namespace {
+
+// The writers below put characters at a raw pointer inside a string already
+// grown to an upper bound of what they write (see AppendOffer).
+
+char* PutRaw(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+// json::serialize's string escapes (boost/json/impl/serializer.ipp): the
+// short forms for \b \t \n \f \r, \u00xx (lowercase hex) for the other
+// control characters, \" and \\; every other byte as is. At most 6 bytes per
+// byte of s, plus the quotes.
+constexpr char kEsc[32] = {'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+                           'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u'};
+size_t MaxEscaped(std::string_view s) { return 6 * s.size() + 2; }
+char* PutString(char* p, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  *p++ = '"';
+  const char* run = s.data();
+  const char* end = s.data() + s.size();
+  for (const char* c = run; c != end; ++c) {
+    const auto u = static_cast<unsigned char>(*c);
+    if (u >= 0x20 && u != '"' && u != '\\') [[likely]]
+      continue;
+    p = PutRaw(p, std::string_view(run, static_cast<size_t>(c - run)));
+    run = c + 1;
+    *p++ = '\\';
+    if (u == '"' || u == '\\') {
+      *p++ = static_cast<char>(u);
+    } else if (kEsc[u] != 'u') {
+      *p++ = kEsc[u];
+    } else {
+      p = PutRaw(p, "u00");
+      *p++ = kHex[u >> 4];
+      *p++ = kHex[u & 15];
+    }
+  }
+  p = PutRaw(p, std::string_view(run, static_cast<size_t>(end - run)));
+  *p++ = '"';
+  return p;
+}
+
+constexpr size_t kMaxNumberChars = 32;  // >= json::detail::max_number_chars (27)
+
+char* PutInt(char* p, int64_t v) { return std::to_chars(p, p + kMaxNumberChars, v).ptr; }
+char* PutBool(char* p, bool b) { return PutRaw(p, b ? std::string_view("true") : std::string_view("false")); }
+char* PutNull(char* p) { return PutRaw(p, "null"); }
+// A kNumber (millionths): an integer when whole, else the double, written as
+// json::serialize writes a double ("9.87654E-1": Boost.JSON's own format,
+// through its formatter, so the bytes stay those of a JSON tree).
+char* PutNumber(char* p, int64_t x) {
+  if (x % 1'000'000 == 0) return PutInt(p, x / 1'000'000);
+  return p + json::detail::format_double(p, static_cast<double>(x) / 1e6);
+}
+char* PutMoney(char* p, Micros v) {
+  *p++ = '"';
+  p = FormatMoneyTo(p, v);
+  *p++ = '"';
+  return p;
+}
+
+template <query::FieldType T>
+struct FieldWriter;
+template <>
+struct FieldWriter<query::FieldType::kInt> {
+  static size_t Max(const std::optional<int64_t>&) { return kMaxNumberChars; }
+  static char* Put(char* p, const std::optional<int64_t>& v, query::FieldId) { return v ? PutInt(p, *v) : PutNull(p); }
+};
+template <>
+struct FieldWriter<query::FieldType::kNumber> {
+  static size_t Max(const std::optional<int64_t>&) { return kMaxNumberChars; }
+  static char* Put(char* p, const std::optional<int64_t>& v, query::FieldId id) {
+    if (!v || (id == query::FieldId::kDuration && *v == query::kUnlimitedDuration)) return PutNull(p);
+    return PutNumber(p, *v);
+  }
+};
+template <>
+struct FieldWriter<query::FieldType::kMoney> {
+  static size_t Max(const std::optional<Micros>&) { return kMaxMoneyChars + 2; }
+  static char* Put(char* p, const std::optional<Micros>& v, query::FieldId) { return v ? PutMoney(p, *v) : PutNull(p); }
+};
+template <>
+struct FieldWriter<query::FieldType::kBool> {
+  static size_t Max(const std::optional<bool>&) { return 5; }
+  static char* Put(char* p, const std::optional<bool>& v, query::FieldId) { return v ? PutBool(p, *v) : PutNull(p); }
+};
+template <>
+struct FieldWriter<query::FieldType::kString> {
+  static size_t Max(const std::optional<std::string>& v) { return v ? MaxEscaped(*v) : 4; }
+  static char* Put(char* p, const std::optional<std::string>& v, query::FieldId) {
+    return v ? PutString(p, *v) : PutNull(p);
+  }
+};
+
+// ,"name": for every field, and the bytes of them all.
+#define GRID_OFFER_KEY(e, n, t) ",\"" #n "\":"
+constexpr size_t kFieldKeyChars = sizeof(GRID_QUERY_FIELDS(GRID_OFFER_KEY)) - 1;
+#undef GRID_OFFER_KEY
+constexpr std::string_view kProviderKey = ",\"provider\":";
+constexpr std::string_view kMinChunkKey = ",\"min_chunk\":";
+constexpr std::string_view kEndDateKey = ",\"end_date\":";
+
+}  // namespace
+
+OfferMachine OfferMachineOf(const market::Machine& m) {
+  return OfferMachine{m.provider, m.listing.min_chunk, m.listing.end_date_ms};
+}
+
+void AppendOffer(std::string& out, const query::OfferRow& r, const OfferMachine& m) {
+  // Grow once to an upper bound, write through a pointer, trim.
+  size_t max = kFieldKeyChars + kProviderKey.size() + kMinChunkKey.size() + kEndDateKey.size() + 2 +
+               MaxEscaped(m.provider) + kMaxNumberChars + kMaxTimeChars + 2;
+#define GRID_OFFER_MAX(e, n, t) max += FieldWriter<query::FieldType::t>::Max(r.n);
+  GRID_QUERY_FIELDS(GRID_OFFER_MAX)
+#undef GRID_OFFER_MAX
+  const size_t start = out.size();
+  out.resize(start + max);
+  char* const first = out.data() + start;
+  char* p = first;
+  // Each field writes ,"name":value; the first comma becomes the brace.
+#define GRID_OFFER_PUT(e, n, t)                                    \
+  p = PutRaw(p, ",\"" #n "\":");                                   \
+  p = FieldWriter<query::FieldType::t>::Put(p, r.n, query::FieldId::e);
+  GRID_QUERY_FIELDS(GRID_OFFER_PUT)
+#undef GRID_OFFER_PUT
+  *first = '{';
+  p = PutRaw(p, kProviderKey);
+  p = PutString(p, m.provider);
+  p = PutRaw(p, kMinChunkKey);
+  p = PutInt(p, m.min_chunk);
+  p = PutRaw(p, kEndDateKey);
+  if (m.end_date_ms) {
+    *p++ = '"';
+    p = FormatTimeTo(p, m.end_date_ms);
+    *p++ = '"';
+  } else {
+    p = PutNull(p);
+  }
+  *p++ = '}';
+  out.resize(static_cast<size_t>(p - out.data()));
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  const size_t start = out.size();
+  out.resize(start + MaxEscaped(s));
+  char* p = PutString(out.data() + start, s);
+  out.resize(static_cast<size_t>(p - out.data()));
+}
+
+json::object EncodeOffer(const query::OfferRow& r, const OfferMachine& m) {
   json::object o;
   o.reserve(query::kFieldCount + 3);
   for (const query::FieldInfo& f : query::Fields()) {
@@ -258,13 +412,13 @@ json::object EncodeOffer(const query::OfferRow& r, const market::Machine& m) {
     }
   }
   o["provider"] = m.provider;
-  o["min_chunk"] = m.listing.min_chunk;
-  o["end_date"] = m.listing.end_date_ms ? json::value(FormatTime(m.listing.end_date_ms)) : json::value(nullptr);
+  o["min_chunk"] = m.min_chunk;
+  o["end_date"] = m.end_date_ms ? json::value(FormatTime(m.end_date_ms)) : json::value(nullptr);
   return o;
 }
 
 json::object EncodeExplain(const query::Explain& ex,
-                           const std::function<const market::Machine*(int64_t machine_id)>& machine_of) {
+                           const std::function<std::optional<OfferMachine>(int64_t machine_id)>& machine_of) {
   json::object o;
   o["offers"] = ex.offers;
   json::array clauses;
@@ -278,7 +432,7 @@ json::object EncodeExplain(const query::Explain& ex,
   for (const query::NearMiss& nm : ex.near_misses) {
     json::object n;
     n["clause"] = nm.clause < ex.clauses.size() ? query::FormatClause(ex.clauses[nm.clause].clause) : "";
-    const market::Machine* m = nm.row.machine_id ? machine_of(*nm.row.machine_id) : nullptr;
+    std::optional<OfferMachine> m = nm.row.machine_id ? machine_of(*nm.row.machine_id) : std::nullopt;
     if (m) n["offer"] = EncodeOffer(nm.row, *m);
     else n["offer"] = json::object{{"id", nm.row.id ? json::value(*nm.row.id) : json::value(nullptr)}};
     near.push_back(std::move(n));

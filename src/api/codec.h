@@ -9,9 +9,11 @@
 
 #include <boost/json.hpp>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "ledger/ledger.h"
 #include "market/market.h"
@@ -74,12 +76,29 @@ json::object EncodeMachine(const market::Machine& m, int free_gpus);
 // null when unknown; `duration` (days) is null when the machine has no end
 // date (unlimited). Then, from the machine: provider (0x address),
 // min_chunk, end_date (RFC 3339 or null).
-json::object EncodeOffer(const query::OfferRow& row, const market::Machine& m);
+//
+// EncodeOffer builds the JSON tree (explain's near misses). AppendOffer
+// writes the same object's text straight to `out`, byte for byte what
+// json::serialize(EncodeOffer(…)) gives (same key order, Boost.JSON's
+// escapes and number formats; codec_test checks), with no tree and no
+// allocation but out's growth: the search answer's hot path.
+struct OfferMachine {  // what an offer's JSON takes from its machine
+  std::string_view provider;
+  int64_t min_chunk = 0;
+  UnixMs end_date_ms = 0;  // 0: none
+};
+OfferMachine OfferMachineOf(const market::Machine& m);
+void AppendOffer(std::string& out, const query::OfferRow& row, const OfferMachine& m);
+json::object EncodeOffer(const query::OfferRow& row, const OfferMachine& m);
 // explain=1: {"offers", "clauses":[{"clause","default","excludes","alone"}],
 // "near_misses":[{"clause","offer"}], "summary"}. `machine_of` gives each
-// near miss's machine (nullptr: the offer is rendered without it).
+// near miss's machine (nullopt: the offer is rendered without it).
 json::object EncodeExplain(const query::Explain& ex,
-                           const std::function<const market::Machine*(int64_t machine_id)>& machine_of);
+                           const std::function<std::optional<OfferMachine>(int64_t machine_id)>& machine_of);
+// Appends s as a JSON string (quotes included), escaped as json::serialize
+// does: \" \\ \b \f \n \r \t, other control characters as \u00xx, every
+// other byte (UTF-8 included) as is.
+void AppendJsonString(std::string& out, std::string_view s);
 json::object EncodeLease(const market::Lease& l, int64_t running_ms);
 json::object EncodeBalance(const ledger::Balance& b);
 json::object EncodeTransfer(const ledger::Transfer& t);

@@ -55,5 +55,82 @@ TEST(DecodeMachineSpec, StoredSpecsAreReadUnderTheOlderRules) {
   EXPECT_FALSE(DecodeMachineSpec(Spec(R"(,"dph_total":"1.0")"), true).ok());
 }
 
+// AppendOffer must give json::serialize's bytes for EncodeOffer's tree.
+json::object TreeOffer(const query::OfferRow& r, const OfferMachine& m) { return EncodeOffer(r, m); }
+
+std::string Appended(const query::OfferRow& r, const OfferMachine& m) {
+  std::string s = "[";  // appends after what is there
+  AppendOffer(s, r, m);
+  return s.substr(1);
+}
+
+TEST(AppendOffer, WritesTheBytesOfTheJsonTree) {
+  query::OfferRow r;  // every field null
+  OfferMachine m{"0xabc", 1, 0};
+  EXPECT_EQ(Appended(r, m), json::serialize(TreeOffer(r, m)));
+
+  r.id = 41008;
+  r.machine_id = 41;
+  r.host_id = INT64_MAX;
+  r.gpu_name = "H100 SXM 80GB";
+  r.num_gpus = 8;
+  r.gpu_ram = 80'000'000;           // whole: an integer
+  r.gpu_total_ram = 640'500'000;    // 640.5: a double
+  r.cuda_vers = 12'200'000;
+  r.reliability = 987'654;          // 0.987654
+  r.total_flops = -1;               // -0.000001
+  r.dlperf = INT64_MIN;
+  r.pcie_bw = INT64_MAX;
+  r.dph_total = 2'500'000;
+  r.dph_per_gpu = -1;
+  r.storage_cost = INT64_MIN;
+  r.min_bid = 0;
+  r.duration = 1'500'000;
+  r.compute_cap = -900;
+  r.datacenter = true;
+  r.verified = false;
+  r.rentable = true;
+  r.gpu_arch = std::string("q\"b\\s/\b\f\n\r\t\x01\x1f\x7f end");
+  r.driver_version = std::string("nul\0x", 5);
+  r.geolocation = "Zürich \xe2\x82\xac \xff";  // UTF-8 and a stray byte, as they are
+  m = {"0x03fcad2719822abac0f930a0bc00ce18aeca1200\"\\", 4, 1'798'675'200'123};
+  const std::string text = Appended(r, m);
+  EXPECT_EQ(text, json::serialize(TreeOffer(r, m)));
+  EXPECT_NE(text.find(R"("end_date":"2026-12-31T00:00:00.123Z")"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("gpu_arch":"q\"b\\s/\b\f\n\r\t\u0001\u001f)" "\x7f" R"( end")"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("driver_version":"nul\u0000x")"), std::string::npos) << text;
+
+  r.duration = query::kUnlimitedDuration;  // no end date: null
+  m.end_date_ms = -86'400'000LL * 365 * 3000;  // before year 0: printf's format
+  EXPECT_EQ(Appended(r, m), json::serialize(TreeOffer(r, m)));
+  EXPECT_NE(Appended(r, m).find(R"("duration":null)"), std::string::npos);
+}
+
+TEST(AppendOffer, ManyNumbersMatchBoostJson) {
+  query::OfferRow r;
+  OfferMachine m{"0x1", 1, 0};
+  uint64_t x = 88172645463325252ULL;  // xorshift
+  for (int i = 0; i < 20000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    int64_t v = static_cast<int64_t>(x) >> (x % 60);
+    r.reliability = v;
+    r.dph_total = v;
+    r.num_gpus = v;
+    r.duration = v;
+    ASSERT_EQ(Appended(r, m), json::serialize(TreeOffer(r, m))) << v;
+  }
+}
+
+TEST(AppendJsonString, EscapesAsJsonSerialize) {
+  for (std::string s : {std::string(""), std::string("plain"), std::string("\"\\\x01\x1f\x20\x7f\xc3\xa9", 8),
+                        std::string("\0\0", 2), std::string("a\nb\tc\rd")}) {
+    std::string out = "x";
+    AppendJsonString(out, s);
+    EXPECT_EQ(out, "x" + json::serialize(json::string(s)));
+  }
+}
+
 }  // namespace
 }  // namespace grid::api

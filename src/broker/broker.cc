@@ -356,15 +356,31 @@ Result<OfferSearch> Broker::SearchOffers(const query::Query& q, const query::Ord
   const UnixMs now = clock_->NowMs();
   ExpireEndDatesLocked(now);
   out.result = index_.Search(out.query, out.order, now, opts);
+  // Only what the offers' JSON takes from each machine (provider, min_chunk,
+  // end date), one lookup per distinct machine; the answer is encoded after
+  // the lock is released, so a search holds it for the index and this copy.
+  std::vector<int64_t> ids;
+  ids.reserve(out.result.offers.size());
   auto note = [&](query::OfferRow& r) {
     r.duration = query::DurationMillionths(r.end_date_ms, now);
-    if (!r.machine_id) return;
-    if (const market::Machine* m = market_.FindMachine(*r.machine_id)) out.machines.emplace(m->id, *m);
+    if (r.machine_id) ids.push_back(*r.machine_id);
   };
   for (auto& r : out.result.offers) note(r);
   if (out.result.explain)
     for (auto& nm : out.result.explain->near_misses) note(nm.row);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  out.machines.reserve(ids.size());
+  for (int64_t id : ids)
+    if (const market::Machine* m = market_.FindMachine(id))
+      out.machines.push_back({m->id, m->provider, m->listing.min_chunk, m->listing.end_date_ms});
   return out;
+}
+
+const OfferMachineFields* OfferSearch::Machine(int64_t id) const {
+  auto it = std::lower_bound(machines.begin(), machines.end(), id,
+                             [](const OfferMachineFields& m, int64_t x) { return m.id < x; });
+  return it != machines.end() && it->id == id ? &*it : nullptr;
 }
 
 Result<OfferView> Broker::GetOffer(int64_t offer_id) {

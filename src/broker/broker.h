@@ -136,13 +136,24 @@ struct OfferView {
   market::Machine machine;
 };
 
+// What an offer's JSON takes from its machine (api::OfferMachine), copied
+// under the broker's lock so the answer is encoded after it.
+struct OfferMachineFields {
+  int64_t id = 0;
+  std::string provider;
+  int min_chunk = 0;
+  UnixMs end_date_ms = 0;  // 0: none
+};
+
 // What a search answers (Broker::SearchOffers).
 struct OfferSearch {
   query::Query query;   // the effective query: the user's plus the defaults
   query::Order order;   // the effective order
   query::SearchResult result;
-  // The machines of result.offers and of the explain's near misses.
-  std::map<int64_t, market::Machine> machines;
+  // The machines of result.offers and of the explain's near misses, by id.
+  std::vector<OfferMachineFields> machines;
+  // The machine with this id among them, or nullptr.
+  const OfferMachineFields* Machine(int64_t id) const;
 };
 
 struct MachineView {

@@ -687,7 +687,7 @@ TEST_P(SearchIndexTest, DefaultsOrderLimitAndExplain) {
   ASSERT_EQ(r->result.explain->near_misses.size(), 2u);
   EXPECT_EQ(*r->result.explain->near_misses[0].row.id, m2 * 1000 + 1);
   EXPECT_EQ(*r->result.explain->near_misses[1].row.id, m1 * 1000 + 2);
-  EXPECT_TRUE(r->machines.contains(m1) && r->machines.contains(m2)) << "near misses come with their machine";
+  EXPECT_TRUE(r->Machine(m1) && r->Machine(m2)) << "near misses come with their machine";
   auto all = broker_->SearchOffers({}, query::ParseOrder("dph-").value(), 2, false, false).value();
   EXPECT_EQ(all.result.total, 3);
   ASSERT_EQ(all.result.offers.size(), 2u);

@@ -18,6 +18,12 @@ HttpResponse Json(int status, const json::value& v) {
   return HttpResponse{status, "application/json", api::Serialize(v), {}};
 }
 HttpResponse Ok(const json::value& v) { return Json(200, v); }
+// Objects serialize as they are: no json::value is made around them (from an
+// lvalue object that was a deep copy of the whole tree).
+HttpResponse Json(int status, const json::object& o) {
+  return HttpResponse{status, "application/json", json::serialize(o), {}};
+}
+HttpResponse Ok(const json::object& o) { return Json(200, o); }
 
 // {"host": optional, "ports": [{"container_port", "host_port"}]}; without a
 // host, the address the report came from ("1.2.3.4:5678", "[::1]:5678").
@@ -123,7 +129,9 @@ class Api {
         if (!id.ok()) return Error(id.status());
         auto o = b_->GetOffer(*id);
         if (!o.ok()) return Error(o.status());
-        return Ok(api::EncodeOffer(o->row, o->machine));
+        HttpResponse res{200, "application/json", {}, {}};
+        api::AppendOffer(res.body, o->row, api::OfferMachineOf(o->machine));
+        return res;
       }
     }
     // Everything else needs a login.
@@ -511,24 +519,38 @@ class Api {
     if (!order.ok()) return Error(order.status());
     auto r = b_->SearchOffers(*q, *order, limit, explain, no_default);
     if (!r.ok()) return Error(r.status());
-    json::array arr;
-    arr.reserve(r->result.offers.size());
+    // The body is written straight into one string (api::AppendOffer): the
+    // same bytes json::serialize gave for the tree it replaces.
+    auto machine_of = [&](int64_t id) -> std::optional<api::OfferMachine> {
+      const OfferMachineFields* m = r->Machine(id);
+      if (!m) return std::nullopt;
+      return api::OfferMachine{m->provider, m->min_chunk, m->end_date_ms};
+    };
+    HttpResponse res{200, "application/json", {}, {}};
+    std::string& body = res.body;
+    body.reserve(64 + r->result.offers.size() * 1024);
+    body += "{\"offers\":[";
+    bool first = true;
     for (const auto& row : r->result.offers) {
-      auto m = r->machines.find(row.machine_id.value_or(0));
-      if (m == r->machines.end()) continue;  // (cannot happen: the broker adds every machine)
-      arr.push_back(api::EncodeOffer(row, m->second));
+      auto m = row.machine_id ? machine_of(*row.machine_id) : std::nullopt;
+      if (!m) continue;  // (cannot happen: the broker adds every machine)
+      if (!first) body += ',';
+      first = false;
+      api::AppendOffer(body, row, *m);
     }
-    json::object out{{"offers", std::move(arr)},
-                     {"total", r->result.total},
-                     {"query", query::Format(r->query)},
-                     {"order", query::FormatOrder(r->order)}};
+    body += "],\"total\":";
+    char num[24];
+    body.append(num, std::to_chars(num, num + sizeof num, r->result.total).ptr);
+    body += ",\"query\":";
+    api::AppendJsonString(body, query::Format(r->query));
+    body += ",\"order\":";
+    api::AppendJsonString(body, query::FormatOrder(r->order));
     if (r->result.explain) {
-      out["explain"] = api::EncodeExplain(*r->result.explain, [&](int64_t id) -> const market::Machine* {
-        auto it = r->machines.find(id);
-        return it == r->machines.end() ? nullptr : &it->second;
-      });
+      body += ",\"explain\":";
+      body += api::Serialize(api::EncodeExplain(*r->result.explain, machine_of));
     }
-    return Ok(out);
+    body += '}';
+    return res;
   }
 
   json::object LeaseJson(const market::Lease& l) {

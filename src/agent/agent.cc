@@ -311,7 +311,11 @@ Status Agent::Reconcile(const json::array& leases) {
   Status first;
   for (const auto& [key, lease] : wanted) {
     auto local = local_.find(key);
-    if (local == local_.end() && Str(*lease, "state") == "running") {
+    // A lease this runtime already knows but did not re-adopt (so its
+    // workload is not running) was started by an agent that died, perhaps
+    // before it could report "running": it must not start twice either.
+    bool known_here = local == local_.end() && runtime_->Poll(key).ok();
+    if (local == local_.end() && (Str(*lease, "state") == "running" || known_here)) {
       // Running at the broker but not here: its workload ended while no
       // agent watched (or its state is gone). Report that; never start a
       // running lease a second time.

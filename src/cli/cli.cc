@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -575,7 +576,18 @@ void PrintLeaseDetail(const json::value& l) {
   }
   if (const json::value* m = o.if_contains("metering"); m && m->is_object()) {
     std::printf("metering (reported by the host):");
-    for (const auto& [k, v] : m->as_object()) std::printf(" %s=%s", std::string(k).c_str(), json::serialize(v).c_str());
+    for (const auto& [k, v] : m->as_object()) {
+      // Doubles as people write them (12.098, not Boost.JSON's 1.2098E1).
+      std::string text;
+      if (v.is_double()) {
+        char buf[64];
+        auto r = std::to_chars(buf, buf + sizeof buf, v.get_double());
+        text.assign(buf, r.ptr);
+      } else {
+        text = v.is_string() ? std::string(v.get_string()) : json::serialize(v);
+      }
+      std::printf(" %s=%s", std::string(k).c_str(), text.c_str());
+    }
     std::printf("\n");
   }
 }

@@ -8,11 +8,7 @@ namespace {
 
 using Word = std::array<uint8_t, 32>;
 
-Word EncodeUint(uint64_t v) {
-  Word w{};
-  for (int i = 0; i < 8; ++i) w[31 - i] = static_cast<uint8_t>(v >> (8 * i));
-  return w;
-}
+Word EncodeUint(uint64_t v) { return Eip712Uint(v); }
 
 // Two's-complement sign extension to 256 bits (see the header's contract).
 Word EncodeInt(int64_t v) {
@@ -22,6 +18,12 @@ Word EncodeInt(int64_t v) {
 }
 
 }  // namespace
+
+std::array<uint8_t, 32> Eip712Uint(uint64_t v) {
+  std::array<uint8_t, 32> w{};
+  for (int i = 0; i < 8; ++i) w[31 - i] = static_cast<uint8_t>(v >> (8 * i));
+  return w;
+}
 
 Status ValidateLeaseOrder(const LeaseOrder& order) {
   if (order.gpus == 0) return InvalidArgument("lease order: gpus must be at least 1");

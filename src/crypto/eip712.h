@@ -16,6 +16,7 @@
 // produce for a small uint256, so it cannot collide with a valid order.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string_view>
 
@@ -38,6 +39,10 @@ struct LeaseOrder {
   uint64_t nonce = 0;                 // chosen by the renter; replay protection
   int64_t expiry_unix_s = 0;          // the order may not be accepted after this
 };
+
+// One 32-byte EIP-712 word: a uint256 holding v, big-endian (also used by
+// the payment-channel vouchers, crypto/voucher.h).
+std::array<uint8_t, 32> Eip712Uint(uint64_t v);
 
 // InvalidArgument when a signed field is negative or gpus is zero.
 Status ValidateLeaseOrder(const LeaseOrder& order);

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <string>
 
+#include "crypto/eip712.h"
 #include "crypto/hex.h"
 
 namespace grid::crypto {
@@ -12,11 +13,7 @@ namespace {
 
 using Word = std::array<uint8_t, 32>;
 
-Word EncodeUint(uint64_t v) {
-  Word w{};
-  for (int i = 0; i < 8; ++i) w[31 - i] = static_cast<uint8_t>(v >> (8 * i));
-  return w;
-}
+Word EncodeUint(uint64_t v) { return Eip712Uint(v); }
 
 Word EncodeAddress(const Address& a) {
   Word w{};

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 namespace grid::query {
@@ -100,6 +101,13 @@ std::vector<int64_t> Reference(const std::vector<OfferRow>& rows, const Query& q
   return ids;
 }
 
+// Every machine's rows, in machine order.
+std::vector<OfferRow> Flatten(const std::map<int64_t, std::vector<OfferRow>>& machines) {
+  std::vector<OfferRow> rows;
+  for (const auto& [id, v] : machines) rows.insert(rows.end(), v.begin(), v.end());
+  return rows;
+}
+
 std::vector<int64_t> Ids(const SearchResult& r) {
   std::vector<int64_t> ids;
   for (const OfferRow& row : r.offers) ids.push_back(*row.id);
@@ -142,11 +150,7 @@ TEST(OfferIndexTest, BroadQueriesWalkingThePermutationsAgree) {
   std::map<int64_t, std::vector<OfferRow>> machines;
   for (int64_t m = 1; m <= 1200; ++m)
     for (int n = 1; n <= 1 + static_cast<int>(m % 4); ++n) machines[m].push_back(RandomRow(rng, m, n));
-  auto flat = [&] {
-    std::vector<OfferRow> rows;
-    for (const auto& [id, v] : machines) rows.insert(rows.end(), v.begin(), v.end());
-    return rows;
-  };
+  auto flat = [&] { return Flatten(machines); };
   OfferIndex index;
   index.Build(flat());
   auto broad = [&](int queries) {
@@ -193,11 +197,7 @@ TEST(OfferIndexTest, SelectiveRangesThroughPermutationsWithDirtySlots) {
   std::map<int64_t, std::vector<OfferRow>> machines;
   for (int64_t m = 1; m <= 6000; ++m)
     for (int n = 1; n <= 1 + static_cast<int>(m % 4); ++n) machines[m].push_back(row(m, n));
-  auto flat = [&] {
-    std::vector<OfferRow> rows;
-    for (const auto& [id, v] : machines) rows.insert(rows.end(), v.begin(), v.end());
-    return rows;
-  };
+  auto flat = [&] { return Flatten(machines); };
   OfferIndex index;
   index.Build(flat());
   auto check = [&](int queries) {
@@ -244,11 +244,7 @@ TEST(OfferIndexTest, LiveChangesKeepItInStep) {
   std::map<int64_t, std::vector<OfferRow>> machines;
   for (int64_t m = 1; m <= 60; ++m)
     for (int n = 1; n <= 2; ++n) machines[m].push_back(RandomRow(rng, m, n));
-  auto flat = [&] {
-    std::vector<OfferRow> rows;
-    for (const auto& [id, v] : machines) rows.insert(rows.end(), v.begin(), v.end());
-    return rows;
-  };
+  auto flat = [&] { return Flatten(machines); };
   OfferIndex index;
   index.Build(flat());
   // Enough changes to force the default-order permutation to be re-sorted

@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${BENCH_BIN:-$here/../build/bench}"
-for b in bench_ledger bench_memory bench_heartbeat bench_recover; do
+for b in bench_ledger bench_memory bench_heartbeat bench_recover bench_search bench_voucher; do
   if [[ ! -x "$bin/$b" ]]; then
     echo "bench/run.sh: $bin/$b not found; build first (make build, or set BENCH_BIN)" >&2
     exit 1
@@ -29,6 +29,13 @@ echo
 echo "== bench_recover: signature recoveries/s, crypto::RecoverSigner vs raw libsecp256k1 + Keccak, 7 alternating rounds of 1 s (~16 s)"
 "$bin/bench_recover"
 echo
+echo "== bench_voucher: payment-channel voucher verifications/s vs raw libsecp256k1 recover"
+"$bin/bench_voucher"
+echo
+echo "== bench_search: the offer index vs SQLite with its best indexes, 1,000,000 offers, 28 searches (~3 min)"
+"$bin/bench_search" --rounds 3 --reps 10
+echo
 echo "== deposits_bench: 1,000 ERC-20 deposits mined into 4 blocks on anvil, credited by the real broker; 3 rounds (~40 s)"
 node "$here/deposits_bench.mjs" --grid "${GRID_BIN:-$bin/../grid}"
-# Not run here (5+ minutes, needs root): build/bench/bench_start_latency
+# Not run here: bench/search_http.sh (installs wrk and nginx; wrk vs nginx on
+# GET /v1/offers) and (5+ minutes, needs root) build/bench/bench_start_latency

@@ -14,10 +14,6 @@ namespace json = boost::json;
 using net::HttpRequest;
 using net::HttpResponse;
 
-HttpResponse Json(int status, const json::value& v) {
-  return HttpResponse{status, "application/json", api::Serialize(v), {}};
-}
-HttpResponse Ok(const json::value& v) { return Json(200, v); }
 // Objects serialize as they are: no json::value is made around them (from an
 // lvalue object that was a deep copy of the whole tree).
 HttpResponse Json(int status, const json::object& o) {

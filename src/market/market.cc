@@ -114,12 +114,14 @@ void Market::Put(Machine machine) {
     }
   }
   free_count_[machine.id] = static_cast<int>(std::count(alloc.begin(), alloc.end(), 0));
-  machines_[machine.id] = std::move(machine);
+  int64_t id = machine.id;
+  Machine& stored = machines_[id] = std::move(machine);
+  by_id_[id] = &stored;  // std::map nodes never move
 }
 
 const Machine* Market::FindMachine(int64_t id) const {
-  auto it = machines_.find(id);
-  return it == machines_.end() ? nullptr : &it->second;
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second;
 }
 
 int Market::FreeGpus(int64_t machine_id) const {

@@ -522,7 +522,7 @@ TEST(WorkloadChecksTest, SshPublicKeys) {
   EXPECT_TRUE(CheckSshPublicKey(ed).ok());
   EXPECT_TRUE(CheckSshPublicKey(ed + " renter@laptop").ok());
   EXPECT_TRUE(CheckSshPublicKey("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAI").ok());
-  for (const std::string bad : {std::string(""), std::string("ssh-ed25519"), std::string("ssh-dss AAAAB3NzaC1kc3MAAACBAP"),
+  for (const std::string& bad : {std::string(""), std::string("ssh-ed25519"), std::string("ssh-dss AAAAB3NzaC1kc3MAAACBAP"),
                                 std::string("ssh-ed25519 not*base64*at*all!!"), ed + "\nssh-ed25519 AAAA",
                                 std::string("-----BEGIN OPENSSH PRIVATE KEY-----"), std::string(9000, 'A')}) {
     Status s = CheckSshPublicKey(bad);

@@ -42,8 +42,22 @@ export function money(m) {
 export async function tempDir(t, prefix = 'grid-ft-') {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), prefix));
   await fsp.mkdir(path.join(dir, 'home'), { recursive: true });
+  // node:test runs after-hooks in the order they were registered, so this
+  // one runs before the hooks that kill the test's broker and agents, which
+  // may still be writing here: retry, and never throw (a throwing hook would
+  // skip those kills and leave the file hanging on live children); whatever
+  // is left goes when the process exits.
   t.after(async () => {
-    if (!process.env.GRID_KEEP_TMP) await fsp.rm(dir, { recursive: true, force: true });
+    if (process.env.GRID_KEEP_TMP) return;
+    try {
+      await fsp.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    } catch {
+      process.once('exit', () => {
+        try {
+          fs.rmSync(dir, { recursive: true, force: true });
+        } catch {}
+      });
+    }
   });
   return dir;
 }

@@ -352,9 +352,8 @@ Result<OfferSearch> Broker::SearchOffers(const query::Query& q, const query::Ord
   out.query = query::WithDefaults(q, {.no_default = no_default, .dev = options_.dev});
   if (out.query.clauses.size() == q.clauses.size()) opts.defaults_from = SIZE_MAX;
   out.order = order.keys.empty() ? query::DefaultOrder() : order;
-  std::lock_guard lock(mu_);
-  const UnixMs now = clock_->NowMs();
-  ExpireEndDatesLocked(now);
+  std::shared_lock lock(mu_);
+  const UnixMs now = ReadLockAfterExpiry(lock);
   out.result = index_.Search(out.query, out.order, now, opts);
   // Only what the offers' JSON takes from each machine (provider, min_chunk,
   // end date), one lookup per distinct machine; the answer is encoded after
@@ -384,9 +383,8 @@ const OfferMachineFields* OfferSearch::Machine(int64_t id) const {
 }
 
 Result<OfferView> Broker::GetOffer(int64_t offer_id) {
-  std::lock_guard lock(mu_);
-  const UnixMs now = clock_->NowMs();
-  ExpireEndDatesLocked(now);
+  std::shared_lock lock(mu_);
+  const UnixMs now = ReadLockAfterExpiry(lock);
   // An offer exists while its machine is listed in that chunk size; it is
   // rentable while its GPUs are free, its host online and the end date ahead.
   std::optional<query::OfferRow> row = index_.Get(offer_id, now);
@@ -397,7 +395,7 @@ Result<OfferView> Broker::GetOffer(int64_t offer_id) {
 }
 
 size_t Broker::IndexedOffers() const {
-  std::lock_guard lock(mu_);
+  std::shared_lock lock(mu_);
   return index_.size();
 }
 
@@ -430,6 +428,20 @@ void Broker::RefreshOffersLocked(int64_t machine_id) {
   if (m->listing.end_date_ms > now) {
     end_dates_.insert({m->listing.end_date_ms, machine_id});
     end_date_of_[machine_id] = m->listing.end_date_ms;
+  }
+}
+
+UnixMs Broker::ReadLockAfterExpiry(std::shared_lock<std::shared_mutex>& lock) {
+  for (;;) {
+    const UnixMs now = clock_->NowMs();
+    if (end_dates_.empty() || end_dates_.begin()->first > now) return now;
+    // An end date has passed: its offers leave the index, which is a write.
+    lock.unlock();
+    {
+      std::lock_guard write(mu_);
+      ExpireEndDatesLocked(clock_->NowMs());
+    }
+    lock.lock();
   }
 }
 

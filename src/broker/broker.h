@@ -4,7 +4,8 @@
 // broker checks authorization on the resource itself.
 //
 // Concurrency: all commands are serialised by one mutex (the SQLite store is a
-// single writer anyway). A command is: check against the current state (pure
+// single writer anyway); offer searches and reads share it as readers
+// (std::shared_mutex), so the HTTP threads search side by side. A command is: check against the current state (pure
 // domain code), commit the ChangeSet to the store, then apply it in memory.
 // If the commit fails nothing changes, so a failure never leaves a partial
 // write, and an acknowledged command has been made durable.
@@ -13,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -309,6 +311,10 @@ class Broker {
   // Machines whose end date passed since their rows were made: their offers
   // stop being rentable. Called before every read of the index.
   void ExpireEndDatesLocked(UnixMs now_ms);
+  // With `lock` (shared) held: expires passed end dates first (taking mu_
+  // exclusively for that, then shared again) and returns the time the
+  // index is current for.
+  UnixMs ReadLockAfterExpiry(std::shared_lock<std::shared_mutex>& lock);
   MachineView ViewLocked(const market::Machine& m) const;
   // Commits one machine's new state and returns its view.
   Result<MachineView> CommitMachineLocked(market::Machine machine);
@@ -319,7 +325,7 @@ class Broker {
   BrokerOptions options_;
   std::string token_secret_;
 
-  mutable std::mutex mu_;
+  mutable std::shared_mutex mu_;
   market::Market market_;
   ledger::Ledger ledger_;
   std::unordered_map<std::string, UnixMs> nonces_;  // SIWE nonce -> expiry

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 
 #include "crypto/eip191.h"
 #include "crypto/eip712.h"
@@ -697,6 +699,69 @@ TEST_P(SearchIndexTest, DefaultsOrderLimitAndExplain) {
   EXPECT_EQ(broker_->SearchOffers({}, {}, query::kMaxLimit + 1, false, false).status().code(),
             Code::kInvalidArgument);
   EXPECT_EQ(broker_->SearchOffers({}, {}, -1, false, false).status().code(), Code::kInvalidArgument);
+}
+
+// Searches share the broker's lock as readers; leases, stops and an end
+// date passing (which a search itself applies, taking the lock to write)
+// run beside them. A search that starts after a change was acknowledged
+// sees it, and every search sees one consistent state.
+TEST_P(SearchIndexTest, ConcurrentSearchesSeeAcknowledgedChanges) {
+  Account prov = NewAccount(), renter = NewAccount();
+  ASSERT_TRUE(broker_->Faucet(renter.addr, 500'000'000, "k").ok());
+  const int64_t m = ListedMachine(prov, 8, "1.00");
+  const int64_t e = ListedMachine(prov, 2, "1.00", kT0 + 5'000);
+  const std::string mq = "machine_id=" + std::to_string(m), eq = "machine_id=" + std::to_string(e);
+  // Even: stable; (phase / 2) odd: 4 of m's GPUs leased. `expired`: the
+  // clock is past e's end date.
+  std::atomic<int> phase{0};
+  std::atomic<bool> expired{false}, done{false};
+  std::atomic<int> checked{0};
+  auto searcher = [&] {
+    while (!done) {
+      const int before = phase.load();
+      const bool past = expired.load();
+      auto q = query::Parse(mq + " rentable=true").value();
+      auto r = broker_->SearchOffers(q, {}, 64, false, true);
+      auto qe = query::Parse(eq + " rentable=true").value();
+      auto re = broker_->SearchOffers(qe, {}, 64, false, true);
+      if (!r.ok() || !re.ok()) {
+        ADD_FAILURE() << "search failed";
+        return;
+      }
+      // m's offers are always 1..free GPUs, in order.
+      const auto& offers = r->result.offers;
+      for (size_t i = 0; i < offers.size(); ++i)
+        if (*offers[i].id != m * 1000 + static_cast<int64_t>(i) + 1) ADD_FAILURE() << "offer " << *offers[i].id;
+      if (before % 2 == 0 && phase.load() == before) {
+        const size_t want = (before / 2) % 2 == 1 ? 4 : 8;
+        if (offers.size() != want) ADD_FAILURE() << "phase " << before << ": " << offers.size() << " offers";
+      }
+      if (past && !re->result.offers.empty()) ADD_FAILURE() << "an offer past its end date is rentable";
+      ++checked;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) threads.emplace_back(searcher);
+  for (int round = 0; round < 20; ++round) {
+    ++phase;
+    auto lease = Rent(renter, m, 4, 100 + round);
+    ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+    ++phase;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ++phase;
+    ASSERT_TRUE(broker_->StopLease(renter.addr, lease->id).ok());
+    ++phase;
+    if (round == 10) {
+      clock_.AdvanceMs(10'000);
+      expired = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  done = true;
+  for (auto& t : threads) t.join();
+  EXPECT_GT(checked.load(), 0);
+  EXPECT_TRUE(OffersOf(e).empty());
+  ExpectAuditOk();
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, SearchIndexTest, ::testing::Values("memory", "sqlite"),

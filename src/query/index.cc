@@ -118,11 +118,29 @@ void PutBit(Words& b, size_t i, bool v) {
   if (v) b[i >> 6] |= m;
   else b[i >> 6] &= ~m;
 }
-int64_t PopCount(const Words& b) {
+// Set bits in words [lo, hi). The baseline x86-64 target has no POPCNT
+// instruction (std::popcount becomes a libgcc call, ~10x slower); use it
+// where the CPU has it, as the AVX2 range test does.
+int64_t PopCountScalar(const uint64_t* w, size_t lo, size_t hi) {
   int64_t n = 0;
-  for (uint64_t w : b) n += std::popcount(w);
+  for (size_t i = lo; i < hi; ++i) n += std::popcount(w[i]);
   return n;
 }
+#if defined(__x86_64__)
+__attribute__((target("popcnt"))) int64_t PopCountHw(const uint64_t* w, size_t lo, size_t hi) {
+  int64_t n = 0;
+  for (size_t i = lo; i < hi; ++i) n += __builtin_popcountll(w[i]);
+  return n;
+}
+const bool kHavePopcnt = __builtin_cpu_supports("popcnt");
+#endif
+int64_t PopCount(const Words& b, size_t lo, size_t hi) {
+#if defined(__x86_64__)
+  if (kHavePopcnt) return PopCountHw(b.data(), lo, hi);
+#endif
+  return PopCountScalar(b.data(), lo, hi);
+}
+int64_t PopCount(const Words& b) { return PopCount(b, 0, b.size()); }
 
 std::string FoldAscii(std::string_view s) {
   std::string out(s);
@@ -526,30 +544,37 @@ struct OfferIndex::Impl {
   // Many rows at once, column by column: the loads of one column are
   // independent, so the CPU overlaps their cache misses, where row by row
   // it waits on 38 columns in turn (a 10,000-row answer took 4x longer).
-  std::vector<OfferRow> ReadRows(const std::vector<uint32_t>& slots, int64_t now_ms) const {
-    std::vector<OfferRow> rows(slots.size());
-    const size_t k = slots.size();
+  std::vector<OfferRow> ReadRows(const std::vector<uint32_t>& out_slots, int64_t now_ms) const {
+    std::vector<OfferRow> rows(out_slots.size());
+    const size_t k = out_slots.size();
+    // Read the columns in slot order (rows of one model sit together, so
+    // neighbours share cache lines), writing each value to its row's place.
+    std::vector<uint64_t> order(k);  // slot << 32 | row
+    for (size_t i = 0; i < k; ++i) order[i] = uint64_t{out_slots[i]} << 32 | i;
+    std::sort(order.begin(), order.end());
     auto num = [&](FieldId f, std::optional<int64_t> OfferRow::*member) {
       const Column& c = Col(f);
-      for (size_t i = 0; i < k; ++i) {
-        uint32_t s = slots[i];
+      for (uint64_t e : order) {
+        uint32_t s = static_cast<uint32_t>(e >> 32), i = static_cast<uint32_t>(e);
         if (TestBit(c.nonnull, s)) rows[i].*member = c.num[s];
       }
     };
     auto boolean = [&](FieldId f, std::optional<bool> OfferRow::*member) {
       const Column& c = Col(f);
-      for (size_t i = 0; i < k; ++i) {
-        uint32_t s = slots[i];
+      for (uint64_t e : order) {
+        uint32_t s = static_cast<uint32_t>(e >> 32), i = static_cast<uint32_t>(e);
         if (TestBit(c.nonnull, s)) rows[i].*member = TestBit(c.bits, s);
       }
     };
     auto str = [&](FieldId f, std::optional<std::string> OfferRow::*member) {
       const Column& c = Col(f);
-      for (size_t i = 0; i < k; ++i) {
-        uint32_t code = c.code[slots[i]];
+      for (uint64_t e : order) {
+        uint32_t s = static_cast<uint32_t>(e >> 32), i = static_cast<uint32_t>(e);
+        uint32_t code = c.code[s];
         if (code != 0) rows[i].*member = c.dict[code];
       }
     };
+    const std::vector<uint32_t>& slots = out_slots;
 #define GRID_RR_kInt(e, n) num(FieldId::e, &OfferRow::n);
 #define GRID_RR_kNumber(e, n) num(FieldId::e, &OfferRow::n);
 #define GRID_RR_kMoney(e, n) num(FieldId::e, &OfferRow::n);
@@ -899,8 +924,10 @@ struct OfferIndex::Impl {
   }
 
   // The first `limit` set slots of `match` in the order.
+  // `match` has no bit outside words [lo, hi).
   std::vector<uint32_t> TopK(const Words& match, int64_t total, const Order& order, int64_t now_ms,
-                             size_t limit) const {
+                             size_t limit, size_t lo = 0, size_t hi = SIZE_MAX) const {
+    hi = std::min(hi, match.size());
     std::vector<uint32_t> out;
     if (limit == 0 || total == 0) return out;
     std::vector<Key> keys = KeysOf(order);
@@ -926,15 +953,16 @@ struct OfferIndex::Impl {
       // Matches can cluster far from the walk's start (`num_gpus=2 -o dph-`
       // passes every 8-GPU offer first): past as many steps as the heap
       // would take, the heap is the better plan.
+      // A step costs about what the heap pays per match, so past `total`
+      // steps the walk has lost and at most doubled the heap's work.
       const size_t give_up_at = limit * 4 + 4096;
-      const uint64_t max_steps = std::max<uint64_t>(static_cast<uint64_t>(total), 4096);
+      const uint64_t max_steps = static_cast<uint64_t>(total);
       uint64_t steps = 0;
-      auto visit = [&](uint32_t s) {  // true: stop
-        if (++steps > max_steps) {
-          gave_up = true;
-          return true;
-        }
-        if (TestBit(dirty, s) || !TestBit(match, s)) return false;
+      const uint64_t* mw = match.data();
+      const uint64_t* dw = dirty.data();
+      // Most steps miss: keep that test in the loop, out of `visit`.
+      auto hit = [mw, dw](uint32_t s) { return ((mw[s >> 6] & ~dw[s >> 6]) >> (s & 63)) & 1; };
+      auto visit = [&](uint32_t s) {  // s matches and is clean; true: stop
         Cand c = MakeCand(keys, s, now_ms);
         if (cands.size() >= limit && (plain || c.k1 != kth)) return true;
         if (cands.size() >= give_up_at) {
@@ -945,13 +973,21 @@ struct OfferIndex::Impl {
         if (cands.size() == limit) kth = c.k1;
         return false;
       };
+      const uint32_t* ps = perm->slots.data();
+      auto step = [&](size_t k) {  // true: stop
+        if (++steps > max_steps) {
+          gave_up = true;
+          return true;
+        }
+        return hit(ps[k]) && visit(ps[k]);
+      };
       if (!keys[0].desc) {
-        for (uint32_t s : perm->slots)
-          if (visit(s)) break;
+        for (size_t k = 0; k < perm->slots.size(); ++k)
+          if (step(k)) break;
       } else {
         bool stopped = false;
-        for (size_t k = perm->nonnull; k-- > 0 && !stopped;) stopped = visit(perm->slots[k]);
-        for (size_t k = perm->nonnull; k < perm->slots.size() && !stopped; ++k) stopped = visit(perm->slots[k]);
+        for (size_t k = perm->nonnull; k-- > 0 && !stopped;) stopped = step(k);
+        for (size_t k = perm->nonnull; k < perm->slots.size() && !stopped; ++k) stopped = step(k);
       }
       if (gave_up) {
         cands.clear();
@@ -976,7 +1012,7 @@ struct OfferIndex::Impl {
         if (!((fc->nonnull[s >> 6] >> (s & 63)) & 1)) return static_cast<U128>(1) << 64;
         return static_cast<uint64_t>(fc->num[s]) ^ flip;
       };
-      for (size_t w = 0; w < match.size(); ++w) {
+      for (size_t w = lo; w < hi; ++w) {
         for (uint64_t x = match[w]; x; x &= x - 1) {
           uint32_t s = static_cast<uint32_t>(w * 64 + static_cast<size_t>(std::countr_zero(x)));
           if (cands.size() < limit) {
@@ -1328,9 +1364,9 @@ SearchResult OfferIndex::Search(const Query& q, const Order& order, int64_t now_
     while (hi > lo && match[hi - 1] == 0) --hi;
   }
   const bool any = lo < hi;
-  result.total = any ? PopCount(match) : 0;
+  result.total = any ? PopCount(match, lo, hi) : 0;
   size_t limit = static_cast<size_t>(std::clamp(options.limit, 0, kMaxLimit));
-  result.offers = m.ReadRows(m.TopK(match, result.total, order, now_ms, limit), now_ms);
+  result.offers = m.ReadRows(m.TopK(match, result.total, order, now_ms, limit, lo, hi), now_ms);
   if (options.explain) result.explain = m.MakeExplain(q, order, now_ms, options, result.total);
   return result;
 }

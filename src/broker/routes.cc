@@ -130,6 +130,15 @@ class Api {
         return res;
       }
     }
+    if (area == "channels" && seg.size() == 2 && seg[1] == "config" && m == "GET") {
+      if (!chain_ || chain_->channels.empty())
+        return Error(Status(Code::kConflict, "this broker has no payment-channel contract (start it with --channels)"));
+      return Ok(json::object{{"contract", chain_->channels},
+                             {"token", chain_->token},
+                             {"chain_id", chain_->chain_id},
+                             {"rpc_url", chain_->rpc_url},
+                             {"decimals", 6}});
+    }
     // Everything else needs a login.
     auto who = Auth(req);
     if (!who.ok()) {

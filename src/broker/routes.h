@@ -20,6 +20,7 @@ struct ChainApi {
   std::string treasury, token;  // checksummed 0x addresses
   std::string rpc_url;          // a node clients may use (`grid wallet deposit`)
   uint64_t chain_id = 0, confirmations = 0;
+  std::string channels;         // the PaymentChannels contract (checksummed), "" for none
   std::function<Result<ledger::AuditReport>()> audit;  // the treasury's balance against the ledger
   std::function<std::string()> status_json;            // the watcher's and sender's state, a JSON object
   std::shared_ptr<void> owner;                         // keeps what the functions use alive

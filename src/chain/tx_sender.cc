@@ -51,15 +51,27 @@ Result<TxSender::Fees> TxSender::CurrentFees() {
 Result<SignedTransaction> TxSender::BuildErc20TransferWithNonce(const crypto::Address& token,
                                                                 const crypto::Address& to, const U256& amount,
                                                                 uint64_t nonce) {
+  return BuildCallWithNonce(token, EncodeTransferCall(to, amount), nonce);
+}
+
+Result<SignedTransaction> TxSender::BuildCall(const crypto::Address& contract, Bytes data) {
+  GRID_ASSIGN_OR_RETURN(uint64_t nonce, NextNonce());
+  GRID_ASSIGN_OR_RETURN(SignedTransaction st, BuildCallWithNonce(contract, std::move(data), nonce));
+  next_nonce_ = nonce + 1;
+  return st;
+}
+
+Result<SignedTransaction> TxSender::BuildCallWithNonce(const crypto::Address& contract, Bytes data, uint64_t nonce) {
   GRID_ASSIGN_OR_RETURN(uint64_t chain_id, ChainIdOnce());
   Transaction tx;
   tx.type = TxType::kEip1559;
   tx.chain_id = chain_id;
   tx.nonce = nonce;
-  tx.to = token;
-  tx.data = EncodeTransferCall(to, amount);
-  // A revert here (insufficient treasury balance) surfaces before signing.
-  GRID_ASSIGN_OR_RETURN(uint64_t estimate, chain_.EstimateGas(CallRequest{address_, token, tx.data, U256()}));
+  tx.to = contract;
+  tx.data = std::move(data);
+  // A revert here (insufficient balance, a contract's check) surfaces
+  // before signing, with its reason.
+  GRID_ASSIGN_OR_RETURN(uint64_t estimate, chain_.EstimateGas(CallRequest{address_, contract, tx.data, U256()}));
   U256 gas = U256::DivSmall(U256::MulSmall(U256(estimate), 100 + options_.gas_margin_percent).value_or(U256::Max()), 100)
                  .value_or(U256::Max());
   auto gas64 = gas.ToUint64();

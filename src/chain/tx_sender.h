@@ -1,4 +1,4 @@
-// TxSender: builds and signs the treasury's ERC-20 transfers — the next
+// TxSender: builds and signs transactions from one key (ERC-20 transfers and other contract calls): the next
 // nonce, EIP-1559 fees from the chain's base fee and priority fee under a
 // cap, the gas limit from an estimate plus a margin — and replaces a
 // transaction that does not confirm with the same nonce and higher fees.
@@ -58,6 +58,12 @@ class TxSender {
   // the local nonce counter.
   Result<SignedTransaction> BuildErc20TransferWithNonce(const crypto::Address& token, const crypto::Address& to,
                                                         const U256& amount, uint64_t nonce);
+
+  // An EIP-1559 call of `contract` with calldata `data` (no value) with
+  // NextNonce(); the gas estimate runs the call first, so a revert is a
+  // Conflict naming its reason before anything is signed.
+  Result<SignedTransaction> BuildCall(const crypto::Address& contract, Bytes data);
+  Result<SignedTransaction> BuildCallWithNonce(const crypto::Address& contract, Bytes data, uint64_t nonce);
 
   // A replacement for `tx` (same nonce, recipient, data and gas limit) with
   // fees raised as in the contract. Legacy transactions get gasPrice raised.

@@ -19,6 +19,8 @@
 #include "chain/tx_sender.h"
 #include "treasury/treasury.h"
 #include "cli/admin.h"
+#include "cli/channels.h"
+#include "cli/common.h"
 #include "client/broker_client.h"
 #include "cli/table.h"
 #include "core/clock.h"
@@ -38,18 +40,6 @@ using client::KeyPassword;
 using client::LoadKey;
 using client::LoginResult;
 namespace json = boost::json;
-namespace {
-
-struct Globals {
-  std::string key;
-  std::string broker = "http://127.0.0.1:8080";
-  bool json = false;
-  bool quiet = false;
-};
-
-// What a command returns: a failure (printed as one line) or success.
-using Run = std::function<Status()>;
-
 void PrintJson(const json::value& v) { std::printf("%s\n", json::serialize(v).c_str()); }
 
 std::string Str(const json::value& v, std::string_view key) {
@@ -66,6 +56,10 @@ std::string Str(const json::value& v, std::string_view key) {
   return json::serialize(*f);
 }
 
+Result<std::unique_ptr<BrokerClient>> Client(const Globals& g) { return BrokerClient::Create(g.broker, g.key); }
+
+namespace {
+
 std::string Gpus(const json::value& lease) {
   std::string out;
   const json::value* g = lease.as_object().if_contains("gpus");
@@ -73,8 +67,6 @@ std::string Gpus(const json::value& lease) {
   for (const auto& x : g->get_array()) out += (out.empty() ? "" : ",") + json::serialize(x);
   return out;
 }
-
-Result<std::unique_ptr<BrokerClient>> Client(const Globals& g) { return BrokerClient::Create(g.broker, g.key); }
 
 // ----------------------------------------------------------------- keys
 
@@ -760,6 +752,7 @@ void AddBroker(CLI::App& app, Run& run) {
                 "File with the treasury's private key (hex or keystore v3; mode 0600); default: env GRID_TREASURY_KEY");
   b->add_option("--confirmations", confirmations, "Blocks a deposit or withdrawal must be deep (default 12; 1 with --dev)");
   b->add_option("--chain-poll", chain_poll, "Seconds between looks at the chain");
+  b->add_option("--channels", chain.channels, "The PaymentChannels contract's address (needs --chain-rpc)");
   b->add_option("--chain-start-block", chain.start_block, "First block a new broker scans for deposits (default: now)");
   b->add_option("--bump-after", bump_after, "Seconds before an unmined withdrawal is re-sent with higher fees");
   b->add_option("--withdraw-min", withdraw_min, "Smallest withdrawal, USD");
@@ -784,8 +777,8 @@ void AddBroker(CLI::App& app, Run& run) {
         GRID_ASSIGN_OR_RETURN(o.broker.withdraw_daily_limit, ParseMoney(withdraw_limit, "--withdraw-daily-limit"));
         o.broker.chain_enabled = true;
         o.start_chain = [](broker::Broker& b, const Clock* clock) { return treasury::StartChainApi(chain, b, clock); };
-      } else if (!chain.token.empty() || !chain.key_file.empty()) {
-        return InvalidArgument("--token and --treasury-key need --chain-rpc");
+      } else if (!chain.token.empty() || !chain.key_file.empty() || !chain.channels.empty()) {
+        return InvalidArgument("--token, --treasury-key and --channels need --chain-rpc");
       }
       GRID_ASSIGN_OR_RETURN(Micros tick_micros, ParseMoney(tick, "--tick"));  // seconds with <= 6 decimals
       o.broker.tick_ms = tick_micros / 1000;
@@ -992,6 +985,7 @@ int Main(int argc, char** argv) {
   AddOffers(app, g, run);
   AddLeases(app, g, run);
   AddAdmin(app, g, run);
+  AddChannels(app, g, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

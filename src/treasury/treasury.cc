@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "chain/channels.h"
 #include "chain/rpc/json_rpc_chain.h"
 #include "crypto/hex.h"
 #include "crypto/keystore.h"
@@ -165,6 +166,22 @@ void Treasury::Loop() {
 Result<std::shared_ptr<const broker::ChainApi>> StartChainApi(TreasuryOptions options, broker::Broker& broker,
                                                               const Clock* clock) {
   std::string rpc = options.rpc_url;
+  std::string channels;
+  if (!options.channels.empty()) {
+    // The contract must answer channels(id) as PaymentChannels does, on the
+    // same node: a wrong address fails here, not at a renter's first open.
+    auto address = crypto::ParseAddress(options.channels);
+    if (!address.ok()) return InvalidArgument("--channels: " + address.status().message());
+    GRID_ASSIGN_OR_RETURN(std::unique_ptr<chain::JsonRpcChain> node, chain::JsonRpcChain::Create(rpc));
+    auto answer = node->Call(chain::CallRequest{std::nullopt, *address, chain::channels::EncodeChannelsCall({}), {}});
+    if (!answer.ok())
+      return InvalidArgument("--channels: " + address->ToChecksumHex() + " does not answer channels(): " +
+                             answer.status().message());
+    if (auto st = chain::channels::DecodeChannelsResult(*answer); !st.ok())
+      return InvalidArgument("--channels: " + address->ToChecksumHex() + " is not a PaymentChannels contract (" +
+                             st.status().message() + ")");
+    channels = address->ToChecksumHex();
+  }
   GRID_ASSIGN_OR_RETURN(std::unique_ptr<Treasury> t, Treasury::Start(std::move(options), broker, clock));
   std::shared_ptr<Treasury> owner(std::move(t));
   auto api = std::make_shared<broker::ChainApi>();
@@ -174,6 +191,7 @@ Result<std::shared_ptr<const broker::ChainApi>> StartChainApi(TreasuryOptions op
   api->rpc_url = rpc;
   api->chain_id = s.chain_id;
   api->confirmations = s.confirmations;
+  api->channels = channels;
   Treasury* raw = owner.get();
   api->audit = [raw] { return raw->AuditChain(); };
   api->status_json = [raw] {

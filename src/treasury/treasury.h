@@ -40,6 +40,7 @@ struct TreasuryOptions {
   int64_t poll_ms = 1000;
   int64_t bump_after_ms = 60'000;
   uint64_t start_block = 0;   // first block a fresh broker scans (0: the safe head at start)
+  std::string channels;       // the PaymentChannels contract's 0x address, "" for none
 };
 
 // The treasury key: --treasury-key FILE (mode 0600 or stricter) or

@@ -15,7 +15,8 @@ ledger::Transfer Make(const Lease& l, std::string id, std::string debit, std::st
                           std::move(memo)};
 }
 
-// Largest elapsed_ms e with AccruedCharge(price, e) <= budget.
+}  // namespace
+
 int64_t MaxElapsedFor(Micros price, Micros budget) {
   if (price <= 0) return INT64_MAX;
   // floor(p*e/H) <= B  <=>  p*e < (B+1)*H  <=>  e <= ceil((B+1)*H/p) - 1
@@ -23,8 +24,6 @@ int64_t MaxElapsedFor(Micros price, Micros budget) {
   Int128 e = (num + price - 1) / price - 1;
   return e > INT64_MAX ? INT64_MAX : static_cast<int64_t>(e);
 }
-
-}  // namespace
 
 Result<Micros> InitialHold(Micros price_per_hour) {
   auto h = AccruedCharge(price_per_hour, kHoldMs);

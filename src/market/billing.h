@@ -24,6 +24,10 @@ namespace grid::market {
 
 inline constexpr int64_t kHoldMs = 10 * 60 * 1000;
 
+// The longest running time (ms) whose AccruedCharge at `price` stays within
+// `budget`; INT64_MAX for a price of 0.
+int64_t MaxElapsedFor(Micros price, Micros budget);
+
 // The hold a lease at this price needs to start (10 minutes of it).
 Result<Micros> InitialHold(Micros price_per_hour);
 

@@ -55,6 +55,12 @@ Result<Receipt> ChannelClient::SendTo(const crypto::Address& to, Bytes calldata)
   }
 }
 
+Result<Receipt> ChannelClient::TopUp(const channels::ChannelId& id, const crypto::Address& token, const U256& amount,
+                                     uint64_t new_expiry_s) {
+  if (amount != U256()) GRID_RETURN_IF_ERROR(SendTo(token, channels::EncodeApprove(contract_, amount)).status());
+  return Send(channels::EncodeTopUp(id, amount, new_expiry_s));
+}
+
 Result<ChannelClient::Opened> ChannelClient::Open(const crypto::Address& provider, const crypto::Address& token,
                                                   const U256& amount, uint64_t expiry_s,
                                                   const crypto::Address& signer) {

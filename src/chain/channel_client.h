@@ -50,6 +50,11 @@ class ChannelClient {
   Result<Opened> Open(const crypto::Address& provider, const crypto::Address& token, const U256& amount,
                       uint64_t expiry_s, const crypto::Address& signer);
 
+  // Approves `amount` (if any) and adds it to the channel's deposit, moving
+  // its expiry to `new_expiry_s` (the contract refuses an earlier one).
+  Result<Receipt> TopUp(const channels::ChannelId& id, const crypto::Address& token, const U256& amount,
+                        uint64_t new_expiry_s);
+
   // Sends a call of the contract (an Encode… of channels.h) and waits until
   // it is mined: its receipt.
   Result<Receipt> Send(Bytes calldata);

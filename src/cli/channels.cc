@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -151,6 +152,36 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
         std::printf("channel %s: %s to %s, refundable from %s (tx %s)\n", Str(o, "channel").c_str(),
                     Money(e.deposit).c_str(), e.provider.ToChecksumHex().c_str(), TimeOf(e.expiry_s).c_str(),
                     Str(o, "tx_hash").c_str());
+      return Status::Ok();
+    };
+  });
+
+  static double top_hours = 0;
+  auto* tu = ch->add_subcommand("top-up", "Renter: add AMOUNT to a channel's deposit and/or move its expiry later");
+  tu->add_option("id", id, "Channel id (0x…)")->required();
+  tu->add_option("amount", amount, "USD to add (0: only move the expiry)")->required();
+  tu->add_option("--hours", top_hours, "Refundable from this many hours from now (default: the expiry stays)")
+      ->check(CLI::Range(0.01, 24.0 * 366));
+  tu->callback([&] {
+    run = [&]() -> Status {
+      GRID_ASSIGN_OR_RETURN(auto cid, ParseChannelId(id));
+      GRID_ASSIGN_OR_RETURN(Micros add, ParseAmount(amount, /*allow_zero=*/true));
+      GRID_ASSIGN_OR_RETURN(Ctx ctx, Connect(g));
+      GRID_ASSIGN_OR_RETURN(auto st, ctx.client->Get(cid));
+      if (!st.exists) return NotFound("channel " + id + " is not open (closed, or never opened)");
+      uint64_t expiry = st.expiry_s;
+      if (top_hours > 0) {
+        GRID_ASSIGN_OR_RETURN(uint64_t now_s, ctx.client->ChainTime());
+        expiry = std::max(expiry, now_s + static_cast<uint64_t>(top_hours * 3600));
+      }
+      if (add == 0 && expiry == st.expiry_s) return InvalidArgument("top-up: nothing to do (amount 0 and no later --hours)");
+      GRID_ASSIGN_OR_RETURN(chain::Receipt r, ctx.client->TopUp(cid, st.token, Units(add), expiry));
+      GRID_ASSIGN_OR_RETURN(auto after, ctx.client->Get(cid));
+      PrintSent(g, "deposit " + Money(after.deposit) + ", refundable from " + TimeOf(after.expiry_s),
+                json::object{{"channel", id},
+                             {"tx_hash", crypto::HexEncode(r.tx_hash)},
+                             {"deposit", Money(after.deposit)},
+                             {"expiry", TimeOf(after.expiry_s)}});
       return Status::Ok();
     };
   });

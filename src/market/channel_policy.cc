@@ -7,6 +7,20 @@
 
 namespace grid::market {
 
+namespace {
+// a - b and a + b clamped to int64 (terms and times come from outside).
+int64_t SatSub(int64_t a, int64_t b) {
+  int64_t r;
+  if (!__builtin_sub_overflow(a, b, &r)) return r;
+  return b > 0 ? INT64_MIN : INT64_MAX;
+}
+int64_t SatAdd(int64_t a, int64_t b) {
+  int64_t r;
+  if (!__builtin_add_overflow(a, b, &r)) return r;
+  return b > 0 ? INT64_MAX : INT64_MIN;
+}
+}  // namespace
+
 Status ValidateTerms(const ChannelTerms& t) {
   if (t.price_per_hour <= 0) return InvalidArgument("channel terms: price_per_hour must be positive");
   if (t.interval_ms <= 0) return InvalidArgument("channel terms: interval_ms must be positive");
@@ -21,7 +35,7 @@ Status ValidateTerms(const ChannelTerms& t) {
 }
 
 Result<Micros> VoucherAmount(const ChannelTerms& t, int64_t k) {
-  if (k < 0) return InvalidArgument("voucher interval must not be negative");
+  if (k < 0 || k == INT64_MAX) return InvalidArgument("voucher interval " + std::to_string(k) + " is out of range");
   auto through = CheckedMul(k + 1, t.interval_ms);
   if (!through) return InvalidArgument("voucher interval " + std::to_string(k) + " is out of range");
   int64_t ms = *through;
@@ -33,7 +47,7 @@ Result<Micros> VoucherAmount(const ChannelTerms& t, int64_t k) {
 
 int64_t DueIndex(const ChannelTerms& t, UnixMs now_ms) {
   if (now_ms <= t.start_ms || t.interval_ms <= 0) return 0;
-  return (now_ms - t.start_ms) / t.interval_ms;
+  return SatSub(now_ms, t.start_ms) / t.interval_ms;
 }
 
 Result<Micros> DepositFor(Micros price_per_hour, int64_t hold_ms, Micros margin) {
@@ -48,7 +62,9 @@ Result<Micros> DepositFor(Micros price_per_hour, int64_t hold_ms, Micros margin)
 
 Result<int64_t> CheckVoucherAmount(const ChannelTerms& t, Micros accepted, Micros amount, UnixMs now_ms) {
   GRID_RETURN_IF_ERROR(ValidateTerms(t));
-  if (amount == accepted && amount > 0)
+  if (amount <= 0) return InvalidArgument("voucher: the amount must be positive, got " + FormatMoney(amount));
+  if (accepted < 0) return InvalidArgument("voucher: the accepted amount cannot be negative");
+  if (amount == accepted)
     return Status(Code::kConflict, "voucher: " + FormatMoney(amount) + " was already accepted");
   if (amount <= accepted)
     return InvalidArgument("voucher: amounts only grow: " + FormatMoney(amount) + " after " + FormatMoney(accepted));
@@ -79,7 +95,7 @@ Result<int64_t> CheckVoucherAmount(const ChannelTerms& t, Micros accepted, Micro
                            " ms intervals: " + FormatMoney(lower) + " or " + FormatMoney(at_k) + ")");
   }
   const int64_t due = DueIndex(t, now_ms);
-  if (k > due + 1)
+  if (k > SatAdd(due, 1))
     return InvalidArgument("voucher: pays through interval " + std::to_string(k) + ", more than one ahead of " +
                            std::to_string(due));
   // The provider must be able to redeem it: the channel may not expire
@@ -87,7 +103,7 @@ Result<int64_t> CheckVoucherAmount(const ChannelTerms& t, Micros accepted, Micro
   int64_t through_ms = CheckedMul(k + 1, t.interval_ms).value_or(INT64_MAX);
   if (t.length_ms > 0) through_ms = std::min(through_ms, t.length_ms);
   auto paid_end = CheckedAdd(t.start_ms, through_ms);
-  if (!paid_end || *paid_end > t.channel_expiry_ms - t.expiry_margin_ms)
+  if (!paid_end || *paid_end > SatSub(t.channel_expiry_ms, t.expiry_margin_ms))
     return Status(Code::kConflict, "voucher: the channel expires at " + FormatTime(t.channel_expiry_ms) +
                                        ", too soon to redeem a voucher paying through " +
                                        FormatTime(paid_end.value_or(INT64_MAX)) + " (top it up with a later expiry)");
@@ -112,8 +128,8 @@ bool MustStop(const ChannelTerms& t, Micros accepted, UnixMs now_ms) {
 
 bool ShouldRedeem(const ChannelTerms& t, Micros accepted, Micros redeemed, Micros threshold, UnixMs now_ms) {
   if (accepted <= redeemed) return false;
-  if (accepted - redeemed >= threshold) return true;
-  return now_ms >= t.channel_expiry_ms - t.expiry_margin_ms;
+  if (SatSub(accepted, redeemed) >= threshold) return true;
+  return now_ms >= SatSub(t.channel_expiry_ms, t.expiry_margin_ms);
 }
 
 }  // namespace grid::market

@@ -342,6 +342,35 @@ test('refund: refused before the expiry, pays back everything not redeemed after
   await w.treasuryUnchanged();
 });
 
+// ---------------------------------------------------------------- top-up
+
+test('top-up: adds to the deposit and moves the expiry later; nothing to do and a provider top-up are refused', async (t) => {
+  const w = await world(t);
+  const { renter, provider } = w;
+  const r0 = await w.bal(renter);
+  const o = await w.open('10', 1);
+  const id = o.channel;
+  const before = await w.state(id);
+  const head = (await w.anvil.provider.getBlock('latest')).timestamp;
+  const up = await w.cliJson(renter, ['channels', 'top-up', id, '2.5', '--hours', '3']);
+  assert.equal(up.channel, id);
+  assert.equal(micros(up.deposit), 12_500_000n);
+  await w.receiptOf(up.tx_hash, renter);
+  const after = await w.state(id);
+  assert.equal(after.deposit, 12_500_000n);
+  assert.ok(Number(after.expiry) >= head + 3 * 3600 && Number(after.expiry) <= head + 3 * 3600 + 60, 'expiry ~3 h ahead');
+  assert.ok(Number(after.expiry) > Number(before.expiry));
+  assert.equal(await w.bal(renter), r0 - 12_500_000n);
+  // Only the expiry: amount 0 with --hours.
+  const later = await w.cliJson(renter, ['channels', 'top-up', id, '0', '--hours', '5']);
+  assert.equal(micros(later.deposit), 12_500_000n);
+  assert.ok(Number((await w.state(id)).expiry) >= head + 5 * 3600);
+  assertFails(await w.cli(renter, ['channels', 'top-up', id, '0']), /nothing to do/, 'amount 0 and no --hours');
+  assertFails(await w.cli(provider, ['channels', 'top-up', id, '1']), /NotRenter|ERC20|insufficient|holds/i, 'top-up by the provider');
+  assert.equal((await w.state(id)).deposit, 12_500_000n);
+  await w.treasuryUnchanged();
+});
+
 // ---------------------------------------------------------------- bad input
 
 test('bad input: malformed ids, amounts and signatures fail cleanly; unknown ids show as not open', async (t) => {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Starts a local chain for the demo: anvil on 127.0.0.1 (a free port) with
-// TestToken (6 decimals) deployed by dev account 0, optionally mints to some
+// TestToken (6 decimals) and PaymentChannels deployed by dev account 0, optionally mints to some
 // addresses, then prints KEY=VALUE lines for bash to eval and exits; anvil
 // keeps running (its output and state in --dir) until the caller kills it:
 //
@@ -8,7 +8,7 @@
 //   trap 'kill $ANVIL_PID' EXIT
 //
 // Prints ANVIL_URL, ANVIL_PID, ANVIL_LOG, CHAIN_ID, TOKEN (the token's address),
-// TOKEN_DECIMALS=6, DEV_ADDR_0..9 and DEV_KEY_0..9 (anvil's well-known dev
+// TOKEN_DECIMALS=6, CHANNELS (a PaymentChannels deployment), DEV_ADDR_0..9 and DEV_KEY_0..9 (anvil's well-known dev
 // keys: local chains only). Amounts to --mint are in micro-units (1 token =
 // 1000000). --block-time SECONDS for interval mining (default: a block per
 // transaction). Everything it says besides those lines goes to stderr.
@@ -85,6 +85,9 @@ try {
   const token = await new ContractFactory(abi, bytecode, deployer).deploy('Test USD Coin', 'tUSDC');
   await token.waitForDeployment();
   for (const [to, amount] of opts.mints) await (await token.mint(to, amount)).wait();
+  const pc = loadArtifact('PaymentChannels');
+  const channels = await new ContractFactory(pc.abi, pc.bytecode, deployer).deploy();
+  await channels.waitForDeployment();
   provider.destroy();
 
   const out = [
@@ -94,6 +97,7 @@ try {
     `CHAIN_ID=${opts.chainId}`,
     `TOKEN=${token.target}`,
     `TOKEN_DECIMALS=6`,
+    `CHANNELS=${channels.target}`,
   ];
   DEV_KEYS.forEach((k, i) => out.push(`DEV_ADDR_${i}=${new Wallet(k).address}`, `DEV_KEY_${i}=${k}`));
   process.stdout.write(out.join('\n') + '\n');

@@ -8,6 +8,9 @@
 # given), stops it; the AU provider withdraws its earnings to its own
 # address; then the bill, the earnings, the fee, the on-chain balances before
 # and after, and the audit (ledger and chain), checked against each other.
+# Last, a payment channel (issue 6, in part): the renter locks 10 tUSDC for
+# a provider in the PaymentChannels contract, signs vouchers, and the
+# provider cashes them and closes it; the broker never holds that money.
 #
 # No GPU is involved: the agents' GPUs are simulated (a test fixture), and
 # every listing below says so. The agents need root for namespaces/cgroups.
@@ -30,11 +33,12 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let v=JSON.parse(s);for(const k of process.argv[1].split("."))v=v[k];console.log(v)})' "$1"; }
 
 # anvil's well-known dev account 2 (local chains only) is the renter: it has
-# ether for gas; it gets 100 of the stablecoin.
+# ether for gas; it gets 110 of the stablecoin (100 to deposit, 10 for a
+# payment channel).
 RENTER_DEV_ADDR=0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC
-say "Starting a local chain (anvil) and deploying the test stablecoin (6 decimals)"
-eval "$(node scripts/chain-demo-env.mjs --dir "$DEMO/chain" --block-time 1 --mint "$RENTER_DEV_ADDR:100000000")"
-echo "anvil at $ANVIL_URL (chain $CHAIN_ID, a block a second); token $TOKEN"
+say "Starting a local chain (anvil), deploying the test stablecoin (6 decimals) and the payment-channel contract"
+eval "$(node scripts/chain-demo-env.mjs --dir "$DEMO/chain" --block-time 1 --mint "$RENTER_DEV_ADDR:110000000")"
+echo "anvil at $ANVIL_URL (chain $CHAIN_ID, a block a second); token $TOKEN; PaymentChannels $CHANNELS"
 printf '%s\n' "$DEV_KEY_1" >"$DEMO/treasury.key"; chmod 600 "$DEMO/treasury.key"
 echo "treasury: $DEV_ADDR_1 (its key in $DEMO/treasury.key, mode 0600)"
 
@@ -51,9 +55,19 @@ for (let i = 0; i < who.length; i += 2) {
 JS
 }
 
+# One address's token balance in base units (micro-tUSDC).
+rawbal() {
+  node --input-type=module - "$ANVIL_URL" "$TOKEN" "$1" <<'JS'
+import { JsonRpcProvider, Contract } from 'ethers';
+const [url, token, who] = process.argv.slice(2);
+const c = new Contract(token, ['function balanceOf(address) view returns (uint256)'], new JsonRpcProvider(url));
+console.log((await c.balanceOf(who)).toString());
+JS
+}
+
 say "Starting a broker (SQLite at $DEMO/grid.db, 2.5% operator fee, settlement every 2 s, deposits at 2 confirmations)"
 "$GRID" broker --db "$DEMO/grid.db" --listen 127.0.0.1:0 --dev --fee-bps 250 --tick 2 --heartbeat 1 \
-  --chain-rpc "$ANVIL_URL" --token "$TOKEN" --treasury-key "$DEMO/treasury.key" --confirmations 2 \
+  --chain-rpc "$ANVIL_URL" --token "$TOKEN" --treasury-key "$DEMO/treasury.key" --confirmations 2 --channels "$CHANNELS" \
   --chain-poll 0.2 --withdraw-min 0.01 >"$DEMO/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$DEMO/broker.log" 2>/dev/null && break; sleep 0.1; done
@@ -173,6 +187,35 @@ const checks = [
   ["provider earned + fee == charged", micros(prov.earned) + fee === charged],
   ["renter available == 100 − charged", micros(renter.available) === 100000000n - charged],
   ["nothing left on hold", micros(renter.held) === 0n],
+];
+let ok = true;
+for (const [what, good] of checks) { console.log(`  ${good ? "ok  " : "FAIL"} ${what}`); ok &&= good; }
+process.exit(ok ? 0 : 1);
+JS
+
+say "Payment channels (issue 6, in part; not yet tied to leases): the renter locks 10 tUSDC for a provider on chain"
+# The payee is anvil's dev account 3 (it has ether for gas): a provider's
+# host address. The broker only says where the contract is; it holds none of it.
+printf '%s' "$DEV_KEY_3" | "$GRID" keys import --out "$DEMO/host.key" >/dev/null
+HOST="$GRID --key $DEMO/host.key"
+R0=$(rawbal "$RENTER_DEV_ADDR"); P0=$(rawbal "$DEV_ADDR_3")
+CH=$($RENTER channels open "$DEV_ADDR_3" 10 --hours 2 --json | field channel)
+$RENTER channels show "$CH" | sed 's/^/  /'
+echo "The renter signs cumulative vouchers (EIP-712) as the work goes on: 1.25, then 2.50 in all"
+V1=$($RENTER channels voucher "$CH" 1.25)
+V2=$($RENTER channels voucher "$CH" 2.50)
+echo "  1.25: $V1"; echo "  2.50: $V2"
+echo "The provider cashes the first, then closes the channel with the last: it is paid 2.50, the renter gets 7.50 back"
+$HOST channels redeem "$CH" 1.25 "$V1" | sed 's/^/  /'
+$HOST channels close "$CH" 2.50 "$V2" | sed 's/^/  /'
+$RENTER channels show "$CH" | sed 's/^/  /'
+onchain renter "$RENTER_DEV_ADDR" provider "$DEV_ADDR_3" contract "$CHANNELS" treasury "$DEV_ADDR_1"
+node - "$R0" "$(rawbal "$RENTER_DEV_ADDR")" "$P0" "$(rawbal "$DEV_ADDR_3")" "$(rawbal "$CHANNELS")" <<'JS'
+const [r0, r1, p0, p1, held] = process.argv.slice(2).map(BigInt);
+const checks = [
+  ["the provider was paid exactly the last voucher, 2.50", p1 - p0 === 2500000n],
+  ["the renter paid exactly 2.50 (10 locked, 7.50 back)", r0 - r1 === 2500000n],
+  ["the contract holds nothing for the closed channel", held === 0n],
 ];
 let ok = true;
 for (const [what, good] of checks) { console.log(`  ${good ? "ok  " : "FAIL"} ${what}`); ok &&= good; }

@@ -127,12 +127,29 @@ Status VoucherBook::Load(const std::string& path) {
   ss << in.rdbuf();
   if (!in) return Unavailable("voucher book: cannot read " + path);
   const std::string text = ss.str();
+  // A torn last append (a crash mid-write) was never acknowledged: cut it
+  // off, or the next append would be glued to it and damage the file.
+  const size_t whole = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+  if (whole == 0) {
+    // Not even the header is whole: Track never returned for this lease.
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    if (ec) return Unavailable("voucher book: cannot remove " + path + ": " + ec.message());
+    return SyncDir(dir_);
+  }
+  if (whole < text.size()) {
+    if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0)
+      return Unavailable("voucher book: truncate " + path + ": " + std::strerror(errno));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    bool synced = fd >= 0 && ::fdatasync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!synced) return Unavailable("voucher book: fdatasync " + path + ": " + std::strerror(errno));
+  }
   std::optional<int64_t> lease;
   size_t line_no = 0;
-  for (size_t at = 0; at < text.size();) {
+  for (size_t at = 0; at < whole;) {
     const size_t nl = text.find('\n', at);
     ++line_no;
-    if (nl == std::string::npos) break;  // a torn last append: never acknowledged
     const std::string_view line(text.data() + at, nl - at);
     at = nl + 1;
     auto bad = [&](const std::string& why) {
@@ -182,6 +199,15 @@ std::string VoucherBook::PathOf(int64_t lease_id) const {
 }
 
 Status VoucherBook::Append(int64_t lease_id, const std::string& line, bool create) {
+  // After a failed write or fdatasync the kernel may have dropped pages the
+  // book believes are on disk: stop acknowledging anything (reopen to go on).
+  if (!broken_.empty()) return Unavailable("voucher book: " + broken_ + "; restart the agent");
+  Status s = AppendOnce(lease_id, line, create);
+  if (!s.ok()) broken_ = s.message();
+  return s;
+}
+
+Status VoucherBook::AppendOnce(int64_t lease_id, const std::string& line, bool create) {
   const std::string path = PathOf(lease_id);
   int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
   int fd = ::open(path.c_str(), flags, 0600);

@@ -13,9 +13,14 @@
 //
 // Storage: one append-only file per lease, `<dir>/voucher-<lease>.jsonl`:
 // the first line the channel and terms, then one line per accepted voucher
-// or redemption. A torn last line (a crash mid-append) is dropped on load;
-// any other damage fails Open() naming the file and line. Forget() removes a
-// lease's file once its channel is closed.
+// or redemption. A torn last line (a crash mid-append) is cut off on load (a
+// file without a whole header is removed: its Track never returned); any
+// other damage fails Open() naming the file and line. Load re-checks each
+// voucher's signature and that amounts grow (a damaged or edited file never
+// becomes a claim the chain would refuse); the terms in the header are
+// trusted. After a failed write or fdatasync the book refuses every later
+// write until it is reopened. Forget() removes a lease's file once its
+// channel is closed.
 //
 // Thread safety: not thread-safe; the agent's loop owns it.
 #pragma once
@@ -82,10 +87,12 @@ class VoucherBook {
   explicit VoucherBook(std::string dir) : dir_(std::move(dir)) {}
   std::string PathOf(int64_t lease_id) const;
   Status Append(int64_t lease_id, const std::string& line, bool create);
+  Status AppendOnce(int64_t lease_id, const std::string& line, bool create);
   Status Load(const std::string& path);
 
   std::string dir_;
   std::map<int64_t, State> leases_;
+  std::string broken_;  // why writes stopped ("" while they work)
 };
 
 }  // namespace grid::agent

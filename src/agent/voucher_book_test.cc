@@ -126,6 +126,19 @@ TEST_F(VoucherBookTest, TornLastLineIsDroppedDamageIsNamed) {
   }
   auto book = Open();
   EXPECT_EQ(book->Find(7)->accepted, 33'333);
+  // The torn tail is cut off, so the next append starts on a line of its own
+  // and the file still loads.
+  ASSERT_TRUE(book->Accept(7, 66'666, Sign(66'666, renter_), kStart).ok());
+  book.reset();
+  EXPECT_EQ(Open()->Find(7)->accepted, 66'666);
+
+  // A crash inside Track: a file without a whole header line. Its Track
+  // never returned, so it is removed and the lease can be tracked again.
+  { std::ofstream(FileOf(9)) << "{\"lease\":9,\"chain_id\":313"; }
+  book = Open();
+  EXPECT_EQ(book->Find(9), nullptr);
+  EXPECT_FALSE(std::filesystem::exists(FileOf(9)));
+  EXPECT_TRUE(book->Track(9, channel_).ok());
   book.reset();
 
   // A voucher line whose amount was changed on disk: its signature no

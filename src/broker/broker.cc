@@ -431,7 +431,7 @@ void Broker::RefreshOffersLocked(int64_t machine_id) {
   }
 }
 
-UnixMs Broker::ReadLockAfterExpiry(std::shared_lock<std::shared_mutex>& lock) {
+UnixMs Broker::ReadLockAfterExpiry(std::shared_lock<WriterPreferringMutex>& lock) {
   for (;;) {
     const UnixMs now = clock_->NowMs();
     if (end_dates_.empty() || end_dates_.begin()->first > now) return now;

@@ -4,8 +4,9 @@
 // broker checks authorization on the resource itself.
 //
 // Concurrency: all commands are serialised by one mutex (the SQLite store is a
-// single writer anyway); offer searches and reads share it as readers
-// (std::shared_mutex), so the HTTP threads search side by side. A command is: check against the current state (pure
+// single writer anyway); offer searches and reads share it as readers (a
+// writer-preferring rwlock, core/rw_mutex.h), so the HTTP threads search side
+// by side and a command never waits behind an endless stream of searches. A command is: check against the current state (pure
 // domain code), commit the ChangeSet to the store, then apply it in memory.
 // If the commit fails nothing changes, so a failure never leaves a partial
 // write, and an acknowledged command has been made durable.
@@ -23,6 +24,7 @@
 
 #include "broker/wakeups.h"
 #include "core/clock.h"
+#include "core/rw_mutex.h"
 #include "core/status.h"
 #include "ledger/audit.h"
 #include "ledger/ledger.h"
@@ -314,7 +316,7 @@ class Broker {
   // With `lock` (shared) held: expires passed end dates first (taking mu_
   // exclusively for that, then shared again) and returns the time the
   // index is current for.
-  UnixMs ReadLockAfterExpiry(std::shared_lock<std::shared_mutex>& lock);
+  UnixMs ReadLockAfterExpiry(std::shared_lock<WriterPreferringMutex>& lock);
   MachineView ViewLocked(const market::Machine& m) const;
   // Commits one machine's new state and returns its view.
   Result<MachineView> CommitMachineLocked(market::Machine machine);
@@ -325,7 +327,7 @@ class Broker {
   BrokerOptions options_;
   std::string token_secret_;
 
-  mutable std::shared_mutex mu_;
+  mutable WriterPreferringMutex mu_;
   market::Market market_;
   ledger::Ledger ledger_;
   std::unordered_map<std::string, UnixMs> nonces_;  // SIWE nonce -> expiry

@@ -40,8 +40,11 @@ int RunServer(ServerOptions o) {
   // 9.3k with these settings (bench/RESULTS.md, search_http). Bodies up to
   // 32 MiB come from the arenas, which keep up to 128 MiB free before
   // trimming. Advice only: a failure changes nothing.
+  // The arenas are capped at 8 (glibc's default is 8 per core), so what they
+  // keep is bounded by about 8 x 128 MiB however many cores the host has.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  mallopt(M_ARENA_MAX, 8);
 
   // Block the signals in every thread; this one waits for them below.
   sigset_t signals;

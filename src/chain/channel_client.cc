@@ -35,10 +35,14 @@ Result<Receipt> ChannelClient::SendTo(const crypto::Address& to, Bytes calldata)
       return Status(Code::kConflict, channels::NameCustomErrors(tx.status().message()));
     return tx.status();
   }
-  GRID_ASSIGN_OR_RETURN(SendResult sent, chain_.SendRawTransaction(tx->raw));
-  if (sent.outcome != SendOutcome::kAccepted && sent.outcome != SendOutcome::kAlreadyKnown) {
+  Result<SendResult> sent = chain_.SendRawTransaction(tx->raw);
+  if (!sent.ok()) {
+    sender_.ResetNonce();  // the nonce may be unused: ask the chain next time
+    return sent.status();
+  }
+  if (sent->outcome != SendOutcome::kAccepted && sent->outcome != SendOutcome::kAlreadyKnown) {
     sender_.ResetNonce();
-    return Status(Code::kConflict, "the node refused the transaction: " + sent.node_message);
+    return Status(Code::kConflict, "the node refused the transaction: " + sent->node_message);
   }
   const std::string hash = crypto::HexEncode(tx->hash);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.timeout_ms);
@@ -48,9 +52,11 @@ Result<Receipt> ChannelClient::SendTo(const crypto::Address& to, Bytes calldata)
       if (!(*receipt)->success) return Status(Code::kConflict, "transaction " + hash + " was mined but reverted");
       return **receipt;
     }
-    if (std::chrono::steady_clock::now() > deadline)
+    if (std::chrono::steady_clock::now() > deadline) {
+      sender_.ResetNonce();
       return Unavailable("transaction " + hash + " not mined within " + std::to_string(options_.timeout_ms / 1000) +
                          " s (it may still be)");
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(options_.poll_ms));
   }
 }

@@ -35,14 +35,48 @@ struct Ctx {
   std::unique_ptr<chain::ChannelClient> client;
 };
 
+// What the user pins instead of trusting the broker: the contract (it is
+// what `open` approves to pull the deposit) and the node.
+struct Pins {
+  std::string contract;  // --contract / GRID_CHANNELS_CONTRACT
+  std::string rpc;       // --rpc / GRID_CHAIN_RPC
+};
+Pins& pins() {
+  static Pins p;
+  return p;
+}
+
+// The broker's GET /v1/channels/config, checked against the pins: a broker
+// (or whoever sits between it and us on plain http) must not be able to
+// point the CLI at another contract than the one the user chose.
+Result<json::value> Config(client::BrokerClient& c, crypto::Address* contract, uint64_t* chain_id) {
+  GRID_ASSIGN_OR_RETURN(json::value cfg, c.Call("GET", "/v1/channels/config"));
+  GRID_ASSIGN_OR_RETURN(*contract, crypto::ParseAddress(Str(cfg, "contract")));
+  *chain_id = cfg.as_object().at("chain_id").to_number<uint64_t>();
+  if (!pins().contract.empty()) {
+    GRID_ASSIGN_OR_RETURN(crypto::Address pinned, crypto::ParseAddress(pins().contract));
+    if (pinned != *contract)
+      return Status(Code::kConflict, "the broker names the channel contract " + contract->ToChecksumHex() +
+                                         ", not the one you pinned (--contract " + pinned.ToChecksumHex() + ")");
+  }
+  return cfg;
+}
+
 Result<Ctx> Connect(const Globals& g) {
   GRID_ASSIGN_OR_RETURN(auto c, Client(g));
-  GRID_ASSIGN_OR_RETURN(json::value cfg, c->Call("GET", "/v1/channels/config"));
   Ctx ctx;
-  GRID_ASSIGN_OR_RETURN(ctx.contract, crypto::ParseAddress(Str(cfg, "contract")));
+  GRID_ASSIGN_OR_RETURN(json::value cfg, Config(*c, &ctx.contract, &ctx.chain_id));
   GRID_ASSIGN_OR_RETURN(ctx.token, crypto::ParseAddress(Str(cfg, "token")));
-  ctx.chain_id = cfg.as_object().at("chain_id").to_number<uint64_t>();
-  GRID_ASSIGN_OR_RETURN(ctx.node, chain::JsonRpcChain::Create(Str(cfg, "rpc_url")));
+  const std::string rpc = pins().rpc.empty() ? Str(cfg, "rpc_url") : pins().rpc;
+  GRID_ASSIGN_OR_RETURN(ctx.node, chain::JsonRpcChain::Create(rpc));
+  GRID_ASSIGN_OR_RETURN(uint64_t node_chain, ctx.node->ChainId());
+  if (node_chain != ctx.chain_id)
+    return Status(Code::kConflict, "the node at " + rpc + " is chain " + std::to_string(node_chain) +
+                                       ", the broker's channels are on chain " + std::to_string(ctx.chain_id));
+  GRID_ASSIGN_OR_RETURN(uint8_t decimals, chain::Erc20Decimals(*ctx.node, ctx.token));
+  if (decimals != 6)
+    return Status(Code::kConflict, "the token " + ctx.token.ToChecksumHex() + " has " + std::to_string(decimals) +
+                                       " decimals; amounts here are USD with 6");
   GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c->Key());
   ctx.client = std::make_unique<chain::ChannelClient>(*ctx.node, key, ctx.contract,
                                                       chain::ChannelClientOptions{.chain_id = ctx.chain_id});
@@ -112,6 +146,10 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
   auto* ch = app.add_subcommand("channels", "Payment channels: pay a provider by signed vouchers, on chain, "
                                             "without the broker holding the money");
   ch->require_subcommand(1);
+  ch->add_option("--contract", pins().contract,
+                 "The PaymentChannels address you trust; refuse a broker that names another")
+      ->envname("GRID_CHANNELS_CONTRACT");
+  ch->add_option("--rpc", pins().rpc, "Your own EVM node (default: the one the broker names)")->envname("GRID_CHAIN_RPC");
   static std::string provider, amount, id, sig, signer;
   static double hours = 24;
 
@@ -217,9 +255,9 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
       GRID_ASSIGN_OR_RETURN(auto cid, ParseChannelId(id));
       GRID_ASSIGN_OR_RETURN(Micros cumulative, ParseAmount(amount));
       GRID_ASSIGN_OR_RETURN(auto c, Client(g));
-      GRID_ASSIGN_OR_RETURN(json::value cfg, c->Call("GET", "/v1/channels/config"));
-      GRID_ASSIGN_OR_RETURN(crypto::Address contract, crypto::ParseAddress(Str(cfg, "contract")));
-      const uint64_t chain_id = cfg.as_object().at("chain_id").to_number<uint64_t>();
+      crypto::Address contract;
+      uint64_t chain_id = 0;
+      GRID_RETURN_IF_ERROR(Config(*c, &contract, &chain_id).status());
       GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c->Key());
       GRID_ASSIGN_OR_RETURN(crypto::Signature s,
                             crypto::SignVoucher(key, chain_id, contract, cid, static_cast<uint64_t>(cumulative)));
@@ -250,15 +288,20 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
   });
 
   static std::string close_amount, close_sig;
+  static bool as_paid = false;
   auto* cl = ch->add_subcommand("close", "Provider: end the channel, paid AMOUNT by the voucher, the rest refunded");
   cl->add_option("id", id, "Channel id (0x…)")->required();
-  cl->add_option("amount", close_amount, "The last voucher's cumulative amount in USD (none: close as paid)");
+  cl->add_option("amount", close_amount, "The last voucher's cumulative amount in USD");
   cl->add_option("signature", close_sig, "The last voucher's signature");
+  cl->add_flag("--as-paid", as_paid, "Close without a voucher: what was redeemed is all you are paid");
   cl->callback([&] {
     run = [&]() -> Status {
       GRID_ASSIGN_OR_RETURN(auto cid, ParseChannelId(id));
       if (close_amount.empty() != close_sig.empty())
         return InvalidArgument("close: give both AMOUNT and SIGNATURE of the last voucher, or neither");
+      if (close_amount.empty() && !as_paid)
+        return InvalidArgument("close: without a voucher you give up anything not yet redeemed; say --as-paid");
+      if (!close_amount.empty() && as_paid) return InvalidArgument("close: --as-paid takes no voucher");
       Micros cumulative = 0;
       crypto::Signature s{};
       if (!close_amount.empty()) {

@@ -13,7 +13,9 @@
 //
 // The agent's side:
 // - CheckVoucherAmount: an amount only grows, equals the schedule's amount
-//   for some interval no further ahead than the next one, stays at or below
+//   for some interval no further ahead than the next one (a voucher may come
+//   up to one interval early, for clock skew: it then pays through at most
+//   two intervals past now), stays at or below
 //   deposit − margin, and the channel's expiry is far enough away that the
 //   voucher can still be redeemed (expiry − expiry_margin after the
 //   interval it pays for).

@@ -80,7 +80,7 @@ async function world(t, { renterTokens = 100_000_000n } = {}) {
   const provider = { wallet: providerW, address: providerW.address, key: await importKey('provider', providerW) };
   const treasuryBefore = await balanceOf(token, treasury.address);
 
-  const cli = (who, args) => grid(dir, args, { key: who.key, broker: broker.url });
+  const cli = (who, args, opts = {}) => grid(dir, args, { key: who.key, broker: broker.url, ...opts });
   const cliJson = (who, args) => gridJson(dir, args, { key: who.key, broker: broker.url });
   const bal = (who) => balanceOf(token, who.address ?? who);
   const state = async (id) => {
@@ -239,7 +239,15 @@ test('open, show, vouchers from the CLI and from ethers, redeem, stale and over-
   assert.equal((await w.state(id)).paid, 4_000_000n);
 
   // Only the provider closes.
-  assertFails(await w.cli(renter, ['channels', 'close', id]), /NotProvider/, 'close by the renter');
+  assertFails(await w.cli(renter, ['channels', 'close', id, '--as-paid']), /NotProvider/, 'close by the renter');
+  assertFails(await w.cli(provider, ['channels', 'close', id]), /--as-paid/, 'a close without a voucher must say so');
+  // A contract pinned by the user that the broker does not name is refused
+  // before anything is signed or sent.
+  const other = '0x000000000000000000000000000000000000dEaD';
+  assertFails(await w.cli(renter, ['channels', '--contract', other, 'voucher', id, '1']), /pinned/, 'a pinned contract');
+  assertFails(await w.cli(renter, ['channels', 'open', provider.address, '1'], { env: { GRID_CHANNELS_CONTRACT: other } }),
+    /pinned/, 'a pinned contract through the environment');
+  assert.equal((await w.cliJson(renter, ['channels', '--contract', w.channels.target, 'show', id])).open, true);
   assert.equal((await w.state(id)).deposit, DEPOSIT, 'still open');
 
   // The provider closes with a CLI voucher for 5: 1 more to the provider, 5 back to the renter.

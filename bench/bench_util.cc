@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -68,6 +69,37 @@ double NowSeconds() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+void ParseNumberFlags(int argc, char** argv, const char* usage, std::initializer_list<NumberFlag> flags) {
+  auto fail = [&] {
+    std::fprintf(stderr, "%s\n", usage);
+    std::exit(2);
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const NumberFlag* f = nullptr;
+    for (const NumberFlag& x : flags)
+      if (a == x.name) f = &x;
+    if (!f || i + 1 >= argc) fail();
+    const char* v = argv[++i];
+    char* end = nullptr;
+    if (f->as_int) {
+      long n = std::strtol(v, &end, 10);
+      if (*end != '\0' || n <= 0 || n > INT32_MAX) fail();
+      *f->as_int = static_cast<int>(n);
+    } else {
+      double d = std::strtod(v, &end);
+      if (*end != '\0' || !(d > 0)) fail();
+      *f->as_double = d;
+    }
+  }
 }
 
 int RunCapture(const std::string& cmd, std::string* out) {

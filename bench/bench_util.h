@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,18 @@ Rss ReadRss();
 std::string FormatRss(const Rss& r);  // "RSS 123.4 MiB (anon 120.0, file 3.4, shmem 0.0)"
 
 double Median(std::vector<double> v);
-double NowSeconds();  // CLOCK_MONOTONIC
+double NowSeconds();        // CLOCK_MONOTONIC
+double ThreadCpuSeconds();  // CLOCK_THREAD_CPUTIME_ID: this thread's CPU time
+
+// Numeric options `--name VALUE`, each stored into its variable. An unknown
+// option or a missing value prints `usage` on stderr and exits 2; so does a
+// value that is not positive.
+struct NumberFlag {
+  const char* name;  // "--rounds"
+  int* as_int = nullptr;
+  double* as_double = nullptr;
+};
+void ParseNumberFlags(int argc, char** argv, const char* usage, std::initializer_list<NumberFlag> flags);
 
 // Runs `cmd` with /bin/sh; returns its exit status, stdout+stderr in *out.
 int RunCapture(const std::string& cmd, std::string* out);

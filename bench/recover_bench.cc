@@ -47,6 +47,7 @@
 using namespace grid;
 using bench::Median;
 using bench::NowSeconds;
+using bench::ThreadCpuSeconds;
 
 namespace {
 
@@ -83,12 +84,6 @@ bool RawRecover(const secp256k1_context* ctx, const Pair& p, std::array<uint8_t,
   return true;
 }
 
-double ThreadCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 struct Rate {
   double wall = 0;  // recoveries per wall-clock second
   double cpu = 0;   // recoveries per second of this thread's CPU time
@@ -115,28 +110,8 @@ Rate Round(const std::vector<Pair>& pairs, double seconds, F&& recover_one) {
 int main(int argc, char** argv) {
   int npairs = 1000, rounds = 7;
   double seconds = 1.0;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_recover: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--pairs") npairs = std::atoi(next());
-    else if (a == "--rounds") rounds = std::atoi(next());
-    else if (a == "--seconds") seconds = std::atof(next());
-    else {
-      std::fprintf(stderr, "usage: bench_recover [--pairs 1000] [--rounds 7] [--seconds 1]\n");
-      return 2;
-    }
-  }
-  if (npairs < 1 || rounds < 1 || seconds <= 0) {
-    std::fprintf(stderr, "bench_recover: --pairs, --rounds and --seconds must be positive\n");
-    return 2;
-  }
-
+  bench::ParseNumberFlags(argc, argv, "usage: bench_recover [--pairs 1000] [--rounds 7] [--seconds 1] (positive)",
+                          {{"--pairs", &npairs}, {"--rounds", &rounds}, {"--seconds", nullptr, &seconds}});
   std::printf("machine: %s\n", bench::MachineLine().c_str());
   std::printf("pairs: %d (fresh key + random digest each, SignDigest), rounds: %d x (ours, raw), %.2f s each, 1 thread\n",
               npairs, rounds, seconds);

@@ -54,6 +54,7 @@
 using namespace grid;
 using bench::Median;
 using bench::NowSeconds;
+using bench::ThreadCpuSeconds;
 using query_testing::SqlOracle;
 
 namespace {
@@ -133,12 +134,6 @@ int64_t ThreadMinorFaults() {
   rusage ru;
   getrusage(RUSAGE_THREAD, &ru);
   return ru.ru_minflt;
-}
-
-double ThreadCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 volatile int64_t g_sink = 0;

@@ -58,6 +58,7 @@
 using namespace grid;
 using bench::Median;
 using bench::NowSeconds;
+using bench::ThreadCpuSeconds;
 
 namespace {
 
@@ -92,12 +93,6 @@ bool RawVerify(const secp256k1_context* ctx, const Item& it) {
   return std::memcmp(hash + 12, it.signer.bytes.data(), 20) == 0;
 }
 
-double ThreadCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 struct Rate {
   double wall = 0;
   double cpu = 0;
@@ -129,27 +124,8 @@ bool Random(void* p, size_t n) { return RAND_bytes(static_cast<unsigned char*>(p
 int main(int argc, char** argv) {
   int nvouchers = 1000, rounds = 7;
   double seconds = 1.0;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_voucher: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--vouchers") nvouchers = std::atoi(next());
-    else if (a == "--rounds") rounds = std::atoi(next());
-    else if (a == "--seconds") seconds = std::atof(next());
-    else {
-      std::fprintf(stderr, "usage: bench_voucher [--vouchers 1000] [--rounds 7] [--seconds 1]\n");
-      return 2;
-    }
-  }
-  if (nvouchers < 1 || rounds < 1 || seconds <= 0) {
-    std::fprintf(stderr, "bench_voucher: --vouchers, --rounds and --seconds must be positive\n");
-    return 2;
-  }
+  bench::ParseNumberFlags(argc, argv, "usage: bench_voucher [--vouchers 1000] [--rounds 7] [--seconds 1] (positive)",
+                          {{"--vouchers", &nvouchers}, {"--rounds", &rounds}, {"--seconds", nullptr, &seconds}});
   std::printf("machine: %s\n", bench::MachineLine().c_str());
   std::printf("vouchers: %d (fresh key, random channel and amount each, SignVoucher), rounds: %d x (ours, raw, cached), "
               "%.2f s each, 1 thread\n",

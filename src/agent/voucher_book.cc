@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "api/codec.h"
 #include "crypto/hex.h"
 #include "crypto/voucher.h"
 
@@ -53,43 +54,28 @@ std::string HeaderLine(int64_t lease_id, const ChannelLease& c) {
   return json::serialize(o) + "\n";
 }
 
-// Field readers that turn a malformed line into a Status instead of a throw.
-Result<int64_t> Int(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  if (!v || !v->is_int64()) return InvalidArgument(std::string(key) + ": expected an integer");
-  return v->get_int64();
-}
-Result<std::string> Text(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  if (!v || !v->is_string()) return InvalidArgument(std::string(key) + ": expected a string");
-  return std::string(v->get_string());
-}
-Result<Micros> Money(const json::object& o, std::string_view key) {
-  GRID_ASSIGN_OR_RETURN(std::string s, Text(o, key));
-  return ParseMoney(s, key);
-}
-
 Result<std::pair<int64_t, ChannelLease>> ParseHeader(const json::object& o) {
+  api::Fields f(o);
   ChannelLease c;
-  GRID_ASSIGN_OR_RETURN(int64_t lease, Int(o, "lease"));
-  GRID_ASSIGN_OR_RETURN(int64_t chain_id, Int(o, "chain_id"));
+  GRID_ASSIGN_OR_RETURN(int64_t lease, f.Int("lease", INT64_MIN, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(int64_t chain_id, f.Int("chain_id", 0, INT64_MAX));
   c.chain_id = static_cast<uint64_t>(chain_id);
-  GRID_ASSIGN_OR_RETURN(std::string contract, Text(o, "contract"));
+  GRID_ASSIGN_OR_RETURN(std::string contract, f.String("contract"));
   GRID_ASSIGN_OR_RETURN(c.contract, crypto::ParseAddress(contract));
-  GRID_ASSIGN_OR_RETURN(std::string channel, Text(o, "channel"));
+  GRID_ASSIGN_OR_RETURN(std::string channel, f.String("channel"));
   GRID_RETURN_IF_ERROR(crypto::HexDecodeExact(channel, c.channel, "channel"));
-  GRID_ASSIGN_OR_RETURN(std::string signer, Text(o, "signer"));
+  GRID_ASSIGN_OR_RETURN(std::string signer, f.String("signer"));
   GRID_ASSIGN_OR_RETURN(c.signer, crypto::ParseAddress(signer));
   market::ChannelTerms& t = c.terms;
-  GRID_ASSIGN_OR_RETURN(t.price_per_hour, Money(o, "price_per_hour"));
-  GRID_ASSIGN_OR_RETURN(t.interval_ms, Int(o, "interval_ms"));
-  GRID_ASSIGN_OR_RETURN(t.start_ms, Int(o, "start_ms"));
-  GRID_ASSIGN_OR_RETURN(t.length_ms, Int(o, "length_ms"));
-  GRID_ASSIGN_OR_RETURN(t.deposit, Money(o, "deposit"));
-  GRID_ASSIGN_OR_RETURN(t.margin, Money(o, "margin"));
-  GRID_ASSIGN_OR_RETURN(t.channel_expiry_ms, Int(o, "channel_expiry_ms"));
-  GRID_ASSIGN_OR_RETURN(t.expiry_margin_ms, Int(o, "expiry_margin_ms"));
-  GRID_ASSIGN_OR_RETURN(t.grace_ms, Int(o, "grace_ms"));
+  GRID_ASSIGN_OR_RETURN(t.price_per_hour, f.Money("price_per_hour"));
+  GRID_ASSIGN_OR_RETURN(t.interval_ms, f.Int("interval_ms", INT64_MIN, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(t.start_ms, f.Int("start_ms", INT64_MIN, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(t.length_ms, f.Int("length_ms", INT64_MIN, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(t.deposit, f.Money("deposit"));
+  GRID_ASSIGN_OR_RETURN(t.margin, f.Money("margin"));
+  GRID_ASSIGN_OR_RETURN(t.channel_expiry_ms, f.Int("channel_expiry_ms", INT64_MIN, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(t.expiry_margin_ms, f.Int("expiry_margin_ms", INT64_MIN, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(t.grace_ms, f.Int("grace_ms", INT64_MIN, INT64_MAX));
   GRID_RETURN_IF_ERROR(market::ValidateTerms(t));
   return std::make_pair(lease, c);
 }
@@ -169,9 +155,10 @@ Status VoucherBook::Load(const std::string& path) {
       continue;
     }
     State& st = leases_[*lease];
+    api::Fields f(o);
     if (o.contains("voucher")) {
-      auto amount = Money(o, "voucher");
-      auto sig_hex = Text(o, "signature");
+      auto amount = f.Money("voucher");
+      auto sig_hex = f.String("signature");
       if (!amount.ok() || !sig_hex.ok()) return bad("malformed voucher");
       auto sig = crypto::ParseSignature(*sig_hex);
       if (!sig.ok()) return bad(sig.status().message());
@@ -184,7 +171,7 @@ Status VoucherBook::Load(const std::string& path) {
       st.accepted = *amount;
       st.signature = *sig;
     } else if (o.contains("redeemed")) {
-      auto amount = Money(o, "redeemed");
+      auto amount = f.Money("redeemed");
       if (!amount.ok() || *amount < st.redeemed || *amount > st.accepted) return bad("malformed redemption");
       st.redeemed = *amount;
     } else {

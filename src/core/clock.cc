@@ -49,8 +49,14 @@ UnixMs SystemClock::NowMs() const {
 }
 
 char* FormatTimeTo(char* buf, UnixMs t) {
-  int64_t days = t >= 0 ? t / 86'400'000 : -((-t + 86'399'999) / 86'400'000);
-  int64_t rem = t - days * 86'400'000;
+  // Floor division without overflow, for any int64 (times can come from
+  // outside, e.g. a channel's expiry).
+  int64_t days = t / 86'400'000;
+  int64_t rem = t % 86'400'000;
+  if (rem < 0) {
+    --days;
+    rem += 86'400'000;
+  }
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);

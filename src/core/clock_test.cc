@@ -14,6 +14,10 @@ TEST(Time, FormatTimeToWritesWhatFormatTimeDoes) {
   EXPECT_EQ(std::string(buf, FormatTimeTo(buf, -62'167'219'200'000)), "0000-01-01T00:00:00.000Z");
   EXPECT_EQ(std::string(buf, FormatTimeTo(buf, -62'167'219'200'001)), "-001-12-31T23:59:59.999Z");
   EXPECT_EQ(std::string(buf, FormatTimeTo(buf, -1)), "1969-12-31T23:59:59.999Z");
+  // The extremes of int64 (times from outside): no overflow, a whole text.
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, INT64_MIN)).back(), 'Z');
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, -9'223'372'036'851'421'393)).back(), 'Z');
+  EXPECT_EQ(std::string(buf, FormatTimeTo(buf, INT64_MAX)).back(), 'Z');
   uint64_t x = 88172645463325252ULL;
   for (int i = 0; i < 10000; ++i) {
     x ^= x << 13;

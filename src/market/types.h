@@ -104,6 +104,23 @@ struct PortMapping {
 
 inline constexpr int kMaxPortsPerLease = 16;
 
+// A lease paid through a payment channel (issue 6, docs/channels.md) rather
+// than the broker's escrow: the channel as it was checked on chain when the
+// lease was created, and the best voucher the broker has accepted for it.
+struct ChannelPayment {
+  std::string channel;      // 0x + 64 hex, lowercase
+  std::string signer;       // lowercase 0x address whose vouchers pay
+  std::string payee;        // the channel's provider: the host's agent address
+  Micros deposit = 0;       // as the contract held it at creation
+  UnixMs expiry_ms = 0;     // the channel's expiry
+  int64_t interval_ms = 0;  // one voucher per interval
+  Micros margin = 0;        // vouchers stay at or below deposit - margin
+  Micros voucher = 0;       // the best voucher accepted (cumulative), 0 for none
+  std::string voucher_sig;  // its signature (0x + 130 hex), "" for none
+  UnixMs voucher_ms = 0;    // when it was accepted
+  bool operator==(const ChannelPayment&) const = default;
+};
+
 struct Lease {
   int64_t id = 0;
   std::string renter;                // lowercase 0x address
@@ -132,6 +149,8 @@ struct Lease {
   Micros held = 0;                   // the lease's current escrow hold
   int64_t settlements = 0;           // settlement counter, names transfer ids
   std::string message;               // last note from the host ("exit 1", …)
+  // Set when the lease is paid by payment channel (no escrow hold then).
+  std::optional<ChannelPayment> channel;
 
   bool active() const { return state != LeaseState::kEnded; }
 };

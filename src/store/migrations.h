@@ -18,7 +18,7 @@
 
 namespace grid::store::internal {
 
-inline constexpr std::array<std::string_view, 4> kMigrations = {
+inline constexpr std::array<std::string_view, 5> kMigrations = {
     // 1: the initial schema.
     R"sql(
 CREATE TABLE machines (
@@ -152,6 +152,23 @@ CREATE TABLE withdrawals (
   error          TEXT    NOT NULL
 ) STRICT;
 CREATE INDEX withdrawals_address ON withdrawals (address, created_ms);
+)sql",
+    // 5: leases paid by payment channel (issue 6): the channel as checked at
+    // creation and the best voucher accepted; one row per such lease.
+    R"sql(
+CREATE TABLE lease_channels (
+  lease_id     INTEGER PRIMARY KEY REFERENCES leases (id),
+  channel      TEXT    NOT NULL,
+  signer       TEXT    NOT NULL,
+  payee        TEXT    NOT NULL,
+  deposit      INTEGER NOT NULL,
+  expiry_ms    INTEGER NOT NULL,
+  interval_ms  INTEGER NOT NULL,
+  margin       INTEGER NOT NULL,
+  voucher      INTEGER NOT NULL,
+  voucher_sig  TEXT    NOT NULL,
+  voucher_ms   INTEGER NOT NULL
+) STRICT;
 )sql",
 };
 

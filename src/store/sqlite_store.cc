@@ -555,6 +555,29 @@ Status SqliteStore::PutLease(const Lease& l) {
         .Bind(29, EncodeEndpoints(l.endpoints));
     GRID_RETURN_IF_ERROR(Run(stmt, what));
   }
+  if (l.channel) {
+    const market::ChannelPayment& c = *l.channel;
+    GRID_ASSIGN_OR_RETURN(
+        Stmt up, Prepare("INSERT INTO lease_channels (lease_id, channel, signer, payee, deposit, expiry_ms, "
+                         "interval_ms, margin, voucher, voucher_sig, voucher_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                         "?8, ?9, ?10, ?11) ON CONFLICT (lease_id) DO UPDATE SET channel = excluded.channel, "
+                         "signer = excluded.signer, payee = excluded.payee, deposit = excluded.deposit, "
+                         "expiry_ms = excluded.expiry_ms, interval_ms = excluded.interval_ms, "
+                         "margin = excluded.margin, voucher = excluded.voucher, "
+                         "voucher_sig = excluded.voucher_sig, voucher_ms = excluded.voucher_ms"));
+    up.Bind(1, l.id)
+        .Bind(2, c.channel)
+        .Bind(3, c.signer)
+        .Bind(4, c.payee)
+        .Bind(5, c.deposit)
+        .Bind(6, c.expiry_ms)
+        .Bind(7, c.interval_ms)
+        .Bind(8, c.margin)
+        .Bind(9, c.voucher)
+        .Bind(10, c.voucher_sig)
+        .Bind(11, c.voucher_ms);
+    GRID_RETURN_IF_ERROR(Run(up, what));
+  }
   {
     GRID_ASSIGN_OR_RETURN(Stmt del, Prepare("DELETE FROM lease_strings WHERE lease_id = ?1"));
     del.Bind(1, l.id);
@@ -737,6 +760,27 @@ Result<Snapshot> SqliteStore::Load() {
       values->push_back(stmt.Text(3));
     }
     if (rc != SQLITE_DONE) return Error(rc, "read lease env and command");
+  }
+  {
+    GRID_ASSIGN_OR_RETURN(Stmt stmt, Prepare("SELECT lease_id, channel, signer, payee, deposit, expiry_ms, "
+                                             "interval_ms, margin, voucher, voucher_sig, voucher_ms "
+                                             "FROM lease_channels ORDER BY lease_id"));
+    while ((rc = stmt.Step()) == SQLITE_ROW) {
+      int64_t lease_id = stmt.Int(0);
+      auto it = lease_index.find(lease_id);
+      if (it == lease_index.end()) return Corrupt("lease_channels row for missing lease " + std::to_string(lease_id));
+      snap.leases[it->second].channel = market::ChannelPayment{.channel = stmt.Text(1),
+                                                               .signer = stmt.Text(2),
+                                                               .payee = stmt.Text(3),
+                                                               .deposit = stmt.Int(4),
+                                                               .expiry_ms = stmt.Int(5),
+                                                               .interval_ms = stmt.Int(6),
+                                                               .margin = stmt.Int(7),
+                                                               .voucher = stmt.Int(8),
+                                                               .voucher_sig = stmt.Text(9),
+                                                               .voucher_ms = stmt.Int(10)};
+    }
+    if (rc != SQLITE_DONE) return Error(rc, "read lease channels");
   }
   {
     GRID_ASSIGN_OR_RETURN(Stmt stmt, Prepare("SELECT id, debits_posted, credits_posted, debits_pending, "

@@ -169,6 +169,7 @@ void ExpectSameLease(const Lease& want, const Lease& got) {
   EXPECT_EQ(want.ssh_key, got.ssh_key);
   EXPECT_EQ(want.endpoint_host, got.endpoint_host);
   EXPECT_EQ(want.endpoints, got.endpoints);
+  EXPECT_EQ(want.channel, got.channel);
   EXPECT_EQ(want.order.offer_id, got.order.offer_id);
   EXPECT_EQ(want.order.gpus, got.order.gpus);
   EXPECT_EQ(want.order.price_per_hour, got.order.price_per_hour);
@@ -315,6 +316,16 @@ TEST_P(StoreTest, RoundTripsEveryField) {
   Lease l3 = MakeLease(kMax, "0xother", 1);
   l3.gpus = {998};
   l3.end_reason = market::EndReason::kHostLost;
+  l3.channel = market::ChannelPayment{.channel = "0x" + std::string(64, 'a'),
+                                      .signer = "0xsigner",
+                                      .payee = "",
+                                      .deposit = kMax,
+                                      .expiry_ms = kMin,
+                                      .interval_ms = 60'000,
+                                      .margin = 0,
+                                      .voucher = kMax - 1,
+                                      .voucher_sig = "0x" + std::string(130, 'b'),
+                                      .voucher_ms = 1};
   cs.leases = {l1, l2, l3};
 
   Transfer t1 = MakeTransfer("faucet:0xrenter:1", "world", "user:0xrenter", kMax);
@@ -357,6 +368,7 @@ TEST_P(StoreTest, UpsertOverwrites) {
   ChangeSet first;
   first.machines = {MakeMachine(1)};
   first.leases = {MakeLease(1, "0xr", 1)};
+  first.leases[0].channel = market::ChannelPayment{.channel = "0xc1", .signer = "0xs", .deposit = 5, .interval_ms = 1};
   first.accounts = {Account{.id = "world", .debits_posted = 5}};
   first.meta = {{"k", "v1"}};
   ASSERT_TRUE(store_->Commit(first).ok());
@@ -374,6 +386,9 @@ TEST_P(StoreTest, UpsertOverwrites) {
   l.state = market::LeaseState::kEnded;
   l.end_reason = market::EndReason::kRenterStopped;
   l.charged = 99;
+  // A voucher arrives: the channel row is updated in place.
+  l.channel = market::ChannelPayment{.channel = "0xc1", .signer = "0xs", .deposit = 5, .interval_ms = 1,
+                                     .voucher = 4, .voucher_sig = "0xsig", .voucher_ms = 9};
   second.machines = {m};
   second.leases = {l};
   second.accounts = {Account{.id = "world", .debits_posted = 7, .credits_pending = 2}};

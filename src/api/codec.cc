@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/clock.h"
+#include "market/channel_policy.h"
 #include "market/offer_rows.h"
 
 namespace grid::api {
@@ -225,6 +226,7 @@ json::object EncodeMachine(const market::Machine& m, int free_gpus) {
   o["end_date"] = m.listing.end_date_ms ? json::value(FormatTime(m.listing.end_date_ms)) : json::value(nullptr);
   o["price_disk"] = FormatMoney(m.listing.storage_cost);
   o["free_gpus"] = free_gpus;
+  o["channel_payee"] = market::ChannelPayeeOf(m).empty() ? json::value(nullptr) : json::value(market::ChannelPayeeOf(m));
   o["created_at"] = FormatTime(m.created_ms);
   return o;
 }
@@ -332,17 +334,19 @@ constexpr size_t kFieldKeyChars = sizeof(GRID_QUERY_FIELDS(GRID_OFFER_KEY)) - 1;
 constexpr std::string_view kProviderKey = ",\"provider\":";
 constexpr std::string_view kMinChunkKey = ",\"min_chunk\":";
 constexpr std::string_view kEndDateKey = ",\"end_date\":";
+constexpr std::string_view kChannelPayeeKey = ",\"channel_payee\":";
 
 }  // namespace
 
 OfferMachine OfferMachineOf(const market::Machine& m) {
-  return OfferMachine{m.provider, m.listing.min_chunk, m.listing.end_date_ms};
+  return OfferMachine{m.provider, m.listing.min_chunk, m.listing.end_date_ms, market::ChannelPayeeOf(m)};
 }
 
 void AppendOffer(std::string& out, const query::OfferRow& r, const OfferMachine& m) {
   // Grow once to an upper bound, write through a pointer, trim.
-  size_t max = kFieldKeyChars + kProviderKey.size() + kMinChunkKey.size() + kEndDateKey.size() + 2 +
-               MaxEscaped(m.provider) + kMaxNumberChars + kMaxTimeChars + 2;
+  size_t max = kFieldKeyChars + kProviderKey.size() + kMinChunkKey.size() + kEndDateKey.size() +
+               kChannelPayeeKey.size() + 2 + MaxEscaped(m.provider) + kMaxNumberChars + kMaxTimeChars + 2 +
+               MaxEscaped(m.channel_payee);
 #define GRID_OFFER_MAX(e, n, t) max += FieldWriter<query::FieldType::t>::Max(r.n);
   GRID_QUERY_FIELDS(GRID_OFFER_MAX)
 #undef GRID_OFFER_MAX
@@ -369,6 +373,8 @@ void AppendOffer(std::string& out, const query::OfferRow& r, const OfferMachine&
   } else {
     p = PutNull(p);
   }
+  p = PutRaw(p, kChannelPayeeKey);
+  p = m.channel_payee.empty() ? PutNull(p) : PutString(p, m.channel_payee);
   *p++ = '}';
   out.resize(static_cast<size_t>(p - out.data()));
 }
@@ -414,6 +420,7 @@ json::object EncodeOffer(const query::OfferRow& r, const OfferMachine& m) {
   o["provider"] = m.provider;
   o["min_chunk"] = m.min_chunk;
   o["end_date"] = m.end_date_ms ? json::value(FormatTime(m.end_date_ms)) : json::value(nullptr);
+  o["channel_payee"] = m.channel_payee.empty() ? json::value(nullptr) : json::value(m.channel_payee);
   return o;
 }
 
@@ -442,7 +449,89 @@ json::object EncodeExplain(const query::Explain& ex,
   return o;
 }
 
-json::object EncodeLease(const market::Lease& l, int64_t running_ms) {
+json::object EncodeLeaseChannel(const market::Lease& l, UnixMs now_ms) {
+  const market::ChannelPayment& c = *l.channel;
+  json::object o;
+  o["id"] = c.channel;
+  o["contract"] = c.contract;
+  o["chain_id"] = static_cast<int64_t>(c.chain_id);  // a JSON integer Fields::Int reads back
+  o["token"] = c.token;
+  o["signer"] = c.signer;
+  o["payee"] = c.payee;
+  o["deposit"] = FormatMoney(c.deposit);
+  o["margin"] = FormatMoney(c.margin);
+  o["expiry_s"] = c.expiry_ms / 1000;
+  o["interval_ms"] = c.interval_ms;
+  o["grace_ms"] = c.grace_ms;
+  o["expiry_margin_ms"] = c.expiry_margin_ms;
+  o["start_ms"] = l.started_ms;
+  o["length_ms"] = c.length_ms;
+  if (c.voucher > 0)
+    o["voucher"] = json::object{{"amount", FormatMoney(c.voucher)},
+                                {"signature", c.voucher_sig},
+                                {"accepted_at", FormatTime(c.voucher_ms)}};
+  else
+    o["voucher"] = nullptr;
+  market::ChannelTerms t = market::TermsOf(l);
+  bool running = l.state == market::LeaseState::kRunning;
+  o["paid_through"] = l.started_ms ? json::value(FormatTime(market::PaidThrough(t, c.voucher))) : json::value(nullptr);
+  json::value due = nullptr;
+  if (running && now_ms > 0) {
+    int64_t k = market::DueIndex(t, now_ms);
+    if (auto amount = market::VoucherAmount(t, k); amount.ok())
+      due = json::object{{"index", k}, {"amount", FormatMoney(*amount)}};
+  }
+  o["due"] = std::move(due);
+  o["redeemed"] = FormatMoney(c.redeemed);
+  o["closed"] = c.closed;
+  return o;
+}
+
+Result<market::ChannelPayment> DecodeLeaseChannel(const json::value& v) {
+  if (!v.is_object()) return InvalidArgument("channel: expected an object");
+  Fields f(v.get_object(), "channel.");
+  market::ChannelPayment c;
+  auto hex = [&](std::string_view key, size_t digits) -> Result<std::string> {
+    GRID_ASSIGN_OR_RETURN(std::string s, f.String(key));
+    if (s.size() != digits + 2 || s[0] != '0' || s[1] != 'x' ||
+        s.find_first_not_of("0123456789abcdefABCDEF", 2) != std::string::npos)
+      return InvalidArgument("channel." + std::string(key) + ": expected 0x and " + std::to_string(digits) +
+                             " hex digits");
+    for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  GRID_ASSIGN_OR_RETURN(c.channel, hex("id", 64));
+  GRID_ASSIGN_OR_RETURN(c.contract, hex("contract", 40));
+  GRID_ASSIGN_OR_RETURN(int64_t chain_id, f.Int("chain_id", 1, INT64_MAX));
+  c.chain_id = static_cast<uint64_t>(chain_id);
+  GRID_ASSIGN_OR_RETURN(c.token, hex("token", 40));
+  GRID_ASSIGN_OR_RETURN(c.signer, hex("signer", 40));
+  GRID_ASSIGN_OR_RETURN(c.payee, hex("payee", 40));
+  GRID_ASSIGN_OR_RETURN(c.deposit, f.Money("deposit"));
+  GRID_ASSIGN_OR_RETURN(c.margin, f.Money("margin"));
+  GRID_ASSIGN_OR_RETURN(int64_t expiry_s, f.Int("expiry_s", 0, INT64_MAX / 1000));
+  c.expiry_ms = expiry_s * 1000;
+  GRID_ASSIGN_OR_RETURN(c.interval_ms, f.Int("interval_ms", 1, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(c.grace_ms, f.Int("grace_ms", 0, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(c.expiry_margin_ms, f.Int("expiry_margin_ms", 0, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(c.length_ms, f.Int("length_ms", 0, INT64_MAX));
+  if (const json::value* vv = v.get_object().if_contains("voucher"); vv && !vv->is_null()) {
+    if (!vv->is_object()) return InvalidArgument("channel.voucher: expected an object or null");
+    Fields vf(vv->get_object(), "channel.voucher.");
+    GRID_ASSIGN_OR_RETURN(c.voucher, vf.Money("amount"));
+    GRID_ASSIGN_OR_RETURN(c.voucher_sig, vf.String("signature"));
+    if (c.voucher_sig.size() != 132 || c.voucher_sig.compare(0, 2, "0x") != 0)
+      return InvalidArgument("channel.voucher.signature: expected 0x and 130 hex digits");
+    GRID_ASSIGN_OR_RETURN(std::string at, vf.String("accepted_at"));
+    if (!ParseTime(at, &c.voucher_ms))
+      return InvalidArgument("channel.voucher.accepted_at: expected an RFC 3339 time");
+  }
+  GRID_ASSIGN_OR_RETURN(c.redeemed, f.Money("redeemed"));
+  GRID_ASSIGN_OR_RETURN(c.closed, f.Bool("closed"));
+  return c;
+}
+
+json::object EncodeLease(const market::Lease& l, int64_t running_ms, UnixMs now_ms) {
   json::object o;
   o["id"] = l.id;
   o["state"] = market::LeaseStateName(l.state);
@@ -496,6 +585,8 @@ json::object EncodeLease(const market::Lease& l, int64_t running_ms) {
   order["expiry"] = l.order.expiry_s;
   order["signature"] = l.order.signature;
   o["order"] = std::move(order);
+  o["payment"] = l.channel ? "channel" : "escrow";
+  o["channel"] = l.channel ? json::value(EncodeLeaseChannel(l, now_ms)) : json::value(nullptr);
   return o;
 }
 

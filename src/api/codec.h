@@ -75,7 +75,9 @@ json::object EncodeMachine(const market::Machine& m, int free_gpus);
 //   kBool, kString as themselves;
 // null when unknown; `duration` (days) is null when the machine has no end
 // date (unlimited). Then, from the machine: provider (0x address),
-// min_chunk, end_date (RFC 3339 or null).
+// min_chunk, end_date (RFC 3339 or null), channel_payee (the host's agent
+// address a payment channel for a lease on it must pay, or null when its
+// agent does not accept channel payments: docs/channels.md).
 //
 // EncodeOffer builds the JSON tree (explain's near misses). AppendOffer
 // writes the same object's text straight to `out`, byte for byte what
@@ -86,6 +88,7 @@ struct OfferMachine {  // what an offer's JSON takes from its machine
   std::string_view provider;
   int64_t min_chunk = 0;
   UnixMs end_date_ms = 0;  // 0: none
+  std::string_view channel_payee;  // "": none
 };
 OfferMachine OfferMachineOf(const market::Machine& m);
 void AppendOffer(std::string& out, const query::OfferRow& row, const OfferMachine& m);
@@ -99,7 +102,15 @@ json::object EncodeExplain(const query::Explain& ex,
 // does: \" \\ \b \f \n \r \t, other control characters as \u00xx, every
 // other byte (UTF-8 included) as is.
 void AppendJsonString(std::string& out, std::string_view s);
-json::object EncodeLease(const market::Lease& l, int64_t running_ms);
+// A lease as the API shows it. `now_ms` gives a channel lease's "due"
+// voucher and "paid_through" (docs/channels.md); 0 leaves "due" null.
+json::object EncodeLease(const market::Lease& l, int64_t running_ms, UnixMs now_ms = 0);
+// A channel lease's "channel" object (docs/channels.md, "The broker").
+json::object EncodeLeaseChannel(const market::Lease& l, UnixMs now_ms);
+// Reads a lease JSON's "channel" object back (the agent's and `grid pay`'s
+// view of the terms): every stored field; "due" and "paid_through" are
+// derived and ignored. InvalidArgument naming the field.
+Result<market::ChannelPayment> DecodeLeaseChannel(const json::value& channel);
 json::object EncodeBalance(const ledger::Balance& b);
 json::object EncodeTransfer(const ledger::Transfer& t);
 

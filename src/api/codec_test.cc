@@ -104,6 +104,87 @@ TEST(AppendOffer, WritesTheBytesOfTheJsonTree) {
   m.end_date_ms = -86'400'000LL * 365 * 3000;  // before year 0: printf's format
   EXPECT_EQ(Appended(r, m), json::serialize(TreeOffer(r, m)));
   EXPECT_NE(Appended(r, m).find(R"("duration":null)"), std::string::npos);
+  EXPECT_NE(Appended(r, m).find(R"("channel_payee":null)"), std::string::npos);
+  m.channel_payee = "0x00000000000000000000000000000000000000aa";
+  EXPECT_EQ(Appended(r, m), json::serialize(TreeOffer(r, m)));
+  EXPECT_NE(Appended(r, m).find(R"("channel_payee":"0x00000000000000000000000000000000000000aa"})"),
+            std::string::npos);
+}
+
+market::Lease ChannelLease() {
+  market::Lease l;
+  l.id = 7;
+  l.price_per_hour = 3'600'000;
+  l.state = market::LeaseState::kRunning;
+  l.started_ms = 1'800'000'000'000;
+  l.channel = market::ChannelPayment{.channel = "0x" + std::string(64, 'a'),
+                                     .contract = "0x" + std::string(40, 'c'),
+                                     .chain_id = 31337,
+                                     .token = "0x" + std::string(40, 'd'),
+                                     .signer = "0x" + std::string(40, 'e'),
+                                     .payee = "0x" + std::string(40, 'f'),
+                                     .deposit = 10'000'000,
+                                     .expiry_ms = 1'800'086'400'000,
+                                     .interval_ms = 60'000,
+                                     .grace_ms = 60'000,
+                                     .expiry_margin_ms = 300'000,
+                                     .length_ms = 0,
+                                     .margin = 60'000,
+                                     .voucher = 120'000,
+                                     .voucher_sig = "0x" + std::string(130, '1'),
+                                     .voucher_ms = 1'800'000'060'000,
+                                     .redeemed = 60'000,
+                                     .closed = false};
+  return l;
+}
+
+// What the broker writes, the agent and `grid pay` read back unchanged.
+TEST(LeaseChannel, RoundTripsThroughTheLeaseJson) {
+  market::Lease l = ChannelLease();
+  json::object o = EncodeLease(l, 90'000, l.started_ms + 90'000);
+  EXPECT_EQ(o.at("payment").as_string(), "channel");
+  const json::object& c = o.at("channel").as_object();
+  EXPECT_EQ(c.at("voucher").at("amount").as_string(), "0.120000");
+  EXPECT_EQ(c.at("due").at("index").as_int64(), 1);
+  EXPECT_EQ(c.at("due").at("amount").as_string(), "0.120000");
+  EXPECT_EQ(c.at("paid_through").as_string(), "2027-01-15T08:02:00.000Z");
+  auto back = DecodeLeaseChannel(json::parse(json::serialize(o)).at("channel"));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, *l.channel);
+  l.channel->voucher = 0;
+  l.channel->voucher_sig.clear();
+  l.channel->voucher_ms = 0;
+  back = DecodeLeaseChannel(EncodeLeaseChannel(l, 0));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, *l.channel);
+  market::Lease escrow;
+  json::object e = EncodeLease(escrow, 0, 0);
+  EXPECT_EQ(e.at("payment").as_string(), "escrow");
+  EXPECT_TRUE(e.at("channel").is_null());
+}
+
+TEST(LeaseChannel, DecodingNamesWhatIsWrong) {
+  json::object good = EncodeLeaseChannel(ChannelLease(), 0);
+  struct Case {
+    const char* key;
+    json::value value;
+    const char* message;
+  } cases[] = {
+      {"id", "0x12", "channel.id: expected 0x and 64 hex digits"},
+      {"contract", 5, "channel.contract: expected a string"},
+      {"deposit", 1.5, "channel.deposit: money is a decimal string"},
+      {"interval_ms", 0, "channel.interval_ms"},
+      {"voucher", "x", "channel.voucher: expected an object or null"},
+      {"closed", "no", "channel.closed: expected true or false"},
+  };
+  for (const auto& c : cases) {
+    json::object o = good;
+    o[c.key] = c.value;
+    auto r = DecodeLeaseChannel(o);
+    ASSERT_FALSE(r.ok()) << c.key;
+    EXPECT_NE(r.status().message().find(c.message), std::string::npos) << r.status().message();
+  }
+  EXPECT_FALSE(DecodeLeaseChannel(json::value("x")).ok());
 }
 
 TEST(AppendOffer, ManyNumbersMatchBoostJson) {

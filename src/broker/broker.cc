@@ -162,7 +162,9 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
     if (k.starts_with("chain:")) chain_meta_[k] = v;
   for (auto& l : changes.leases) {
     const market::Lease* old = market_.FindLease(l.id);
-    if (!old || old->state != l.state) wake.push_back(l.machine_id);
+    // A new voucher wakes the host too: its agent records it at once.
+    bool new_voucher = l.channel && (!old || !old->channel || old->channel->voucher != l.channel->voucher);
+    if (!old || old->state != l.state || new_voucher) wake.push_back(l.machine_id);
     if (!old || old->active() != l.active()) offers_changed.push_back(l.machine_id);
     market_.Put(std::move(l));
   }
@@ -289,7 +291,7 @@ ledger::Balance Broker::GetBalance(const std::string& addr) const {
 
 Result<std::vector<ledger::Transfer>> Broker::History(const std::string& addr, int limit) const {
   store::TransferQuery q;
-  q.accounts = {ledger::UserAccount(addr), ledger::EarningsAccount(addr)};
+  q.accounts = {ledger::UserAccount(addr), ledger::EarningsAccount(addr), ledger::ChannelAccount(addr)};
   q.limit = std::clamp(limit, 1, 10'000);
   return store_->ListTransfers(q);
 }
@@ -372,7 +374,8 @@ Result<OfferSearch> Broker::SearchOffers(const query::Query& q, const query::Ord
   out.machines.reserve(ids.size());
   for (int64_t id : ids)
     if (const market::Machine* m = market_.FindMachine(id))
-      out.machines.push_back({m->id, m->provider, m->listing.min_chunk, m->listing.end_date_ms});
+      out.machines.push_back({m->id, m->provider, m->listing.min_chunk, m->listing.end_date_ms,
+                              std::string(market::ChannelPayeeOf(*m))});
   return out;
 }
 
@@ -467,26 +470,46 @@ Result<Lease> Broker::CreateLease(const std::string& addr, market::CreateLeaseRe
     return PermissionDenied("order: signed by " + signer.ToChecksumHex() + ", not by the logged-in account");
   req.renter = addr;
   req.fee_bps = options_.fee_bps;
+  // A channel is read on chain before the lock too (a network round trip).
+  std::optional<OnChainChannel> onchain;
+  if (req.channel) {
+    std::shared_ptr<ChannelReader> reader;
+    {
+      std::shared_lock lock(mu_);
+      reader = channels_;
+    }
+    if (!reader) return Conflict("pay.channel: this broker takes no payment channels (it runs without --channels)");
+    GRID_ASSIGN_OR_RETURN(onchain, reader->Read(req.channel->channel));
+  }
 
   std::lock_guard lock(mu_);
   UnixMs now = clock_->NowMs();
-  for (const auto& [id, l] : market_.leases())
+  for (const auto& [id, l] : market_.leases()) {
     if (l.renter == addr && l.order.nonce == req.order.nonce)
       return Conflict("order: nonce " + std::to_string(req.order.nonce) + " already used by lease " +
                       std::to_string(id));
+    if (req.channel && l.channel && l.channel->channel == req.channel->channel)
+      return Conflict("pay.channel " + req.channel->channel + " already pays lease " + std::to_string(id) +
+                      "; open a new channel");
+  }
   if (int64_t mid = req.offer_id / market::kOfferIdBase; HiddenLocked(mid))
     return Status(Code::kNotAvailable, "offer " + std::to_string(req.offer_id) + " is no longer available: machine " +
                                            std::to_string(mid) + " is offline");
   GRID_ASSIGN_OR_RETURN(Lease lease, market_.PlanCreateLease(req, market_.next_lease_id(), now));
-  GRID_ASSIGN_OR_RETURN(Micros hold, market::InitialHold(lease.price_per_hour));
-  Micros available = ledger_.BalanceOf(addr).available;
-  if (available < hold)
-    return Status(Code::kInsufficientFunds, "insufficient funds: starting this lease holds 10 minutes of it, " +
-                                                FormatMoney(hold) + ", but only " + FormatMoney(available) +
-                                                " is available");
-  lease.held = hold;
   store::ChangeSet cs;
-  cs.transfers = market::HoldTransfers(lease, hold);
+  if (onchain) {
+    // Paid by the channel: no hold; the channel must fit the lease.
+    GRID_ASSIGN_OR_RETURN(lease.channel, CheckChannelLocked(addr, lease, req.channel->channel, *onchain, now));
+  } else {
+    GRID_ASSIGN_OR_RETURN(Micros hold, market::InitialHold(lease.price_per_hour));
+    Micros available = ledger_.BalanceOf(addr).available;
+    if (available < hold)
+      return Status(Code::kInsufficientFunds, "insufficient funds: starting this lease holds 10 minutes of it, " +
+                                                  FormatMoney(hold) + ", but only " + FormatMoney(available) +
+                                                  " is available");
+    lease.held = hold;
+    cs.transfers = market::HoldTransfers(lease, hold);
+  }
   cs.leases.push_back(lease);
   GRID_RETURN_IF_ERROR(CommitLocked(std::move(cs)));
   return *market_.FindLease(lease.id);
@@ -586,6 +609,12 @@ Result<Lease> Broker::ReportAsProviderLocked(const std::string& provider, const 
     }
     next.state = LeaseState::kRunning;
     next.started_ms = clock_->NowMs();  // billing starts now
+    if (next.channel) {
+      // The voucher schedule starts now too; a machine's end date bounds it.
+      const market::Machine* m = market_.FindMachine(next.machine_id);
+      UnixMs end_date = m ? m->listing.end_date_ms : 0;
+      next.channel->length_ms = end_date ? std::max<int64_t>(1, end_date - next.started_ms) : 0;
+    }
     next.message = message;
     int64_t id = next.id;
     store::ChangeSet cs;
@@ -787,7 +816,7 @@ Result<JoinToken> Broker::RevokeJoinToken(const std::string& provider, const std
 }
 
 Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::string& join_token,
-                                          market::MachineSpec spec, std::string spec_json) {
+                                          market::MachineSpec spec, std::string spec_json, bool channel_payments) {
   GRID_RETURN_IF_ERROR(market::ValidateSpec(spec));
   std::lock_guard lock(mu_);
   UnixMs now = clock_->NowMs();
@@ -801,6 +830,7 @@ Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::s
     market::Machine next = *m;
     next.spec = std::move(spec);
     next.spec_json = std::move(spec_json);
+    next.channel_payments = channel_payments;
     next.updated_ms = now;
     if (next.listing.min_chunk > next.spec.num_gpus) next.listing.min_chunk = next.spec.num_gpus;
     hosts_[next.id].last_seen_ms = now;
@@ -814,6 +844,7 @@ Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::s
   GRID_ASSIGN_OR_RETURN(market::Machine m,
                         market_.PlanRegister(tok->second.provider, std::move(spec), std::move(spec_json), now));
   m.agent_address = agent;
+  m.channel_payments = channel_payments;
   int64_t id = m.id;
   GRID_ASSIGN_OR_RETURN(MachineView view, CommitMachineLocked(std::move(m)));
   agents_[agent] = id;

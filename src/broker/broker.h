@@ -22,13 +22,16 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/channel_reader.h"
 #include "broker/wakeups.h"
 #include "core/clock.h"
 #include "core/rw_mutex.h"
 #include "core/status.h"
+#include "crypto/voucher.h"
 #include "ledger/audit.h"
 #include "ledger/ledger.h"
 #include "ledger/withdrawal.h"
+#include "market/channel_policy.h"
 #include "market/market.h"
 #include "query/index.h"
 #include "query/query.h"
@@ -58,6 +61,8 @@ struct BrokerOptions {
   bool chain_enabled = false;
   Micros withdraw_min = 1 * kMicrosPerUnit;                 // per withdrawal
   Micros withdraw_daily_limit = 10'000 * kMicrosPerUnit;    // per account, rolling 24 h
+  // Leases paid by payment channel (issue 6): one voucher per interval.
+  int64_t channel_interval_ms = market::kDefaultVoucherIntervalMs;
 };
 
 // One ERC-20 Transfer(from, treasury, value) log, confirmed K blocks deep.
@@ -147,6 +152,7 @@ struct OfferMachineFields {
   std::string provider;
   int min_chunk = 0;
   UnixMs end_date_ms = 0;  // 0: none
+  std::string channel_payee;  // api::ChannelPayeeOf
 };
 
 // What a search answers (Broker::SearchOffers).
@@ -207,6 +213,12 @@ class Broker {
   size_t IndexedOffers() const;
 
   // --- leases
+  // With req.channel set (only its `channel` id is read), the lease is paid
+  // by that payment channel: it is read on chain and checked first
+  // (docs/channels.md, "The broker"); no hold is taken. Conflict when the
+  // broker has no channel contract, the host's agent does not accept
+  // channel payments, or the channel does not fit; Unavailable when the
+  // chain cannot be read.
   Result<market::Lease> CreateLease(const std::string& addr, market::CreateLeaseRequest req);
   Result<market::Lease> GetLease(const std::string& addr, int64_t id) const;
   std::vector<market::Lease> ListLeases(const std::string& addr) const;
@@ -220,6 +232,23 @@ class Broker {
                                     const std::string& message, bool failed = false,
                                     const std::optional<ReportedEndpoints>& endpoints = std::nullopt);
   int64_t RunningMs(const market::Lease& lease) const;
+  UnixMs NowMs() const { return clock_->NowMs(); }
+
+  // --- payment channels (issue 6)
+  // The chain's side; set once before serving (the treasury does). Without
+  // it, channel leases are refused.
+  void SetChannelReader(std::shared_ptr<ChannelReader> reader);
+  // The renter's voucher for a running channel lease: checked as the agent
+  // checks it (the channel's signer on this chain and contract, then
+  // market::CheckVoucherAmount), stored, recorded in the ledger, and the
+  // host's long-poll woken. A voucher already accepted returns the lease
+  // unchanged.
+  Result<market::Lease> SubmitVoucher(const std::string& addr, int64_t lease_id, const crypto::Voucher& voucher);
+  // Reads the lease's channel on chain and records what it paid out and
+  // whether it is closed. `close_tx` (optional): the transaction that closed
+  // it, whose Closed event gives the final payout once the channel is gone.
+  // The renter, the provider or the host's agent.
+  Result<market::Lease> SyncChannel(const std::string& addr, int64_t lease_id, const std::string& close_tx);
 
   // --- agents (issue 3)
   Result<JoinToken> CreateJoinToken(const std::string& provider, int64_t ttl_ms);
@@ -227,8 +256,10 @@ class Broker {
   // The agent, logged in as the machine's own address, enrolls with a join
   // token; enrolling again (after a restart) updates the spec and needs no
   // valid token. A removed machine cannot enroll again.
+  // `channel_payments`: the agent can redeem and close payment channels
+  // (it runs with a chain), so leases on it may be paid by channel.
   Result<MachineView> EnrollMachine(const std::string& agent, const std::string& join_token,
-                                    market::MachineSpec spec, std::string spec_json);
+                                    market::MachineSpec spec, std::string spec_json, bool channel_payments = false);
   // The agent lists its own machine at the prices of its config file, as its
   // provider would with `grid machines list-offer`.
   Result<MachineView> AgentListOffer(const std::string& agent, market::ListOfferRequest req);
@@ -321,8 +352,14 @@ class Broker {
   // Commits one machine's new state and returns its view.
   Result<MachineView> CommitMachineLocked(market::Machine machine);
   std::string SignToken(const std::string& address, UnixMs expires_ms) const;
+  // The payment of a new channel lease from what the chain says: every check
+  // of docs/channels.md ("The broker"). Requires mu_ held.
+  Result<market::ChannelPayment> CheckChannelLocked(const std::string& renter, const market::Lease& lease,
+                                                    const std::string& channel_id, const OnChainChannel& onchain,
+                                                    UnixMs now_ms) const;
 
   std::unique_ptr<store::Store> store_;
+  std::shared_ptr<ChannelReader> channels_;  // set before serving; then read-only
   const Clock* clock_;
   BrokerOptions options_;
   std::string token_secret_;

@@ -15,6 +15,7 @@
 #include "crypto/hex.h"
 #include "crypto/keys.h"
 #include "crypto/siwe.h"
+#include "crypto/voucher.h"
 #include "market/billing.h"
 #include "market/offer_rows.h"
 
@@ -108,7 +109,8 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
     return m->machine.id;
   }
 
-  Result<market::Lease> Rent(const Account& renter, int64_t machine, int gpus, uint64_t nonce) {
+  Result<market::Lease> Rent(const Account& renter, int64_t machine, int gpus, uint64_t nonce,
+                             const std::string& channel = "") {
     auto offer = broker_->GetOffer(machine * market::kOfferIdBase + gpus);
     if (!offer.ok()) return offer.status();
     market::CreateLeaseRequest req;
@@ -120,6 +122,7 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
                          nonce, req.order.expiry_s};
     auto sig = crypto::SignDigest(renter.key, crypto::LeaseOrderDigest(o, broker_->options().chain_id)).value();
     req.order.signature = crypto::HexEncode(sig);
+    if (!channel.empty()) req.channel = market::ChannelPayment{.channel = channel};
     return broker_->CreateLease(renter.addr, req);
   }
 
@@ -534,6 +537,213 @@ TEST_P(BrokerTest, AgentEnrollsHeartbeatsAndIsLost) {
 
 namespace grid::broker {
 namespace {
+
+// The chain as a map: what broker tests need of payment channels.
+class FakeChannels final : public ChannelReader {
+ public:
+  const std::string& contract() const override { return contract_; }
+  const std::string& token() const override { return token_; }
+  uint64_t chain_id() const override { return 31337; }
+  Result<OnChainChannel> Read(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    ++reads;
+    if (down) return Unavailable("node down");
+    auto it = channels.find(id);
+    return it == channels.end() ? OnChainChannel{} : it->second;
+  }
+  Result<std::optional<Micros>> FindClose(const std::string& tx, const std::string& id) override {
+    std::lock_guard lock(mu_);
+    auto it = closes.find({tx, id});
+    if (it == closes.end()) return std::optional<Micros>();
+    return std::optional<Micros>(it->second);
+  }
+
+  std::mutex mu_;
+  const std::string contract_ = "0x" + std::string(40, 'c');
+  const std::string token_ = "0x" + std::string(40, 'd');
+  std::map<std::string, OnChainChannel> channels;
+  std::map<std::pair<std::string, std::string>, Micros> closes;  // (tx, channel) -> paid
+  bool down = false;
+  int reads = 0;
+};
+
+std::string ChannelId(char c) { return "0x" + std::string(64, c); }
+
+crypto::Voucher SignedVoucher(const Account& signer, const std::string& channel, Micros amount) {
+  crypto::Voucher v;
+  EXPECT_TRUE(crypto::HexDecodeExact(channel, v.channel_id, "channel").ok());
+  v.cumulative = static_cast<uint64_t>(amount);
+  v.signature = crypto::SignVoucher(signer.key, 31337, crypto::ParseAddress("0x" + std::string(40, 'c')).value(),
+                                    v.channel_id, v.cumulative)
+                    .value();
+  return v;
+}
+
+// A lease paid by payment channel, end to end through the broker: the
+// on-chain checks, no custody, vouchers on the schedule, billing capped at
+// what they pay, the end when they stop, the record and the audit.
+TEST_P(BrokerTest, ChannelLeaseIsCheckedOnChainAndPaidByVouchers) {
+  Account prov = NewAccount(), renter = NewAccount(), agent = NewAccount(), stranger = NewAccount();
+  auto token = broker_->CreateJoinToken(prov.addr, 3600'000).value();
+  auto m = broker_->EnrollMachine(agent.addr, token.token, Spec(2), "", /*channel_payments=*/true);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  const int64_t id = m->machine.id;
+  // 7.20/h for the 2-GPU offer: 2 micro-USD per running millisecond.
+  ASSERT_TRUE(broker_->ListOffer(prov.addr, {id, 3'600'000, 1, 0, 0}).ok());
+  const int64_t by_hand = ListedMachine(prov, 2, "3.60");  // no agent: no channels
+
+  const std::string c = ChannelId('a');
+  OnChainChannel good;
+  good.exists = true;
+  good.renter = renter.addr;
+  good.provider = agent.addr;
+  good.token = "0x" + std::string(40, 'd');
+  good.signer = renter.addr;
+  good.deposit = 20 * 60'000 * 2;  // 20 minutes
+  good.expiry_s = kT0 / 1000 + 86'400;
+  EXPECT_EQ(Rent(renter, id, 2, 1, c).status().code(), Code::kConflict) << "no chain: refused";
+
+  auto fake = std::make_shared<FakeChannels>();
+  broker_->SetChannelReader(fake);
+  struct Bad {
+    const char* name;
+    std::function<void(OnChainChannel&)> edit;
+    Code code;
+  };
+  std::vector<Bad> bad = {
+      {"not opened", [](OnChainChannel& x) { x.exists = false; }, Code::kConflict},
+      {"someone else's", [&](OnChainChannel& x) { x.renter = stranger.addr; }, Code::kConflict},
+      {"pays another host", [&](OnChainChannel& x) { x.provider = prov.addr; }, Code::kConflict},
+      {"another token", [](OnChainChannel& x) { x.token = "0x" + std::string(40, 'e'); }, Code::kConflict},
+      {"already paid out", [](OnChainChannel& x) { x.paid = 1; }, Code::kConflict},
+      {"close pending", [](OnChainChannel& x) { x.close_at_s = kT0 / 1000 + 3600; }, Code::kConflict},
+      // 10 minutes (1.2) + one interval (0.12) is the least.
+      {"deposit short", [](OnChainChannel& x) { x.deposit = 1'320'000 - 1; }, Code::kInsufficientFunds},
+      {"expires too soon", [](OnChainChannel& x) { x.expiry_s = kT0 / 1000 + 14 * 60; }, Code::kConflict},
+  };
+  uint64_t nonce = 10;
+  for (const Bad& b : bad) {
+    SCOPED_TRACE(b.name);
+    OnChainChannel x = good;
+    b.edit(x);
+    fake->channels[c] = x;
+    auto r = Rent(renter, id, 2, ++nonce, c);
+    EXPECT_EQ(r.status().code(), b.code) << r.status().ToString();
+    EXPECT_EQ(OffersOf(id).size(), 2u) << "nothing was leased";
+  }
+  fake->down = true;
+  EXPECT_EQ(Rent(renter, id, 2, ++nonce, c).status().code(), Code::kUnavailable);
+  fake->down = false;
+  good.deposit = 1'320'000;  // exactly enough
+  fake->channels[c] = good;
+  fake->channels[ChannelId('b')] = good;
+  fake->channels[ChannelId('b')].provider = "0x" + std::string(40, '0');
+  EXPECT_EQ(Rent(renter, by_hand, 2, ++nonce, ChannelId('b')).status().code(), Code::kConflict);
+
+  // The renter has no balance at all: a channel lease needs none.
+  auto lease = Rent(renter, id, 2, ++nonce, c);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  EXPECT_EQ(lease->held, 0);
+  EXPECT_EQ(lease->fee_bps, 0);
+  ASSERT_TRUE(lease->channel.has_value());
+  const market::ChannelPayment& ch = *lease->channel;
+  EXPECT_EQ(ch.payee, agent.addr);
+  EXPECT_EQ(ch.contract, fake->contract());
+  EXPECT_EQ(ch.deposit, 1'320'000);
+  EXPECT_EQ(ch.margin, 120'000);
+  EXPECT_EQ(ch.interval_ms, 60'000);
+  EXPECT_EQ(ch.grace_ms, 60'000);
+  EXPECT_EQ(broker_->GetBalance(renter.addr).held, 0);
+  EXPECT_EQ(Rent(renter, id, 1, ++nonce, c).status().code(), Code::kConflict) << "one channel, one lease";
+  EXPECT_EQ(broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, c, 120'000)).status().code(),
+            Code::kConflict)
+      << "not running yet";
+
+  ASSERT_TRUE(broker_->ReportLease(agent.addr, lease->id, market::LeaseState::kRunning, "").ok());
+  int64_t version = 0;
+  ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}", &version).ok());
+  // Interval 0's voucher pays the first minute: 120,000.
+  EXPECT_EQ(broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(stranger, c, 120'000)).status().code(),
+            Code::kUnauthenticated);
+  EXPECT_EQ(broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, c, 120'001)).status().code(),
+            Code::kInvalidArgument)
+      << "off the schedule";
+  EXPECT_EQ(broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, c, 360'000)).status().code(),
+            Code::kInvalidArgument)
+      << "too far ahead";
+  EXPECT_EQ(broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, ChannelId('b'), 120'000))
+                .status()
+                .code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(broker_->SubmitVoucher(stranger.addr, lease->id, SignedVoucher(renter, c, 120'000)).status().code(),
+            Code::kNotFound);
+  auto v0 = broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, c, 120'000));
+  ASSERT_TRUE(v0.ok()) << v0.status().ToString();
+  EXPECT_EQ(v0->channel->voucher, 120'000);
+  EXPECT_TRUE(broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, c, 120'000)).ok())
+      << "a repeated delivery is fine";
+  int64_t version_after = 0;
+  auto beat = broker_->Heartbeat(agent.addr, "{}", &version_after).value();
+  EXPECT_GT(version_after, version) << "the voucher woke the host's long-poll";
+  EXPECT_EQ(beat[0].lease.channel->voucher, 120'000);
+  EXPECT_EQ(beat[0].paid_until_ms, clock_.NowMs() + 2 * 60'000) << "a minute paid, plus a minute's grace";
+
+  // 90 s in, billing stops at the paid minute; the next voucher moves it on.
+  clock_.AdvanceMs(90'000);
+  ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
+  ASSERT_TRUE(broker_->SettleAll().ok());
+  EXPECT_EQ(broker_->GetLease(renter.addr, lease->id)->charged, 120'000);
+  ASSERT_TRUE(broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, c, 240'000)).ok());
+  ASSERT_TRUE(broker_->SettleAll().ok());
+  EXPECT_EQ(broker_->GetLease(renter.addr, lease->id)->charged, 180'000);
+  Reopen();  // vouchers are durable
+  broker_->SetChannelReader(fake);
+  EXPECT_EQ(broker_->GetLease(renter.addr, lease->id)->channel->voucher, 240'000);
+  ExpectAuditOk();
+
+  // The renter stops signing: past two paid minutes + the grace, it ends.
+  clock_.AdvanceMs(89'000);
+  ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
+  ASSERT_TRUE(broker_->SettleAll().ok());
+  EXPECT_TRUE(broker_->GetLease(renter.addr, lease->id)->active());
+  clock_.AdvanceMs(2'000);
+  ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
+  ASSERT_TRUE(broker_->SettleAll().ok());
+  auto ended = broker_->GetLease(renter.addr, lease->id).value();
+  EXPECT_EQ(ended.state, market::LeaseState::kEnded);
+  EXPECT_EQ(ended.end_reason, market::EndReason::kInsufficientFunds);
+  EXPECT_EQ(ended.charged, 240'000) << "charged what the vouchers paid, no more";
+  EXPECT_EQ(OffersOf(id).size(), 2u);
+
+  // The record: both sides' history shows the vouchers; no custody moved.
+  auto history = broker_->History(renter.addr, 100).value();
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].id, "lease:" + std::to_string(lease->id) + ":voucher:240000");
+  EXPECT_EQ(history[0].amount, 120'000);
+  EXPECT_EQ(broker_->History(prov.addr, 100).value().size(), 2u);
+  EXPECT_EQ(broker_->GetBalance(prov.addr).earned, 0);
+
+  // Syncing with the chain: a redeem, then the close and its payout.
+  good.paid = 120'000;
+  fake->channels[c] = good;
+  EXPECT_EQ(broker_->SyncChannel(stranger.addr, lease->id, "").status().code(), Code::kNotFound);
+  auto synced = broker_->SyncChannel(agent.addr, lease->id, "");
+  ASSERT_TRUE(synced.ok()) << synced.status().ToString();
+  EXPECT_EQ(synced->channel->redeemed, 120'000);
+  EXPECT_FALSE(synced->channel->closed);
+  fake->channels.erase(c);
+  const std::string tx = "0x" + std::string(64, '7');
+  EXPECT_EQ(broker_->SyncChannel(renter.addr, lease->id, tx).status().code(), Code::kInvalidArgument)
+      << "that transaction closed nothing";
+  fake->closes[{tx, c}] = 240'000;
+  synced = broker_->SyncChannel(renter.addr, lease->id, tx);
+  ASSERT_TRUE(synced.ok()) << synced.status().ToString();
+  EXPECT_EQ(synced->channel->redeemed, 240'000);
+  EXPECT_TRUE(synced->channel->closed);
+  Reopen();
+  EXPECT_TRUE(broker_->GetLease(renter.addr, lease->id)->channel->closed);
+  ExpectAuditOk();
+}
 
 // Output pages never split a UTF-8 character, and the kept tail is bounded.
 TEST_P(BrokerTest, LeaseOutputIsBoundedAndPagedOnCharacterBoundaries) {

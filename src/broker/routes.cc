@@ -6,6 +6,7 @@
 
 #include "api/codec.h"
 #include "broker/metrics.h"
+#include "crypto/voucher.h"
 
 namespace grid::broker {
 namespace {
@@ -23,6 +24,19 @@ HttpResponse Ok(const json::object& o) { return Json(200, o); }
 
 // {"host": optional, "ports": [{"container_port", "host_port"}]}; without a
 // host, the address the report came from ("1.2.3.4:5678", "[::1]:5678").
+// POST /v1/leases "pay": {"channel": "0x<64 hex>"} -> the channel id, lowercase.
+Result<std::string> DecodePay(const json::value& v) {
+  if (!v.is_object()) return InvalidArgument("pay: expected {\"channel\": \"0x…\"}");
+  api::Fields f(v.get_object(), "pay.");
+  GRID_RETURN_IF_ERROR(f.OnlyKnown({"channel"}));
+  GRID_ASSIGN_OR_RETURN(std::string id, f.String("channel"));
+  if (id.size() != 66 || id[0] != '0' || id[1] != 'x' ||
+      id.find_first_not_of("0123456789abcdefABCDEF", 2) != std::string::npos)
+    return InvalidArgument("pay.channel: expected a channel id, 0x and 64 hex digits");
+  for (char& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return id;
+}
+
 Result<ReportedEndpoints> DecodeEndpoints(const json::value& v, const std::string& remote_address) {
   if (!v.is_object()) return InvalidArgument("endpoints: expected an object {host, ports}");
   api::Fields f(v.get_object(), "endpoints.");
@@ -344,14 +358,24 @@ class Api {
       auto obj = api::ParseObject(req.body);
       if (!obj.ok()) return Error(obj.status());
       api::Fields f(*obj);
-      if (auto st = f.OnlyKnown({"join_token", "spec"}); !st.ok()) return Error(st);
+      if (auto st = f.OnlyKnown({"join_token", "spec", "payments"}); !st.ok()) return Error(st);
       auto token = f.OptString("join_token", "");
       if (!token.ok()) return Error(token.status());
+      // "payments": what the agent can take; ["escrow"] when absent.
+      auto payments = f.StringList("payments");
+      if (!payments.ok()) return Error(payments.status());
+      bool channel_payments = false;
+      for (const std::string& p : *payments) {
+        if (p == "channel") channel_payments = true;
+        else if (p != "escrow")
+          return Error(InvalidArgument("payments: expected \"escrow\" or \"channel\", got \"" + p.substr(0, 32) + "\""));
+      }
       const json::value* sv = obj->if_contains("spec");
       if (!sv || !sv->is_object()) return Error(InvalidArgument("spec: required, the machine's detected spec"));
       auto spec = api::DecodeMachineSpec(json::serialize(*sv));
       if (!spec.ok()) return Error(Status(spec.status().code(), "spec." + spec.status().message()));
-      auto v = b_->EnrollMachine(addr, *token, std::move(spec->spec), std::move(spec->canonical_json));
+      auto v = b_->EnrollMachine(addr, *token, std::move(spec->spec), std::move(spec->canonical_json),
+                                 channel_payments);
       return v.ok() ? MachineOut(*v, 201) : Error(v.status());
     }
     if (seg.size() == 2 && seg[1] == "heartbeat" && req.method == "POST") {
@@ -368,7 +392,7 @@ class Api {
       if (!leases.ok()) return Error(leases.status());
       json::array arr;
       for (const auto& al : *leases) {
-        json::object o = api::EncodeLease(al.lease, b_->RunningMs(al.lease));
+        json::object o = api::EncodeLease(al.lease, b_->RunningMs(al.lease), b_->NowMs());
         o["paid_until"] = al.paid_until_ms ? json::value(FormatTime(al.paid_until_ms)) : json::value(nullptr);
         o["log_offset"] = al.log_offset;
         arr.push_back(std::move(o));
@@ -529,7 +553,7 @@ class Api {
     auto machine_of = [&](int64_t id) -> std::optional<api::OfferMachine> {
       const OfferMachineFields* m = r->Machine(id);
       if (!m) return std::nullopt;
-      return api::OfferMachine{m->provider, m->min_chunk, m->end_date_ms};
+      return api::OfferMachine{m->provider, m->min_chunk, m->end_date_ms, m->channel_payee};
     };
     HttpResponse res{200, "application/json", {}, {}};
     std::string& body = res.body;
@@ -559,7 +583,7 @@ class Api {
   }
 
   json::object LeaseJson(const market::Lease& l) {
-    json::object o = api::EncodeLease(l, b_->RunningMs(l));
+    json::object o = api::EncodeLease(l, b_->RunningMs(l), b_->NowMs());
     if (auto m = b_->MeteringOf(l.id)) {
       auto opt = [](const std::optional<double>& v) { return v ? json::value(*v) : json::value(nullptr); };
       o["metering"] = json::object{{"wall_seconds", m->wall_seconds},
@@ -616,6 +640,29 @@ class Api {
       auto l = b_->StopLease(addr, *id);
       return l.ok() ? LeaseOut(*l) : Error(l.status());
     }
+    // Payment channels (docs/channels.md): the renter's vouchers, in their
+    // wire form; and a look at the chain after a redeem or close.
+    if (seg.size() == 3 && seg[2] == "vouchers" && req.method == "POST") {
+      auto v = crypto::DecodeVoucher(req.body);
+      if (!v.ok()) return Error(v.status());
+      auto l = b_->SubmitVoucher(addr, *id, *v);
+      return l.ok() ? LeaseOut(*l) : Error(l.status());
+    }
+    if (seg.size() == 4 && seg[2] == "channel" && seg[3] == "sync" && req.method == "POST") {
+      std::string close_tx;
+      if (!req.body.empty()) {
+        auto obj = api::ParseObject(req.body);
+        if (!obj.ok()) return Error(obj.status());
+        api::Fields f(*obj);
+        if (auto s = f.OnlyKnown({"close_tx"}); !s.ok()) return Error(s);
+        auto tx = f.OptString("close_tx", "");
+        if (!tx.ok()) return Error(tx.status());
+        close_tx = *tx;
+        for (char& c : close_tx) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+      auto l = b_->SyncChannel(addr, *id, close_tx);
+      return l.ok() ? LeaseOut(*l) : Error(l.status());
+    }
     if (seg.size() == 3 && seg[2] == "status" && req.method == "POST") {
       auto obj = api::ParseObject(req.body);
       if (!obj.ok()) return Error(obj.status());
@@ -649,7 +696,8 @@ class Api {
     auto obj = api::ParseObject(req.body);
     if (!obj.ok()) return Error(obj.status());
     api::Fields f(*obj);
-    if (auto s = f.OnlyKnown({"offer_id", "gpus", "image", "env", "command", "ports", "ssh_key", "order"}); !s.ok())
+    if (auto s = f.OnlyKnown({"offer_id", "gpus", "image", "env", "command", "ports", "ssh_key", "order", "pay"});
+        !s.ok())
       return Error(s);
     market::CreateLeaseRequest r;
     auto offer = f.Int("offer_id", 1, INT64_MAX);
@@ -707,6 +755,11 @@ class Api {
     if (!o_sig.ok()) return Error(o_sig.status());
     r.order = market::SignedOrder{*o_offer, static_cast<int>(*o_gpus), *o_price, nonce, *o_exp, *o_sig};
     if (r.gpus == 0) r.gpus = r.order.gpus;
+    if (const json::value* pv = obj->if_contains("pay"); pv && !pv->is_null()) {
+      auto channel = DecodePay(*pv);
+      if (!channel.ok()) return Error(channel.status());
+      r.channel = market::ChannelPayment{.channel = *channel};
+    }
     auto l = b_->CreateLease(addr, std::move(r));
     return l.ok() ? LeaseOut(*l, 201) : Error(l.status());
   }

@@ -167,6 +167,22 @@ Result<OpenedEvent> DecodeOpenedLog(std::span<const crypto::Hash32> topics, std:
   return e;
 }
 
+const crypto::Hash32& ClosedEventTopic() {
+  static const crypto::Hash32 topic = EventTopic("Closed(bytes32,uint256,uint256)");
+  return topic;
+}
+
+Result<ClosedEvent> DecodeClosedLog(std::span<const crypto::Hash32> topics, std::span<const uint8_t> data) {
+  if (topics.size() != 2) return InvalidArgument("Closed log must have 2 topics, got " + std::to_string(topics.size()));
+  if (topics[0] != ClosedEventTopic()) return InvalidArgument("log is not a Closed event");
+  if (data.size() != 2 * 32) return InvalidArgument("Closed log data must be 64 bytes, got " + std::to_string(data.size()));
+  ClosedEvent e;
+  e.id = topics[1];
+  GRID_ASSIGN_OR_RETURN(e.paid, U256::FromBigEndian(data.subspan(0, 32)));
+  GRID_ASSIGN_OR_RETURN(e.refund, U256::FromBigEndian(data.subspan(32, 32)));
+  return e;
+}
+
 std::optional<std::string_view> ErrorName(std::span<const uint8_t> revert_data) {
   if (revert_data.size() != 4) return std::nullopt;  // all of them take no arguments
   for (const auto& [sel, name] : ErrorTable())

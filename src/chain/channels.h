@@ -79,6 +79,17 @@ struct OpenedEvent {
 };
 Result<OpenedEvent> DecodeOpenedLog(std::span<const crypto::Hash32> topics, std::span<const uint8_t> data);
 
+// topics[0] of Closed(bytes32 indexed id, uint256 paid, uint256 refund):
+// the channel's final payout (everything the provider was paid on it) and
+// what went back to the renter, emitted by close, refund and finishClose.
+const crypto::Hash32& ClosedEventTopic();
+struct ClosedEvent {
+  ChannelId id{};
+  U256 paid;
+  U256 refund;
+};
+Result<ClosedEvent> DecodeClosedLog(std::span<const crypto::Hash32> topics, std::span<const uint8_t> data);
+
 // The contract's custom error for revert data ("OverClaim"), if it is one.
 std::optional<std::string_view> ErrorName(std::span<const uint8_t> revert_data);
 // A revert message as chain::Chain reports it ("… custom error 0x9f0a…")

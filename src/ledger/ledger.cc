@@ -58,6 +58,7 @@ Status ApplyOne(std::map<std::string, Account, std::less<>>& accounts, const Tra
 
 std::string UserAccount(std::string_view address) { return "user:" + Lower(address); }
 std::string EarningsAccount(std::string_view address) { return "earnings:" + Lower(address); }
+std::string ChannelAccount(std::string_view address) { return "channel:" + Lower(address); }
 
 bool IsCustomerAccount(std::string_view id) {
   return id.starts_with("user:") || id.starts_with("earnings:") || id == kFee;

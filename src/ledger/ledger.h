@@ -10,6 +10,11 @@
 //   escrow           the other side of every hold (credits_pending)
 //   earnings:<addr>  what a provider has earned
 //   fee              the operator's take
+//   channel:<addr>   leases paid by payment channel (issue 6): each voucher's
+//                    increase moves from the renter's channel account to the
+//                    provider's. Outside custody, like world: the money is in
+//                    the channel contract, never here; the record makes
+//                    history and the audit cover both payment modes.
 //
 // A lease's escrow is pending money: kHold moves amount into pending on both
 // sides, kRelease moves it back out. Settlement releases part of a hold and
@@ -35,6 +40,7 @@ inline constexpr std::string_view kEscrow = "escrow";
 inline constexpr std::string_view kFee = "fee";
 std::string UserAccount(std::string_view address);      // "user:0xabc…" (lowercase)
 std::string EarningsAccount(std::string_view address);  // "earnings:0xabc…"
+std::string ChannelAccount(std::string_view address);   // "channel:0xabc…"
 
 // Accounts whose credits must always cover their debits (customer money).
 // world and escrow may go "negative" in their own sense; they are the

@@ -18,9 +18,27 @@ struct PerLease {
   Wide to_earnings = 0;  // posted to the provider's earnings
   Wide to_fee = 0;       // posted to the fee account
   Wide other_posted = 0; // posted elsewhere (refunds are releases, so none expected)
+  Wide vouchers = 0;     // a channel lease's vouchers: channel:<renter> -> channel:<provider>
   Wide held = 0;         // holds minus releases
   size_t transfers = 0;
 };
+
+// A lease paid by payment channel (the caller has checked that custody
+// posted and held nothing for it): no fee, and its ledger record matches
+// its best voucher.
+template <typename Fail>
+void CheckChannelLease(const Lease& l, const PerLease& p, const std::string& name, Fail& fail) {
+  const ChannelPayment& c = *l.channel;
+  if (l.fee_bps != 0 || l.fee != 0) fail(name + "paid by channel but has a fee (" + FormatMoney(l.fee) + ")");
+  if (p.vouchers != c.voucher)
+    fail(name + "voucher transfers add up to " + W(p.vouchers) + " but the best voucher is " + FormatMoney(c.voucher));
+  if (static_cast<Wide>(c.voucher) > static_cast<Wide>(c.deposit) - c.margin)
+    fail(name + "voucher " + FormatMoney(c.voucher) + " is over the deposit " + FormatMoney(c.deposit) +
+         " less the margin " + FormatMoney(c.margin));
+  if (l.charged > c.voucher)
+    fail(name + "charged " + FormatMoney(l.charged) + " but the vouchers pay only " + FormatMoney(c.voucher));
+  if (c.redeemed < 0) fail(name + "redeemed is negative (" + FormatMoney(c.redeemed) + ")");
+}
 
 }  // namespace
 
@@ -51,7 +69,10 @@ AuditReport AuditLeases(const std::vector<Lease>& leases, const ledger::Account&
     ++p.transfers;
     switch (t.kind) {
       case ledger::TransferKind::kPosted:
-        if (t.credit == ledger::EarningsAccount(l.provider))
+        if (l.channel && t.debit == ledger::ChannelAccount(l.renter) &&
+            t.credit == ledger::ChannelAccount(l.provider))
+          p.vouchers += t.amount;
+        else if (t.credit == ledger::EarningsAccount(l.provider))
           p.to_earnings += t.amount;
         else if (t.credit == ledger::kFee)
           p.to_fee += t.amount;
@@ -101,21 +122,29 @@ AuditReport AuditLeases(const std::vector<Lease>& leases, const ledger::Account&
            FormatMoney(l.charged) + " is " + (fee ? FormatMoney(*fee) : "(invalid)"));
     PerLease p;
     if (auto it = per.find(l.id); it != per.end()) p = it->second;
-    if (p.to_earnings != static_cast<Wide>(l.charged) - l.fee)
+    // What custody posted for the lease: its charge, except for a lease paid
+    // by channel, whose money never passes through the broker.
+    const Micros posted = l.channel ? 0 : l.charged;
+    const Micros posted_fee = l.channel ? 0 : l.fee;
+    if (p.to_earnings != static_cast<Wide>(posted) - posted_fee)
       fail(name + "provider earned " + W(p.to_earnings) + " but charged - fee is " +
-           W(static_cast<Wide>(l.charged) - l.fee));
-    if (p.to_fee != l.fee) fail(name + "fee transfers sum to " + W(p.to_fee) + " but fee is " + FormatMoney(l.fee));
-    if (p.to_earnings + p.to_fee != l.charged)
+           W(static_cast<Wide>(posted) - posted_fee));
+    if (p.to_fee != posted_fee)
+      fail(name + "fee transfers sum to " + W(p.to_fee) + " but fee is " + FormatMoney(posted_fee));
+    if (p.to_earnings + p.to_fee != posted)
       fail(name + "posted to earnings and fee " + W(p.to_earnings + p.to_fee) + " but charged is " +
-           FormatMoney(l.charged));
+           FormatMoney(posted));
     if (p.other_posted != 0) fail(name + W(p.other_posted) + " posted to neither earnings nor fee");
     if (p.held != l.held)
       fail(name + "holds minus releases are " + W(p.held) + " but held is " + FormatMoney(l.held));
+    if (l.channel) CheckChannelLease(l, p, name, fail);
     if (failures != before) ++bad_leases;
   }
   report.checks.push_back(std::to_string(leases.size()) +
                           " leases: charged and fee follow the accrual rule, earnings + fee == charged, "
-                          "holds - releases == held, ended leases hold nothing" +
+                          "holds - releases == held, ended leases hold nothing; leases paid by channel move no "
+                          "custodial money, their voucher transfers add up to the best voucher, which stays "
+                          "within deposit - margin and covers the charge" +
                           (bad_leases ? " (" + std::to_string(bad_leases) + " do not)" : ""));
 
   // GPU allocation.

@@ -66,7 +66,24 @@ Books Good() {
     l2 = b.Tick(l2, kT0 + i * 59'000);
   }
   l1 = b.Tick(l1, kT0 + 400'000, /*end=*/true);
-  b.leases = {l1, l2, l3};
+  // Lease 4 is paid by payment channel: two vouchers, settled twice.
+  Lease l4;
+  l4.id = 4;
+  l4.renter = kRenter;
+  l4.provider = kProv;
+  l4.machine_id = 1;
+  l4.gpus = {5};
+  l4.price_per_hour = 3'600'000;
+  l4.state = LeaseState::kRunning;
+  l4.created_ms = l4.started_ms = kT0;
+  l4.channel = ChannelPayment{.channel = "0xc4", .deposit = 10'000'000, .expiry_ms = kT0 + 86'400'000,
+                              .interval_ms = 60'000, .grace_ms = 60'000, .margin = 60'000};
+  for (Micros v : {60'000, 120'000}) {
+    b.Apply(VoucherTransfers(l4, v, kT0));
+    l4.channel->voucher = v;
+  }
+  l4 = b.Tick(l4, kT0 + 90'000);
+  b.leases = {l1, l2, l3, l4};
   b.escrow = b.ledger.Get(ledger::kEscrow);
   return b;
 }
@@ -94,6 +111,7 @@ TEST(AuditLeases, SettledBooksPass) {
   Books b = Good();
   ASSERT_EQ(b.leases[0].state, LeaseState::kEnded);
   ASSERT_GT(b.leases[1].charged, 0);
+  ASSERT_EQ(b.leases[3].charged, 90'000);  // the channel lease: 90 s at 1 micro-USD/ms
   AuditReport r = AuditLeases(b.leases, b.escrow, b.transfers);
   EXPECT_TRUE(r.ok()) << Dump(r);
   EXPECT_GE(r.checks.size(), 4u);
@@ -161,6 +179,40 @@ TEST(AuditLeases, DetectsEachKindOfCorruption) {
       {"lease listed twice", [](Books& b) { b.leases.push_back(b.leases[1]); }, "appears twice"},
       {"GPU in two active leases", [](Books& b) { ById(b.leases, 3).gpus = {3}; },
        "GPU 3 of machine 1 is in active leases 2 and 3"},
+      {"voucher record lost", [&](Books& b) { drop(b, "lease:4:voucher:120000"); }, "voucher transfers add up to"},
+      {"voucher edited", [](Books& b) { ById(b.leases, 4).channel->voucher += 1; }, "voucher transfers add up to"},
+      {"voucher over the deposit",
+       [](Books& b) {
+         Lease& l = ById(b.leases, 4);
+         l.channel->deposit = l.channel->voucher;
+       },
+       "over the deposit"},
+      {"channel lease charged past its vouchers",
+       [](Books& b) {
+         Lease& l = ById(b.leases, 4);
+         l.billed_ms = 200'000;
+         l.charged = 200'000;
+       },
+       "the vouchers pay only"},
+      {"channel lease with a fee",
+       [](Books& b) {
+         Lease& l = ById(b.leases, 4);
+         l.fee_bps = 100;
+         l.fee = FeeOf(l.charged, 100).value();
+       },
+       "paid by channel but has a fee"},
+      {"channel lease paid from custody",
+       [](Books& b) {
+         b.transfers.push_back(Transfer{"x", ledger::UserAccount(kRenter), ledger::EarningsAccount(kProv), 5,
+                                        TransferKind::kPosted, 4, 0, "charge"});
+       },
+       "provider earned"},
+      {"channel lease holding escrow",
+       [](Books& b) {
+         b.transfers.push_back(Transfer{"x", ledger::UserAccount(kRenter), std::string(ledger::kEscrow), 5,
+                                        TransferKind::kHold, 4, 0, "hold"});
+       },
+       "holds minus releases"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

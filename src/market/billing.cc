@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "market/channel_policy.h"
+
 namespace grid::market {
 namespace {
 
@@ -37,8 +39,21 @@ std::vector<ledger::Transfer> HoldTransfers(const Lease& lease, Micros amount) {
                std::string(ledger::kEscrow), amount, ledger::TransferKind::kHold, lease.created_ms, "hold")};
 }
 
+std::vector<ledger::Transfer> VoucherTransfers(const Lease& lease, Micros amount, UnixMs now_ms) {
+  if (!lease.channel || amount <= lease.channel->voucher) return {};
+  return {Make(lease, "lease:" + std::to_string(lease.id) + ":voucher:" + std::to_string(amount),
+               ledger::ChannelAccount(lease.renter), ledger::ChannelAccount(lease.provider),
+               amount - lease.channel->voucher, ledger::TransferKind::kPosted, now_ms,
+               "voucher on channel " + lease.channel->channel)};
+}
+
 UnixMs PaidUntil(const Lease& lease) {
   if (lease.state != LeaseState::kRunning) return 0;
+  if (lease.channel) {
+    const ChannelTerms t = TermsOf(lease);
+    UnixMs through = PaidThrough(t, lease.channel->voucher);
+    return through > INT64_MAX - t.grace_ms ? INT64_MAX : through + t.grace_ms;
+  }
   Micros budget = lease.charged + lease.held;
   int64_t elapsed = MaxElapsedFor(lease.price_per_hour, budget);
   if (elapsed > INT64_MAX - lease.started_ms) return INT64_MAX;
@@ -50,8 +65,46 @@ int64_t RunningMs(const Lease& lease, UnixMs now_ms) {
   return std::max<int64_t>(lease.billed_ms, now_ms - lease.started_ms);
 }
 
+namespace {
+
+// Settle() for a lease paid by payment channel: no money moves.
+Result<Settlement> SettleChannel(const Lease& in, const SettleOptions& o) {
+  Settlement out{in, {}};
+  Lease& l = out.lease;
+  ++l.settlements;
+  bool end = o.end;
+  EndReason reason = o.end_reason;
+  if (l.state == LeaseState::kRunning) {
+    const ChannelTerms t = TermsOf(l);
+    UnixMs until = o.now_ms;
+    if (o.bill_until_ms > 0) until = std::min(until, o.bill_until_ms);
+    int64_t elapsed = std::max<int64_t>(l.billed_ms, until - l.started_ms);
+    // Never charge past what the vouchers pay for: running time beyond it is
+    // the provider's risk (at most the grace), not a debt of the renter's.
+    int64_t payable = std::max<int64_t>(l.billed_ms, PaidThrough(t, l.channel->voucher) - l.started_ms);
+    elapsed = std::min(elapsed, payable);
+    if (!end && MustStop(t, l.channel->voucher, o.now_ms)) {
+      end = true;
+      reason = EndReason::kInsufficientFunds;
+    }
+    auto charged = AccruedCharge(l.price_per_hour, elapsed);
+    if (!charged) return Internal("charge overflow on lease " + std::to_string(l.id));
+    l.billed_ms = elapsed;
+    l.charged = *charged;
+  }
+  if (end) {
+    l.state = LeaseState::kEnded;
+    l.end_reason = reason == EndReason::kNone ? EndReason::kRenterStopped : reason;
+    l.ended_ms = o.now_ms;
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<Settlement> Settle(const Lease& in, const SettleOptions& o) {
   if (in.state == LeaseState::kEnded) return Conflict("lease " + std::to_string(in.id) + " has already ended");
+  if (in.channel) return SettleChannel(in, o);
   Settlement out{in, {}};
   Lease& l = out.lease;
   const int64_t seq = ++l.settlements;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/clock.h"
 #include "ledger/ledger.h"
 #include "market/types.h"
 
@@ -52,14 +53,27 @@ struct Settlement {
 // Settles a lease: posts what accrued, tops up or releases the hold, ends it
 // if asked or if the money ran out. A pending lease that ends is not billed.
 // An ended lease is an error (kConflict).
+//
+// A lease paid by payment channel (lease.channel) moves no money here: its
+// billed time and charge advance the same way, but never past what the best
+// accepted voucher pays for (market::PaidThrough), and it ends with
+// insufficient_funds once that voucher no longer covers now − grace
+// (market::MustStop: the renter stopped signing). No transfers.
 Result<Settlement> Settle(const Lease& lease, const SettleOptions& opts);
+
+// The ledger's record of a voucher accepted for a channel lease: the
+// increase over the last accepted amount, posted from the renter's channel
+// account to the provider's (ledger.h), id "lease:<id>:voucher:<amount>".
+// Nothing when the amount does not grow.
+std::vector<ledger::Transfer> VoucherTransfers(const Lease& lease, Micros amount, UnixMs now_ms);
 
 // Running time the lease has to its credit at `now` (0 unless running).
 int64_t RunningMs(const Lease& lease, UnixMs now_ms);
 
 // The moment the money already held for a running lease runs out: what the
 // agent may keep the workload running to if the broker becomes unreachable.
-// 0 for a lease that is not running.
+// 0 for a lease that is not running. For a channel lease: what the best
+// voucher pays through, plus the grace.
 UnixMs PaidUntil(const Lease& lease);
 
 }  // namespace grid::market

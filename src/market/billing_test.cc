@@ -489,6 +489,97 @@ TEST(BillingProperty, RandomTicksKeepTheBooks) {
 namespace grid::market {
 namespace {
 
+// A lease paid by payment channel: 1 micro-USD per ms, vouchers of one
+// minute, a one-minute grace.
+Lease ChannelLease() {
+  Lease l = MakeLease(1, kPerMs, 0);
+  l.channel = ChannelPayment{.channel = "0xc1", .deposit = 100 * kMin, .expiry_ms = kT0 + 1000 * kMin,
+                             .interval_ms = kMin, .grace_ms = kMin, .expiry_margin_ms = 5 * kMin, .margin = kMin};
+  return l;
+}
+
+TEST(ChannelBilling, MovesNoMoneyAndChargesWhatTheVouchersPay) {
+  Lease l = ChannelLease();
+  l.channel->voucher = 2 * kMin;  // pays through 2 minutes
+  SettleOptions o;
+  o.now_ms = kT0 + 90'000;
+  auto s = Settle(l, o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_TRUE(s->transfers.empty());
+  EXPECT_EQ(s->lease.billed_ms, 90'000);
+  EXPECT_EQ(s->lease.charged, 90'000);
+  EXPECT_EQ(s->lease.held, 0);
+  EXPECT_EQ(s->lease.state, LeaseState::kRunning);
+  // Past what the voucher pays, within the grace: billing stops at the
+  // voucher, the lease goes on.
+  o.now_ms = kT0 + 2 * kMin + 30'000;
+  s = Settle(s->lease, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->lease.charged, 2 * kMin);
+  EXPECT_EQ(s->lease.state, LeaseState::kRunning);
+  // Past the grace: it ends for want of vouchers, charged what they paid.
+  o.now_ms = kT0 + 3 * kMin + 1;
+  s = Settle(s->lease, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->transfers.empty());
+  EXPECT_EQ(s->lease.state, LeaseState::kEnded);
+  EXPECT_EQ(s->lease.end_reason, EndReason::kInsufficientFunds);
+  EXPECT_EQ(s->lease.charged, 2 * kMin);
+  EXPECT_EQ(s->lease.fee, 0);
+}
+
+TEST(ChannelBilling, EndingOnRequestBillsToNowWithinTheVouchers) {
+  Lease l = ChannelLease();
+  l.channel->voucher = 3 * kMin;
+  SettleOptions o;
+  o.now_ms = kT0 + 100'000;
+  o.end = true;
+  o.end_reason = EndReason::kRenterStopped;
+  auto s = Settle(l, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->transfers.empty());
+  EXPECT_EQ(s->lease.state, LeaseState::kEnded);
+  EXPECT_EQ(s->lease.end_reason, EndReason::kRenterStopped);
+  EXPECT_EQ(s->lease.charged, 100'000);
+  // A pending channel lease ends unbilled.
+  Lease p = ChannelLease();
+  p.state = LeaseState::kPending;
+  p.started_ms = 0;
+  s = Settle(p, o);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->lease.charged, 0);
+  EXPECT_EQ(s->lease.state, LeaseState::kEnded);
+}
+
+TEST(ChannelBilling, VoucherTransfersRecordTheIncrease) {
+  Lease l = ChannelLease();
+  auto t = VoucherTransfers(l, kMin, kT0);
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].id, "lease:1:voucher:60000");
+  EXPECT_EQ(t[0].debit, ledger::ChannelAccount(kRenter));
+  EXPECT_EQ(t[0].credit, ledger::ChannelAccount(kProv));
+  EXPECT_EQ(t[0].amount, kMin);
+  EXPECT_EQ(t[0].kind, TransferKind::kPosted);
+  EXPECT_EQ(t[0].lease_id, 1);
+  l.channel->voucher = kMin;
+  t = VoucherTransfers(l, 2 * kMin, kT0);
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].amount, kMin);
+  EXPECT_TRUE(VoucherTransfers(l, kMin, kT0).empty());
+  EXPECT_TRUE(VoucherTransfers(MakeLease(2, kPerMs, 0), kMin, kT0).empty());  // not a channel lease
+  // Channel accounts are outside custody: the ledger lets the renter's go
+  // below zero (the money is in the contract, not here).
+  ledger::Ledger ledger;
+  EXPECT_TRUE(ledger.Check(VoucherTransfers(ChannelLease(), kMin, kT0)).ok());
+}
+
+TEST(PaidUntil, ForAChannelLeaseIsTheVoucherPlusTheGrace) {
+  Lease l = ChannelLease();
+  EXPECT_EQ(PaidUntil(l), kT0 + kMin);  // no voucher yet: the grace
+  l.channel->voucher = 2 * kMin;
+  EXPECT_EQ(PaidUntil(l), kT0 + 3 * kMin);
+}
+
 TEST(PaidUntil, IsWhereTheHoldRunsOut) {
   Lease l;
   l.state = LeaseState::kRunning;

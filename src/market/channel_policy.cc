@@ -21,6 +21,30 @@ int64_t SatAdd(int64_t a, int64_t b) {
 }
 }  // namespace
 
+ChannelTerms TermsOf(const Lease& l) {
+  ChannelTerms t;
+  t.price_per_hour = l.price_per_hour;
+  t.start_ms = l.started_ms;
+  if (l.channel) {
+    const ChannelPayment& c = *l.channel;
+    t.interval_ms = c.interval_ms;
+    t.length_ms = c.length_ms;
+    t.deposit = c.deposit;
+    t.margin = c.margin;
+    t.channel_expiry_ms = c.expiry_ms;
+    t.expiry_margin_ms = c.expiry_margin_ms;
+    t.grace_ms = c.grace_ms;
+  }
+  return t;
+}
+
+Result<Micros> ChannelMargin(Micros price_per_hour, int64_t interval_ms) {
+  if (price_per_hour <= 0 || interval_ms <= 0) return InvalidArgument("channel margin: price and interval must be positive");
+  auto m = AccruedCharge(price_per_hour, interval_ms);
+  if (!m) return InvalidArgument("channel margin: price too large");
+  return *m;
+}
+
 Status ValidateTerms(const ChannelTerms& t) {
   if (t.price_per_hour <= 0) return InvalidArgument("channel terms: price_per_hour must be positive");
   if (t.interval_ms <= 0) return InvalidArgument("channel terms: interval_ms must be positive");

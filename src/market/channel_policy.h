@@ -35,6 +35,7 @@
 #include "core/clock.h"
 #include "core/money.h"
 #include "core/status.h"
+#include "market/types.h"
 
 namespace grid::market {
 
@@ -56,6 +57,18 @@ struct ChannelTerms {
   // Running time tolerated past what the vouchers pay for.
   int64_t grace_ms = 0;
 };
+
+// The terms of a channel-paid lease, as the broker stored them and every
+// party's lease view carries them (start_ms is the lease's started_ms: 0
+// while pending).
+ChannelTerms TermsOf(const Lease& lease);
+
+// The margin, grace and expiry margin the broker gives a channel lease: the
+// margin is one interval of the lease (so a top-up can be asked for before
+// the deposit runs dry), the grace one interval (a voucher more than one
+// interval late stops the workload), the expiry margin 5 minutes.
+inline constexpr int64_t kChannelExpiryMarginMs = 5 * 60'000;
+Result<Micros> ChannelMargin(Micros price_per_hour, int64_t interval_ms);
 
 // InvalidArgument naming the first bad term (non-positive price or interval,
 // negative margin, grace or length, margin not below the deposit).

@@ -232,6 +232,10 @@ Result<Lease> Market::PlanCreateLease(const CreateLeaseRequest& req, int64_t lea
   l.ssh_key = req.ssh_key;
   l.order = o;
   l.created_ms = now_ms;
+  if (req.channel) {
+    l.channel = req.channel;
+    l.fee_bps = 0;
+  }
   return l;
 }
 

@@ -41,6 +41,10 @@ struct CreateLeaseRequest {
   std::string ssh_key;      // one OpenSSH public key line, or ""
   SignedOrder order;
   int64_t fee_bps = 0;
+  // Paid by this payment channel (checked on chain by the broker) instead of
+  // escrow: no hold, and no operator fee (the money never passes through the
+  // broker). The lease keeps it as its `channel`.
+  std::optional<ChannelPayment> channel;
 };
 
 // Checks an OpenSSH public key line: "TYPE BASE64 [COMMENT]" with a known

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -55,11 +56,20 @@ struct Machine {
   // registered by hand.
   std::string agent_address;
   bool removed = false;              // revoked by its provider: no offers, no agent
+  // Its agent announced channel payments (it can redeem and close on chain):
+  // leases on it may be paid by payment channel (issue 6).
+  bool channel_payments = false;
   // Whether the operator verified the machine (Vast's `verified`). Nothing
   // verifies machines yet, so it is always false and not stored; search's
   // default `verified=true` is left out on a --dev broker for that reason.
   bool verified = false;
 };
+
+// Whom a payment channel for a lease on `m` must pay: the host's agent
+// address when its agent accepts channel payments, else "".
+inline std::string_view ChannelPayeeOf(const Machine& m) {
+  return m.channel_payments ? std::string_view(m.agent_address) : std::string_view();
+}
 
 // An offer is derived, never stored: the free GPUs of a listed machine in a
 // chunk size from min_chunk up, at the machine's price. Its id encodes both,
@@ -106,18 +116,27 @@ inline constexpr int kMaxPortsPerLease = 16;
 
 // A lease paid through a payment channel (issue 6, docs/channels.md) rather
 // than the broker's escrow: the channel as it was checked on chain when the
-// lease was created, and the best voucher the broker has accepted for it.
+// lease was created, the schedule's terms, the best voucher the broker has
+// accepted for it, and what the chain paid out as last synced.
 struct ChannelPayment {
-  std::string channel;      // 0x + 64 hex, lowercase
-  std::string signer;       // lowercase 0x address whose vouchers pay
-  std::string payee;        // the channel's provider: the host's agent address
-  Micros deposit = 0;       // as the contract held it at creation
-  UnixMs expiry_ms = 0;     // the channel's expiry
-  int64_t interval_ms = 0;  // one voucher per interval
-  Micros margin = 0;        // vouchers stay at or below deposit - margin
-  Micros voucher = 0;       // the best voucher accepted (cumulative), 0 for none
-  std::string voucher_sig;  // its signature (0x + 130 hex), "" for none
-  UnixMs voucher_ms = 0;    // when it was accepted
+  std::string channel;        // 0x + 64 hex, lowercase
+  std::string contract;       // the PaymentChannels deployment, lowercase 0x address
+  uint64_t chain_id = 0;
+  std::string token;          // lowercase 0x address
+  std::string signer;         // lowercase 0x address whose vouchers pay
+  std::string payee;          // the channel's provider: the host's agent address
+  Micros deposit = 0;         // as the contract held it at creation
+  UnixMs expiry_ms = 0;       // the channel's expiry (whole seconds)
+  int64_t interval_ms = 0;    // one voucher per interval
+  int64_t grace_ms = 0;       // running time tolerated past what vouchers pay
+  int64_t expiry_margin_ms = 0;  // vouchers must be redeemable this long before expiry
+  int64_t length_ms = 0;      // the lease's length when its machine has an end date, else 0
+  Micros margin = 0;          // vouchers stay at or below deposit - margin
+  Micros voucher = 0;         // the best voucher accepted (cumulative), 0 for none
+  std::string voucher_sig;    // its signature (0x + 130 hex), "" for none
+  UnixMs voucher_ms = 0;      // when it was accepted
+  Micros redeemed = 0;        // paid out to the payee on chain, as last synced
+  bool closed = false;        // the channel no longer exists on chain, as last synced
   bool operator==(const ChannelPayment&) const = default;
 };
 

@@ -129,6 +129,11 @@ class MemoryStore final : public Store {
         order_index_[key] = l.id;
         undo->push_back([this, key] { order_index_.erase(key); });
       }
+      if (l.channel) {
+        auto [it, fresh] = channel_index_.try_emplace(l.channel->channel, l.id);
+        if (!fresh && it->second != l.id) return internal::ChannelReuse(l, it->second);
+        if (fresh) undo->push_back([this, key = l.channel->channel] { channel_index_.erase(key); });
+      }
       Upsert(leases_, l.id, l, undo);
     }
     for (const Transfer& t : changes.transfers) {
@@ -151,6 +156,7 @@ class MemoryStore final : public Store {
   std::map<int64_t, Machine> machines_;
   std::map<int64_t, Lease> leases_;
   std::map<OrderKey, int64_t> order_index_;  // leases with a signed order only
+  std::unordered_map<std::string, int64_t> channel_index_;  // payment channel -> the lease it pays
   std::vector<Transfer> transfers_;          // insertion order
   std::unordered_map<std::string, size_t> transfer_index_;
   std::map<std::string, Account> accounts_;

@@ -154,21 +154,32 @@ CREATE TABLE withdrawals (
 CREATE INDEX withdrawals_address ON withdrawals (address, created_ms);
 )sql",
     // 5: leases paid by payment channel (issue 6): the channel as checked at
-    // creation and the best voucher accepted; one row per such lease.
+    // creation, the schedule's terms, the best voucher accepted and what the
+    // chain paid out; one row per such lease. Machines whose agent accepts
+    // channel payments.
     R"sql(
 CREATE TABLE lease_channels (
-  lease_id     INTEGER PRIMARY KEY REFERENCES leases (id),
-  channel      TEXT    NOT NULL,
-  signer       TEXT    NOT NULL,
-  payee        TEXT    NOT NULL,
-  deposit      INTEGER NOT NULL,
-  expiry_ms    INTEGER NOT NULL,
-  interval_ms  INTEGER NOT NULL,
-  margin       INTEGER NOT NULL,
-  voucher      INTEGER NOT NULL,
-  voucher_sig  TEXT    NOT NULL,
-  voucher_ms   INTEGER NOT NULL
+  lease_id          INTEGER PRIMARY KEY REFERENCES leases (id),
+  channel           TEXT    NOT NULL UNIQUE,
+  contract          TEXT    NOT NULL,
+  chain_id          INTEGER NOT NULL,
+  token             TEXT    NOT NULL,
+  signer            TEXT    NOT NULL,
+  payee             TEXT    NOT NULL,
+  deposit           INTEGER NOT NULL,
+  expiry_ms         INTEGER NOT NULL,
+  interval_ms       INTEGER NOT NULL,
+  grace_ms          INTEGER NOT NULL,
+  expiry_margin_ms  INTEGER NOT NULL,
+  length_ms         INTEGER NOT NULL,
+  margin            INTEGER NOT NULL,
+  voucher           INTEGER NOT NULL,
+  voucher_sig       TEXT    NOT NULL,
+  voucher_ms        INTEGER NOT NULL,
+  redeemed          INTEGER NOT NULL,
+  closed            INTEGER NOT NULL
 ) STRICT;
+ALTER TABLE machines ADD COLUMN channel_payments INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 

@@ -139,13 +139,26 @@ const std::string& MachineUpsertSql() {
       "machines", {"id", "provider", "gpu_name", "num_gpus", "gpu_ram", "cpu_cores", "cpu_ram", "disk_space",
                    "inet_up", "inet_down", "geolocation", "datacenter", "simulated", "spec_json", "listed",
                    "price_per_gpu_hour", "min_chunk", "end_date_ms", "storage_cost", "created_ms", "updated_ms",
-                   "agent_address", "removed"});
+                   "agent_address", "removed", "channel_payments"});
   return sql;
 }
 constexpr const char* kMachineSelect =
     "SELECT id, provider, gpu_name, num_gpus, gpu_ram, cpu_cores, cpu_ram, disk_space, inet_up, inet_down, "
     "geolocation, datacenter, simulated, spec_json, listed, price_per_gpu_hour, min_chunk, end_date_ms, "
-    "storage_cost, created_ms, updated_ms, agent_address, removed FROM machines ORDER BY id";
+    "storage_cost, created_ms, updated_ms, agent_address, removed, channel_payments FROM machines ORDER BY id";
+
+// Leases paid by payment channel (schema 5): one row per such lease.
+const std::string& LeaseChannelUpsertSql() {
+  static const std::string sql = UpsertSql(
+      "lease_channels", {"lease_id", "channel", "contract", "chain_id", "token", "signer", "payee", "deposit",
+                         "expiry_ms", "interval_ms", "grace_ms", "expiry_margin_ms", "length_ms", "margin", "voucher",
+                         "voucher_sig", "voucher_ms", "redeemed", "closed"});
+  return sql;
+}
+constexpr const char* kLeaseChannelSelect =
+    "SELECT lease_id, channel, contract, chain_id, token, signer, payee, deposit, expiry_ms, interval_ms, grace_ms, "
+    "expiry_margin_ms, length_ms, margin, voucher, voucher_sig, voucher_ms, redeemed, closed FROM lease_channels "
+    "ORDER BY lease_id";
 
 const std::string& LeaseUpsertSql() {
   static const std::string sql = UpsertSql(
@@ -505,7 +518,8 @@ Status SqliteStore::PutMachine(const Machine& m) {
       .Bind(20, m.created_ms)
       .Bind(21, m.updated_ms)
       .Bind(22, m.agent_address)
-      .Bind(23, m.removed);
+      .Bind(23, m.removed)
+      .Bind(24, m.channel_payments);
   return Run(stmt, "write machine " + std::to_string(m.id));
 }
 
@@ -557,25 +571,34 @@ Status SqliteStore::PutLease(const Lease& l) {
   }
   if (l.channel) {
     const market::ChannelPayment& c = *l.channel;
-    GRID_ASSIGN_OR_RETURN(
-        Stmt up, Prepare("INSERT INTO lease_channels (lease_id, channel, signer, payee, deposit, expiry_ms, "
-                         "interval_ms, margin, voucher, voucher_sig, voucher_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                         "?8, ?9, ?10, ?11) ON CONFLICT (lease_id) DO UPDATE SET channel = excluded.channel, "
-                         "signer = excluded.signer, payee = excluded.payee, deposit = excluded.deposit, "
-                         "expiry_ms = excluded.expiry_ms, interval_ms = excluded.interval_ms, "
-                         "margin = excluded.margin, voucher = excluded.voucher, "
-                         "voucher_sig = excluded.voucher_sig, voucher_ms = excluded.voucher_ms"));
+    {
+      GRID_ASSIGN_OR_RETURN(Stmt check,
+                            Prepare("SELECT lease_id FROM lease_channels WHERE channel = ?1 AND lease_id <> ?2"));
+      check.Bind(1, c.channel).Bind(2, l.id);
+      int rc = check.Step();
+      if (rc == SQLITE_ROW) return internal::ChannelReuse(l, check.Int(0));
+      if (rc != SQLITE_DONE) return Error(rc, what);
+    }
+    GRID_ASSIGN_OR_RETURN(Stmt up, Prepare(LeaseChannelUpsertSql()));
     up.Bind(1, l.id)
         .Bind(2, c.channel)
-        .Bind(3, c.signer)
-        .Bind(4, c.payee)
-        .Bind(5, c.deposit)
-        .Bind(6, c.expiry_ms)
-        .Bind(7, c.interval_ms)
-        .Bind(8, c.margin)
-        .Bind(9, c.voucher)
-        .Bind(10, c.voucher_sig)
-        .Bind(11, c.voucher_ms);
+        .Bind(3, c.contract)
+        .Bind(4, static_cast<int64_t>(c.chain_id))
+        .Bind(5, c.token)
+        .Bind(6, c.signer)
+        .Bind(7, c.payee)
+        .Bind(8, c.deposit)
+        .Bind(9, c.expiry_ms)
+        .Bind(10, c.interval_ms)
+        .Bind(11, c.grace_ms)
+        .Bind(12, c.expiry_margin_ms)
+        .Bind(13, c.length_ms)
+        .Bind(14, c.margin)
+        .Bind(15, c.voucher)
+        .Bind(16, c.voucher_sig)
+        .Bind(17, c.voucher_ms)
+        .Bind(18, c.redeemed)
+        .Bind(19, c.closed);
     GRID_RETURN_IF_ERROR(Run(up, what));
   }
   {
@@ -693,6 +716,7 @@ Result<Snapshot> SqliteStore::Load() {
       m.updated_ms = stmt.Int(20);
       m.agent_address = stmt.Text(21);
       m.removed = stmt.Int(22) != 0;
+      m.channel_payments = stmt.Int(23) != 0;
       snap.machines.push_back(std::move(m));
     }
     if (rc != SQLITE_DONE) return Error(rc, "read machines");
@@ -762,23 +786,29 @@ Result<Snapshot> SqliteStore::Load() {
     if (rc != SQLITE_DONE) return Error(rc, "read lease env and command");
   }
   {
-    GRID_ASSIGN_OR_RETURN(Stmt stmt, Prepare("SELECT lease_id, channel, signer, payee, deposit, expiry_ms, "
-                                             "interval_ms, margin, voucher, voucher_sig, voucher_ms "
-                                             "FROM lease_channels ORDER BY lease_id"));
+    GRID_ASSIGN_OR_RETURN(Stmt stmt, Prepare(kLeaseChannelSelect));
     while ((rc = stmt.Step()) == SQLITE_ROW) {
       int64_t lease_id = stmt.Int(0);
       auto it = lease_index.find(lease_id);
       if (it == lease_index.end()) return Corrupt("lease_channels row for missing lease " + std::to_string(lease_id));
       snap.leases[it->second].channel = market::ChannelPayment{.channel = stmt.Text(1),
-                                                               .signer = stmt.Text(2),
-                                                               .payee = stmt.Text(3),
-                                                               .deposit = stmt.Int(4),
-                                                               .expiry_ms = stmt.Int(5),
-                                                               .interval_ms = stmt.Int(6),
-                                                               .margin = stmt.Int(7),
-                                                               .voucher = stmt.Int(8),
-                                                               .voucher_sig = stmt.Text(9),
-                                                               .voucher_ms = stmt.Int(10)};
+                                                               .contract = stmt.Text(2),
+                                                               .chain_id = static_cast<uint64_t>(stmt.Int(3)),
+                                                               .token = stmt.Text(4),
+                                                               .signer = stmt.Text(5),
+                                                               .payee = stmt.Text(6),
+                                                               .deposit = stmt.Int(7),
+                                                               .expiry_ms = stmt.Int(8),
+                                                               .interval_ms = stmt.Int(9),
+                                                               .grace_ms = stmt.Int(10),
+                                                               .expiry_margin_ms = stmt.Int(11),
+                                                               .length_ms = stmt.Int(12),
+                                                               .margin = stmt.Int(13),
+                                                               .voucher = stmt.Int(14),
+                                                               .voucher_sig = stmt.Text(15),
+                                                               .voucher_ms = stmt.Int(16),
+                                                               .redeemed = stmt.Int(17),
+                                                               .closed = stmt.Int(18) != 0};
     }
     if (rc != SQLITE_DONE) return Error(rc, "read lease channels");
   }

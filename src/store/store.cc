@@ -31,6 +31,11 @@ Status DuplicateTransfer(const ledger::Transfer& stored, const ledger::Transfer&
                 "transfer " + incoming.id + " exists with different " + diff);
 }
 
+Status ChannelReuse(const market::Lease& lease, int64_t other_lease_id) {
+  return Conflict("channel " + (lease.channel ? lease.channel->channel : std::string()) + " already pays lease " +
+                  std::to_string(other_lease_id) + "; open a new channel for lease " + std::to_string(lease.id));
+}
+
 Status NonceReplay(const market::Lease& lease) {
   return Conflict("order nonce already used: renter " + lease.renter + " nonce " +
                   std::to_string(lease.order.nonce) + " (lease " + std::to_string(lease.id) + ")");

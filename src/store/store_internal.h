@@ -28,6 +28,8 @@ Status DuplicateTransfer(const ledger::Transfer& stored, const ledger::Transfer&
 inline bool HasSignedOrder(const market::Lease& lease) { return !lease.order.signature.empty(); }
 
 Status NonceReplay(const market::Lease& lease);  // kConflict "order nonce already used"
+// kConflict: a payment channel pays one lease (schema 5's unique channel).
+Status ChannelReuse(const market::Lease& lease, int64_t other_lease_id);
 
 // Rejects what a store could not give back unchanged: non-finite spec numbers
 // (SQLite turns NaN into NULL; JSON has neither NaN nor infinity).

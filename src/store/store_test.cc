@@ -74,6 +74,7 @@ Machine MakeMachine(int64_t id) {
   if (id % 2 == 0) {
     m.agent_address = "0xagent" + std::to_string(id);
     m.removed = id % 4 == 0;
+    m.channel_payments = id % 3 == 0;
   }
   return m;
 }
@@ -151,6 +152,9 @@ void ExpectSameMachine(const Machine& want, const Machine& got) {
   EXPECT_EQ(want.listing.storage_cost, got.listing.storage_cost);
   EXPECT_EQ(want.created_ms, got.created_ms);
   EXPECT_EQ(want.updated_ms, got.updated_ms);
+  EXPECT_EQ(want.agent_address, got.agent_address);
+  EXPECT_EQ(want.removed, got.removed);
+  EXPECT_EQ(want.channel_payments, got.channel_payments);
 }
 
 void ExpectSameLease(const Lease& want, const Lease& got) {
@@ -317,15 +321,23 @@ TEST_P(StoreTest, RoundTripsEveryField) {
   l3.gpus = {998};
   l3.end_reason = market::EndReason::kHostLost;
   l3.channel = market::ChannelPayment{.channel = "0x" + std::string(64, 'a'),
+                                      .contract = "0xcontract",
+                                      .chain_id = UINT64_C(1) << 62,
+                                      .token = "0xtoken",
                                       .signer = "0xsigner",
                                       .payee = "",
                                       .deposit = kMax,
                                       .expiry_ms = kMin,
                                       .interval_ms = 60'000,
+                                      .grace_ms = kMax,
+                                      .expiry_margin_ms = 7,
+                                      .length_ms = kMin,
                                       .margin = 0,
                                       .voucher = kMax - 1,
                                       .voucher_sig = "0x" + std::string(130, 'b'),
-                                      .voucher_ms = 1};
+                                      .voucher_ms = 1,
+                                      .redeemed = kMax - 2,
+                                      .closed = true};
   cs.leases = {l1, l2, l3};
 
   Transfer t1 = MakeTransfer("faucet:0xrenter:1", "world", "user:0xrenter", kMax);
@@ -544,6 +556,41 @@ TEST_P(StoreTest, ReplayedOrderNonceIsAConflict) {
   EXPECT_EQ((std::vector<int64_t>{1, 3, 4, 5, 8}), ids);
   EXPECT_TRUE(snap.meta.empty());
   cs.leases = {MakeLease(9, "0xa", 43)};
+  EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
+}
+
+// A payment channel pays one lease: naming it for a second lease fails the
+// whole ChangeSet, in one ChangeSet or across two; rewriting its own lease
+// (a voucher arrives) is fine.
+TEST_P(StoreTest, PaymentChannelPaysOneLease) {
+  auto with_channel = [](int64_t id, const std::string& channel) {
+    Lease l = MakeLease(id, "0xa", static_cast<uint64_t>(id));
+    l.channel = market::ChannelPayment{.channel = channel, .signer = "0xs", .deposit = 5, .interval_ms = 1};
+    return l;
+  };
+  ChangeSet cs;
+  cs.leases = {with_channel(1, "0xc1")};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+  cs.leases = {with_channel(2, "0xc1")};
+  cs.meta = {{"k", "v"}};
+  Status s = store_->Commit(cs);
+  EXPECT_EQ(Code::kConflict, s.code()) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("already pays lease 1"));
+  cs.leases = {with_channel(3, "0xc2"), with_channel(4, "0xc2")};
+  EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
+  Lease again = with_channel(1, "0xc1");
+  again.channel->voucher = 3;
+  cs.leases = {again, with_channel(5, "0xc3")};
+  cs.meta = {};
+  ASSERT_TRUE(store_->Commit(cs).ok());
+
+  Reopen();
+  Snapshot snap = MustLoad();
+  ASSERT_EQ(2u, snap.leases.size());
+  EXPECT_EQ(3, snap.leases[0].channel->voucher);
+  EXPECT_EQ("0xc3", snap.leases[1].channel->channel);
+  EXPECT_TRUE(snap.meta.empty());
+  cs.leases = {with_channel(6, "0xc3")};
   EXPECT_EQ(Code::kConflict, store_->Commit(cs).code());
 }
 

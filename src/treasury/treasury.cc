@@ -10,6 +10,7 @@
 #include "chain/rpc/json_rpc_chain.h"
 #include "crypto/hex.h"
 #include "crypto/keystore.h"
+#include "treasury/channel_reader.h"
 
 namespace grid::treasury {
 
@@ -167,11 +168,14 @@ Result<std::shared_ptr<const broker::ChainApi>> StartChainApi(TreasuryOptions op
                                                               const Clock* clock) {
   std::string rpc = options.rpc_url;
   std::string channels;
+  std::shared_ptr<ChainChannelReader> reader;
   if (!options.channels.empty()) {
     // The contract must answer channels(id) as PaymentChannels does, on the
     // same node: a wrong address fails here, not at a renter's first open.
     auto address = crypto::ParseAddress(options.channels);
     if (!address.ok()) return InvalidArgument("--channels: " + address.status().message());
+    auto token = crypto::ParseAddress(options.token);
+    if (!token.ok()) return InvalidArgument("--token: " + token.status().message());
     GRID_ASSIGN_OR_RETURN(std::unique_ptr<chain::JsonRpcChain> node, chain::JsonRpcChain::Create(rpc));
     auto answer = node->Call(chain::CallRequest{std::nullopt, *address, chain::channels::EncodeChannelsCall({}), {}});
     if (!answer.ok())
@@ -181,6 +185,9 @@ Result<std::shared_ptr<const broker::ChainApi>> StartChainApi(TreasuryOptions op
       return InvalidArgument("--channels: " + address->ToChecksumHex() + " is not a PaymentChannels contract (" +
                              st.status().message() + ")");
     channels = address->ToChecksumHex();
+    // The broker reads channels for lease checks on its own connection, so
+    // a slow call never holds up the treasury's polling.
+    reader = std::make_shared<ChainChannelReader>(std::move(node), *address, *token, options.chain_id);
   }
   GRID_ASSIGN_OR_RETURN(std::unique_ptr<Treasury> t, Treasury::Start(std::move(options), broker, clock));
   std::shared_ptr<Treasury> owner(std::move(t));
@@ -192,6 +199,7 @@ Result<std::shared_ptr<const broker::ChainApi>> StartChainApi(TreasuryOptions op
   api->chain_id = s.chain_id;
   api->confirmations = s.confirmations;
   api->channels = channels;
+  if (reader) broker.SetChannelReader(reader);
   Treasury* raw = owner.get();
   api->audit = [raw] { return raw->AuditChain(); };
   api->status_json = [raw] {

@@ -8,9 +8,11 @@
 # given), stops it; the AU provider withdraws its earnings to its own
 # address; then the bill, the earnings, the fee, the on-chain balances before
 # and after, and the audit (ledger and chain), checked against each other.
-# Last, a payment channel (issue 6, in part): the renter locks 10 tUSDC for
-# a provider in the PaymentChannels contract, signs vouchers, and the
-# provider cashes them and closes it; the broker never holds that money.
+# Last, a lease paid by payment channel (issue 6): the renter rents the
+# 8×H100 again with `--pay channel`, locking 10 tUSDC in the PaymentChannels
+# contract for the AU host; `grid pay` signs a voucher every 5 s; the renter
+# stops; the AU agent closes the channel with the last voucher. The broker
+# never holds that money, and the amounts are checked on chain.
 #
 # No GPU is involved: the agents' GPUs are simulated (a test fixture), and
 # every listing below says so. The agents need root for namespaces/cgroups.
@@ -68,6 +70,7 @@ JS
 say "Starting a broker (SQLite at $DEMO/grid.db, 2.5% operator fee, settlement every 2 s, deposits at 2 confirmations)"
 "$GRID" broker --db "$DEMO/grid.db" --listen 127.0.0.1:0 --dev --fee-bps 250 --tick 2 --heartbeat 1 \
   --chain-rpc "$ANVIL_URL" --token "$TOKEN" --treasury-key "$DEMO/treasury.key" --confirmations 2 --channels "$CHANNELS" \
+  --channel-interval 5 \
   --chain-poll 0.2 --withdraw-min 0.01 >"$DEMO/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$DEMO/broker.log" 2>/dev/null && break; sleep 0.1; done
@@ -102,7 +105,9 @@ start_agent() {  # who gpus geo [flags]
   for _ in $(seq 1 100); do grep -q enrolled "$DEMO/agent-$who.log" 2>/dev/null && break; sleep 0.1; done
   sed -n 1p "$DEMO/agent-$who.log"
 }
-start_agent au 8xH100-SXM-80GB AU --datacenter --inet-up 10000 --inet-down 10000
+# The AU agent also takes leases paid by payment channel (it redeems and
+# closes them on chain, so its host address gets a little ether for gas).
+start_agent au 8xH100-SXM-80GB AU --datacenter --inet-up 10000 --inet-down 10000 --chain-rpc "$ANVIL_URL"
 start_agent us 4xA100-SXM4-40GB US --datacenter --inet-up 5000 --inet-down 5000
 start_agent de 1xRTX-4090 DE --inet-up 500 --inet-down 1000
 
@@ -193,29 +198,46 @@ for (const [what, good] of checks) { console.log(`  ${good ? "ok  " : "FAIL"} ${
 process.exit(ok ? 0 : 1);
 JS
 
-say "Payment channels (issue 6, in part; not yet tied to leases): the renter locks 10 tUSDC for a provider on chain"
-# The payee is anvil's dev account 3 (it has ether for gas): a provider's
-# host address. The broker only says where the contract is; it holds none of it.
-printf '%s' "$DEV_KEY_3" | "$GRID" keys import --out "$DEMO/host.key" >/dev/null
-HOST="$GRID --key $DEMO/host.key"
-R0=$(rawbal "$RENTER_DEV_ADDR"); P0=$(rawbal "$DEV_ADDR_3")
-CH=$($RENTER channels open "$DEV_ADDR_3" 10 --hours 2 --json | field channel)
-$RENTER channels show "$CH" | sed 's/^/  /'
-echo "The renter signs cumulative vouchers (EIP-712) as the work goes on: 1.25, then 2.50 in all"
-V1=$($RENTER channels voucher "$CH" 1.25)
-V2=$($RENTER channels voucher "$CH" 2.50)
-echo "  1.25: $V1"; echo "  2.50: $V2"
-echo "The provider cashes the first, then closes the channel with the last: it is paid 2.50, the renter gets 7.50 back"
-$HOST channels redeem "$CH" 1.25 "$V1" | sed 's/^/  /'
-$HOST channels close "$CH" 2.50 "$V2" | sed 's/^/  /'
-$RENTER channels show "$CH" | sed 's/^/  /'
-onchain renter "$RENTER_DEV_ADDR" provider "$DEV_ADDR_3" contract "$CHANNELS" treasury "$DEV_ADDR_1"
-node - "$R0" "$(rawbal "$RENTER_DEV_ADDR")" "$P0" "$(rawbal "$DEV_ADDR_3")" "$(rawbal "$CHANNELS")" <<'JS'
-const [r0, r1, p0, p1, held] = process.argv.slice(2).map(BigInt);
+say "A lease paid by payment channel: the renter locks 10 tUSDC for the AU host; the broker holds none of it"
+AU_HOST=$(sed -n 's/.*payee \(0x[0-9a-fA-F]*\).*/\1/p' "$DEMO/agent-au.log" | head -n 1)
+node --input-type=module - "$ANVIL_URL" "$AU_HOST" <<'JS'
+import { JsonRpcProvider } from 'ethers';
+const [url, who] = process.argv.slice(2);
+await new JsonRpcProvider(url).send('anvil_setBalance', [who, '0xde0b6b3a7640000']);  // 1 ether for gas
+JS
+R0=$(rawbal "$RENTER_DEV_ADDR"); P0=$(rawbal "$AU_HOST"); T0=$(rawbal "$DEV_ADDR_1")
+CL=$($RENTER leases create "$OFFER" --image host --pay channel --deposit 10 --json -- sh -c 'while :; do sleep 1; done')
+CLEASE=$(echo "$CL" | field id); CH=$(echo "$CL" | field channel.id)
+echo "  lease $CLEASE, channel $CH (payee: the AU agent's address $AU_HOST)"
+for _ in $(seq 1 100); do [ "$($RENTER leases show "$CLEASE" --json | field state)" = running ] && break; sleep 0.2; done
+echo "grid pay signs the voucher due each 5-second interval (one interval ahead) and posts it to the broker:"
+$RENTER pay --interval-check 1 >"$DEMO/pay.log" 2>&1 &
+PAY_PID=$!
+sleep 16
+kill "$PAY_PID"; wait "$PAY_PID" 2>/dev/null || true
+sed 's/^/  /' "$DEMO/pay.log"
+echo "The renter stops the lease; the AU agent closes the channel with the last voucher:"
+$RENTER leases stop "$CLEASE" >/dev/null
+for _ in $(seq 1 150); do [ "$($RENTER leases show "$CLEASE" --json | field channel.closed)" = true ] && break; sleep 0.2; done
+grep "channel lease $CLEASE\|lease $CLEASE:" "$DEMO/agent-au.log" | sed 's/^/  /'
+CL=$($RENTER leases show "$CLEASE" --json)
+printf '  charged %s USD for %s s; best voucher %s; redeemed on chain %s; channel closed: %s\n' \
+  "$(echo "$CL" | field charged)" "$(echo "$CL" | field billed_seconds)" "$(echo "$CL" | field channel.voucher.amount)" \
+  "$(echo "$CL" | field channel.redeemed)" "$(echo "$CL" | field channel.closed)"
+onchain renter "$RENTER_DEV_ADDR" "AU host" "$AU_HOST" contract "$CHANNELS" treasury "$DEV_ADDR_1"
+node - "$CL" "$R0" "$(rawbal "$RENTER_DEV_ADDR")" "$P0" "$(rawbal "$AU_HOST")" "$(rawbal "$CHANNELS")" "$T0" "$(rawbal "$DEV_ADDR_1")" <<'JS'
+const [l, ...raw] = process.argv.slice(2);
+const lease = JSON.parse(l);
+const [r0, r1, p0, p1, held, t0, t1] = raw.map(BigInt);
+const micros = s => { const [w, f = ""] = s.split("."); return BigInt(w) * 1000000n + BigInt((f + "000000").slice(0, 6)); };
+const voucher = micros(lease.channel.voucher.amount);
 const checks = [
-  ["the provider was paid exactly the last voucher, 2.50", p1 - p0 === 2500000n],
-  ["the renter paid exactly 2.50 (10 locked, 7.50 back)", r0 - r1 === 2500000n],
+  ["the AU host was paid exactly the last voucher", p1 - p0 === voucher],
+  ["the renter paid exactly that (10 locked, the rest back)", r0 - r1 === voucher],
+  ["the broker recorded it as redeemed", micros(lease.channel.redeemed) === voucher],
+  ["the charge is within what the vouchers paid", micros(lease.charged) <= voucher],
   ["the contract holds nothing for the closed channel", held === 0n],
+  ["the broker's treasury did not move", t1 === t0],
 ];
 let ok = true;
 for (const [what, good] of checks) { console.log(`  ${good ? "ok  " : "FAIL"} ${what}`); ok &&= good; }

@@ -9,11 +9,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "agent/gpu/host_facts.h"
 #include "agent/runtime/podman_runtime.h"
 #include "agent/runtime/process_runtime.h"
+#include "chain/channel_config.h"
+#include "chain/rpc/json_rpc_chain.h"
 #include "crypto/hex.h"
 #include "crypto/keys.h"
 #include "crypto/keystore.h"
@@ -112,6 +115,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock)
     return InvalidArgument("--runtime " + a->o_.runtime + ": expected process or podman");
   }
   GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, MachineKey(a->o_.state_dir));
+  a->key_ = key;
   GRID_ASSIGN_OR_RETURN(a->client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
   GRID_ASSIGN_OR_RETURN(a->poll_client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
   return a;
@@ -124,7 +128,11 @@ Result<int64_t> Agent::Start() {
     return Unavailable(inventory_.note.empty() ? "no GPU found" : inventory_.note);
   json::object spec;
   for (const auto& [k, v] : BuildSpecFields(inventory_, host_, o_.site)) spec[k] = ToJson(v);
-  json::value body = json::object{{"join_token", o_.join_token}, {"spec", spec}};
+  if (!channels_started_) GRID_RETURN_IF_ERROR(StartChannels());
+  json::object enroll{{"join_token", o_.join_token}, {"spec", spec}};
+  // Without the key the broker refuses channel leases on this host.
+  if (channels_) enroll["payments"] = json::array{"escrow", "channel"};
+  json::value body = std::move(enroll);
   GRID_ASSIGN_OR_RETURN(json::value m, client_->AuthCall("POST", "/v1/agent/enroll", &body));
   machine_id_ = Int(m.as_object(), "id");
   if (!o_.price_gpu.empty()) {
@@ -144,6 +152,120 @@ Result<int64_t> Agent::Start() {
     std::fprintf(stderr, "grid agent: re-adopted %s\n", key.c_str());
   }
   return machine_id_;
+}
+
+Status Agent::StartChannels() {
+  const std::string vouchers = o_.state_dir + "/vouchers";
+  if (o_.chain_rpc.empty()) {
+    // Channels this agent was paid on before must still be closed: say so
+    // rather than leave the renters' deposits locked until their expiry.
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(vouchers, ec))
+      if (e.path().filename().string().rfind("voucher-", 0) == 0) {
+        std::fprintf(stderr, "grid agent: %s holds payment channels to redeem and close; start the agent with "
+                             "--chain-rpc to do it\n", vouchers.c_str());
+        break;
+      }
+    channels_started_ = true;
+    return Status::Ok();
+  }
+  auto answer = client_->Call("GET", "/v1/channels/config");
+  if (!answer.ok()) {
+    Code c = answer.status().code();
+    if (c != Code::kConflict && c != Code::kNotFound) return answer.status();  // the broker is not up yet: retry
+    std::fprintf(stderr, "grid agent: the broker takes no channel payments (%s); this host takes escrow leases only\n",
+                 answer.status().message().c_str());
+    channels_started_ = true;
+    return Status::Ok();
+  }
+  auto cfg = chain::ParseChannelsConfig(*answer);
+  if (!cfg.ok()) return InvalidArgument("the broker's /v1/channels/config: " + cfg.status().message());
+  auto node = chain::JsonRpcChain::Create(o_.chain_rpc, chain::JsonRpcChainOptions{.timeout_ms = 5'000});
+  if (!node.ok()) return InvalidArgument("--chain-rpc: " + node.status().message());
+  // Our own node, not the broker's rpc_url: the agent reads channels on
+  // chain precisely so as not to take the broker's word for them.
+  Status s = chain::CheckChannelsNode(**node, *cfg, o_.chain_rpc);
+  if (s.code() == Code::kConflict) return InvalidArgument("--chain-rpc: " + s.message());
+  GRID_RETURN_IF_ERROR(s);
+  GRID_ASSIGN_OR_RETURN(Micros threshold, ParseMoney(o_.channel_redeem_threshold, "channel_redeem_threshold"));
+  ChannelKeeperOptions ko;
+  ko.config = *cfg;
+  ko.payee = crypto::AddressOf(key_);
+  ko.redeem_threshold = threshold;
+  std::shared_ptr<ChannelChain> chain =
+      NewRpcChannelChain(std::move(*node), key_, cfg->contract, cfg->chain_id, /*tx_timeout_ms=*/120'000);
+  auto sync = [this](int64_t id, const std::string& close_tx) {
+    json::object fields;
+    if (!close_tx.empty()) fields["close_tx"] = close_tx;
+    json::value body = std::move(fields);
+    return client_->AuthCall("POST", "/v1/leases/" + std::to_string(id) + "/channel/sync", &body).status();
+  };
+  auto keeper = ChannelKeeper::Open(ko, chain, vouchers, sync);
+  if (!keeper.ok()) {
+    // A damaged book will not heal by retrying; a disk error might.
+    if (keeper.status().code() == Code::kUnavailable) return keeper.status();
+    return InvalidArgument(keeper.status().message() + " (repair or move the file; it holds signed vouchers)");
+  }
+  channels_ = std::move(*keeper);
+  std::fprintf(stderr,
+               "grid agent: channel payments on: contract %s on chain %llu; payee %s (it pays the gas of redeem "
+               "and close: keep some native coin there)\n",
+               cfg->contract.ToChecksumHex().c_str(), static_cast<unsigned long long>(cfg->chain_id),
+               ko.payee.ToChecksumHex().c_str());
+  channels_started_ = true;
+  return Status::Ok();
+}
+
+Result<bool> Agent::MayStart(const json::object& lease) {
+  if (Str(lease, "payment") != "channel") return true;
+  const int64_t id = Int(lease, "id");
+  if (!channels_) {
+    GRID_RETURN_IF_ERROR(Report(id, "failed", "this host's agent takes no channel payments (it runs without "
+                                              "--chain-rpc, or the broker has no channels)"));
+    return false;
+  }
+  Status s = channels_->CheckBeforeStart(lease, clock_->NowMs());
+  if (s.ok()) return true;
+  if (s.code() == Code::kUnavailable) {
+    // The node is away: the lease waits (pending) for the next heartbeat.
+    std::fprintf(stderr, "grid agent: lease %lld waits for the chain: %s\n", static_cast<long long>(id),
+                 s.message().c_str());
+    return false;
+  }
+  std::fprintf(stderr, "grid agent: lease %lld refused: %s\n", static_cast<long long>(id), s.message().c_str());
+  GRID_RETURN_IF_ERROR(Report(id, "failed", "payment channel refused: " + s.message()));
+  return false;
+}
+
+void Agent::StopUnpaid(const std::string& key, int64_t lease_id, const std::string& why) {
+  StopLocal(key, why.c_str());
+  unpaid_[lease_id] = why;
+  Status r = Report(lease_id, "ended", why);
+  if (r.ok() || r.code() == Code::kConflict) unpaid_.erase(lease_id);
+}
+
+bool Agent::KeepChannelLease(const std::string& key, const json::object& lease) {
+  if (Str(lease, "payment") != "channel") return true;
+  const int64_t id = Int(lease, "id");
+  if (!channels_) {
+    StopUnpaid(key, id, "this agent cannot check channel payments (it runs without --chain-rpc)");
+    return false;
+  }
+  const UnixMs now = clock_->NowMs();
+  Status s = channels_->Observe(lease, now);
+  if (!s.ok() && s.code() != Code::kUnavailable) {
+    StopUnpaid(key, id, "payment channel: " + s.message());
+    return false;
+  }
+  // Unavailable: the node could not be read to start tracking; the broker
+  // ends the lease if the vouchers stop meanwhile, and the next heartbeat
+  // tries again.
+  if (!s.ok())
+    std::fprintf(stderr, "grid agent: lease %lld: %s\n", static_cast<long long>(id), s.message().c_str());
+  std::string why = channels_->StopReason(id, now);
+  if (why.empty()) return true;
+  StopUnpaid(key, id, why);
+  return false;
 }
 
 json::object Agent::HealthJson() {
@@ -308,6 +430,7 @@ Status Agent::Reconcile(const json::array& leases) {
     std::string key = (it++)->first;
     if (!wanted.contains(key)) StopLocal(key, "the lease ended at the broker");
   }
+  std::erase_if(unpaid_, [&](const auto& u) { return !wanted.contains(LeaseKey(u.first)); });
   Status first;
   for (const auto& [key, lease] : wanted) {
     auto local = local_.find(key);
@@ -315,6 +438,13 @@ Status Agent::Reconcile(const json::array& leases) {
     // workload is not running) was started by an agent that died, perhaps
     // before it could report "running": it must not start twice either.
     bool known_here = local == local_.end() && runtime_->Poll(key).ok();
+    if (auto u = unpaid_.find(Int(*lease, "id")); local == local_.end() && u != unpaid_.end()) {
+      // Stopped here for want of payment while the broker was away.
+      Status r = Report(u->first, "ended", u->second);
+      if (r.ok() || r.code() == Code::kConflict) unpaid_.erase(u);
+      else if (first.ok()) first = r;
+      continue;
+    }
     if (local == local_.end() && (Str(*lease, "state") == "running" || known_here)) {
       // Running at the broker but not here: its workload ended while no
       // agent watched (or its state is gone). Report that; never start a
@@ -334,7 +464,8 @@ Status Agent::Reconcile(const json::array& leases) {
       continue;
     }
     if (local == local_.end()) {
-      Status s = StartLease(*lease);
+      Result<bool> may = MayStart(*lease);
+      Status s = !may.ok() ? may.status() : *may ? StartLease(*lease) : Status::Ok();
       if (!s.ok() && first.ok()) first = s;
       continue;
     }
@@ -346,6 +477,7 @@ Status Agent::Reconcile(const json::array& leases) {
       SampleGpus();
     }
     ShipOutput(key, local->second);
+    if (!KeepChannelLease(key, *lease)) continue;  // stopped: its vouchers stopped
     auto status = runtime_->Poll(key);
     if (!status.ok()) continue;
     if (status->state == WorkloadState::kRunning) {
@@ -373,7 +505,10 @@ void Agent::EnforceDeadlines() {
   for (auto it = local_.begin(); it != local_.end();) {
     std::string key = it->first;
     const Local& l = (it++)->second;
-    if (l.paid_until_ms > 0 && now > l.paid_until_ms + o_.grace_ms) StopLocal(key, "paid-until passed and the broker is unreachable");
+    const int64_t id = l.lease_id;
+    // A channel lease's own authority is the voucher book, broker or not.
+    if (std::string why = channels_ ? channels_->StopReason(id, now) : ""; !why.empty()) StopUnpaid(key, id, why);
+    else if (l.paid_until_ms > 0 && now > l.paid_until_ms + o_.grace_ms) StopLocal(key, "paid-until passed and the broker is unreachable");
   }
 }
 
@@ -384,6 +519,7 @@ int64_t Agent::Step() {
     ++failures_;
     std::fprintf(stderr, "grid agent: heartbeat failed (%d in a row): %s\n", failures_, r.status().message().c_str());
     EnforceDeadlines();
+    if (channels_) channels_->Tick(nullptr, clock_->NowMs());  // redeems go on; closes wait for the broker's word
     // Exponential backoff with jitter, capped at 30 s.
     int64_t backoff = std::min<int64_t>(30'000, 500LL << std::min(failures_, 6));
     static thread_local std::mt19937_64 rng(std::random_device{}());
@@ -396,6 +532,16 @@ int64_t Agent::Step() {
     heartbeat_ms_ = std::max<int64_t>(100, static_cast<int64_t>(hb->to_number<double>() * 1000));
   Status s = Reconcile(o.at("leases").as_array());
   if (!s.ok()) std::fprintf(stderr, "grid agent: %s\n", s.ToString().c_str());
+  if (channels_) {
+    // The heartbeat lists the active leases only: a tracked channel whose
+    // lease is not among them is closed.
+    std::set<int64_t> active;
+    for (const auto& v : o.at("leases").as_array()) {
+      const std::string st = Str(v.as_object(), "state");
+      if (st == "pending" || st == "running") active.insert(Int(v.as_object(), "id"));
+    }
+    channels_->Tick(&active, clock_->NowMs());
+  }
   // The long-poll waits from this version on. Set after Reconcile, so a
   // change it brings in is acted on by this step, not reported again.
   if (const json::value* v = o.if_contains("lease_version"); v && v->is_int64()) {
@@ -512,7 +658,7 @@ Status LoadAgentConfig(const std::string& path, AgentOptions* o) {
     const json::value& x = kv.value();
     auto bad = [&](const char* want) { return InvalidArgument(path + ": " + std::string(k) + ": expected " + want); };
     if (k == "geolocation" || k == "price_gpu" || k == "end_date" || k == "price_disk" || k == "simulate_gpus" ||
-        k == "public_host" || k == "runtime") {
+        k == "public_host" || k == "runtime" || k == "chain_rpc" || k == "channel_redeem_threshold") {
       if (!x.is_string()) return bad("a string");
       std::string s(x.get_string());
       if (k == "geolocation") o->site.geolocation = s;
@@ -521,7 +667,14 @@ Status LoadAgentConfig(const std::string& path, AgentOptions* o) {
       else if (k == "price_disk") o->price_disk = s;
       else if (k == "public_host") o->public_host = s;
       else if (k == "runtime") o->runtime = s;
-      else o->simulate_gpus = s;
+      else if (k == "chain_rpc") o->chain_rpc = s;
+      else if (k == "channel_redeem_threshold") {
+        auto m = ParseMoney(s, "channel_redeem_threshold");
+        if (!m.ok() || *m <= 0) return bad("a positive USD amount such as \"5.00\"");
+        o->channel_redeem_threshold = s;
+      } else {
+        o->simulate_gpus = s;
+      }
     } else if (k == "datacenter") {
       if (!x.is_bool()) return bad("true or false");
       o->site.datacenter = x.get_bool();

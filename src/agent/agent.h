@@ -16,6 +16,13 @@
 // time plus the grace period, then is stopped locally. An agent restart
 // re-adopts running workloads from the state dir (never starts one twice).
 //
+// With --chain-rpc the agent also takes leases paid by payment channel
+// (issue 6, docs/channels.md): its key is the channels' payee; a
+// ChannelKeeper checks each channel on chain before the workload starts,
+// keeps the renter's vouchers in a durable book, stops a workload whose
+// vouchers stopped, and redeems and closes the channels (transactions on the
+// keeper's own worker thread, so heartbeats never wait for a receipt).
+//
 // Thread safety: an Agent is driven by one thread (Run or Step).
 #pragma once
 
@@ -26,6 +33,7 @@
 #include <mutex>
 #include <string>
 
+#include "agent/channel_keeper.h"
 #include "agent/gpu/gpu_probe.h"
 #include "agent/gpu/spec_fields.h"
 #include "agent/runtime/runtime.h"
@@ -51,12 +59,19 @@ struct AgentOptions {
   int min_chunk = 1;
   std::string end_date;           // "2027-06-30"
   std::string price_disk;
+  // Payment channels (issue 6, docs/channels.md): an EVM node of the
+  // broker's chain. Set: the agent announces channel payments at enrollment
+  // and redeems / closes its leases' channels with its own key (which needs
+  // native coin for gas). Empty: escrow leases only.
+  std::string chain_rpc;
+  // Redeem a channel's best voucher once this much of it is unredeemed (USD).
+  std::string channel_redeem_threshold = "5.00";
 };
 
 // Reads an agent config file (JSON) into `o`; keys: geolocation, datacenter,
 // inet_up, inet_down, price_gpu, min_chunk, end_date, price_disk,
-// simulate_gpus, grace_ms, runtime, public_host. Unknown keys are an error
-// naming them.
+// simulate_gpus, grace_ms, runtime, public_host, chain_rpc,
+// channel_redeem_threshold. Unknown keys are an error naming them.
 Status LoadAgentConfig(const std::string& path, AgentOptions* o);
 
 class Agent {
@@ -98,6 +113,19 @@ class Agent {
                 const boost::json::value& endpoints = nullptr);
   void StopLocal(const std::string& key, const char* why);
   void EnforceDeadlines();
+  // Channel leases (issue 6): reads the broker's channels config and checks
+  // our node against it (--chain-rpc); without one, or when the broker has
+  // no channels, channels_ stays null and the agent takes escrow leases only.
+  Status StartChannels();
+  // Before starting a lease's workload: whether it may start now (ok), later
+  // (false, ok), or never (the lease was reported failed).
+  Result<bool> MayStart(const boost::json::object& lease);
+  // For a running channel lease: its voucher into the book, and the stop
+  // when its vouchers stopped. Returns whether the workload still runs.
+  bool KeepChannelLease(const std::string& key, const boost::json::object& lease);
+  // Stops a workload whose payment ended and reports it (retried at the
+  // next heartbeat if the broker does not take the report).
+  void StopUnpaid(const std::string& key, int64_t lease_id, const std::string& why);
   // Sends the workload's new output, and its metering if with_metering, to
   // the broker. Returns whether output was sent.
   bool ShipOutput(const std::string& key, Local& local, bool with_metering = true);
@@ -130,6 +158,12 @@ class Agent {
   std::map<std::string, Local> local_;  // runtime lease key "lease-<id>" -> state
   std::shared_ptr<Wake> wake_ = std::make_shared<Wake>();
   std::unique_ptr<client::BrokerClient> poll_client_;  // the long-poll's own connection
+  crypto::PrivateKey key_;  // the machine key: identity at the broker, channels' payee
+  std::unique_ptr<ChannelKeeper> channels_;  // null: no channel payments
+  bool channels_started_ = false;            // StartChannels ran to a conclusion
+  // Leases stopped here for want of payment whose "ended" report the broker
+  // has not taken yet: lease id -> the report's message.
+  std::map<int64_t, std::string> unpaid_;
 };
 
 // `grid agent`: blocks until SIGINT/SIGTERM; returns the exit code.

@@ -519,9 +519,11 @@ Result<market::ChannelPayment> DecodeLeaseChannel(const json::value& v) {
     if (!vv->is_object()) return InvalidArgument("channel.voucher: expected an object or null");
     Fields vf(vv->get_object(), "channel.voucher.");
     GRID_ASSIGN_OR_RETURN(c.voucher, vf.Money("amount"));
+    if (c.voucher <= 0) return InvalidArgument("channel.voucher.amount: an accepted voucher is positive");
     GRID_ASSIGN_OR_RETURN(c.voucher_sig, vf.String("signature"));
-    if (c.voucher_sig.size() != 132 || c.voucher_sig.compare(0, 2, "0x") != 0)
-      return InvalidArgument("channel.voucher.signature: expected 0x and 130 hex digits");
+    if (c.voucher_sig.size() != 132 || c.voucher_sig.compare(0, 2, "0x") != 0 ||
+        c.voucher_sig.find_first_not_of("0123456789abcdef", 2) != std::string::npos)
+      return InvalidArgument("channel.voucher.signature: expected 0x and 130 lowercase hex digits");
     GRID_ASSIGN_OR_RETURN(std::string at, vf.String("accepted_at"));
     if (!ParseTime(at, &c.voucher_ms))
       return InvalidArgument("channel.voucher.accepted_at: expected an RFC 3339 time");

@@ -151,7 +151,8 @@ class Api {
                              {"token", chain_->token},
                              {"chain_id", chain_->chain_id},
                              {"rpc_url", chain_->rpc_url},
-                             {"decimals", 6}});
+                             {"decimals", 6},
+                             {"interval_ms", b_->options().channel_interval_ms}});
     }
     // Everything else needs a login.
     auto who = Auth(req);

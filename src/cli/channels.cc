@@ -10,30 +10,27 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "chain/channel_client.h"
+#include "chain/channel_config.h"
 #include "chain/rpc/json_rpc_chain.h"
 #include "cli/common.h"
 #include "core/clock.h"
 #include "core/money.h"
 #include "crypto/hex.h"
 #include "crypto/voucher.h"
+#include "market/channel_policy.h"
 
 namespace grid::cli {
 namespace json = boost::json;
 
 namespace {
 
-// What a channels command needs: the broker's view of the chain, a node,
-// and the caller's key.
-struct Ctx {
-  uint64_t chain_id = 0;
-  crypto::Address contract, token;
-  std::unique_ptr<chain::JsonRpcChain> node;
-  std::unique_ptr<chain::ChannelClient> client;
-};
+using Ctx = ChannelsContext;
 
 // What the user pins instead of trusting the broker: the contract (it is
 // what `open` approves to pull the deposit) and the node.
@@ -46,41 +43,38 @@ Pins& pins() {
   return p;
 }
 
+// The pins outside `grid channels` (whose options CLI11 parses only when it
+// runs): `grid leases create --pay channel` honours the same variables.
+std::string PinnedContract() {
+  if (!pins().contract.empty()) return pins().contract;
+  const char* e = std::getenv("GRID_CHANNELS_CONTRACT");
+  return e ? e : "";
+}
+std::string PinnedRpc() {
+  if (!pins().rpc.empty()) return pins().rpc;
+  const char* e = std::getenv("GRID_CHAIN_RPC");
+  return e ? e : "";
+}
+
 // The broker's GET /v1/channels/config, checked against the pins: a broker
 // (or whoever sits between it and us on plain http) must not be able to
 // point the CLI at another contract than the one the user chose.
-Result<json::value> Config(client::BrokerClient& c, crypto::Address* contract, uint64_t* chain_id) {
-  GRID_ASSIGN_OR_RETURN(json::value cfg, c.Call("GET", "/v1/channels/config"));
-  GRID_ASSIGN_OR_RETURN(*contract, crypto::ParseAddress(Str(cfg, "contract")));
-  *chain_id = cfg.as_object().at("chain_id").to_number<uint64_t>();
-  if (!pins().contract.empty()) {
-    GRID_ASSIGN_OR_RETURN(crypto::Address pinned, crypto::ParseAddress(pins().contract));
-    if (pinned != *contract)
-      return Status(Code::kConflict, "the broker names the channel contract " + contract->ToChecksumHex() +
+Result<chain::ChannelsConfig> Config(client::BrokerClient& c) {
+  GRID_ASSIGN_OR_RETURN(json::value raw, c.Call("GET", "/v1/channels/config"));
+  auto cfg = chain::ParseChannelsConfig(raw);
+  if (!cfg.ok()) return Status(cfg.status().code(), "the broker's " + cfg.status().message());
+  if (const std::string pin = PinnedContract(); !pin.empty()) {
+    GRID_ASSIGN_OR_RETURN(crypto::Address pinned, crypto::ParseAddress(pin));
+    if (pinned != cfg->contract)
+      return Status(Code::kConflict, "the broker names the channel contract " + cfg->contract.ToChecksumHex() +
                                          ", not the one you pinned (--contract " + pinned.ToChecksumHex() + ")");
   }
-  return cfg;
+  return *cfg;
 }
 
 Result<Ctx> Connect(const Globals& g) {
   GRID_ASSIGN_OR_RETURN(auto c, Client(g));
-  Ctx ctx;
-  GRID_ASSIGN_OR_RETURN(json::value cfg, Config(*c, &ctx.contract, &ctx.chain_id));
-  GRID_ASSIGN_OR_RETURN(ctx.token, crypto::ParseAddress(Str(cfg, "token")));
-  const std::string rpc = pins().rpc.empty() ? Str(cfg, "rpc_url") : pins().rpc;
-  GRID_ASSIGN_OR_RETURN(ctx.node, chain::JsonRpcChain::Create(rpc));
-  GRID_ASSIGN_OR_RETURN(uint64_t node_chain, ctx.node->ChainId());
-  if (node_chain != ctx.chain_id)
-    return Status(Code::kConflict, "the node at " + rpc + " is chain " + std::to_string(node_chain) +
-                                       ", the broker's channels are on chain " + std::to_string(ctx.chain_id));
-  GRID_ASSIGN_OR_RETURN(uint8_t decimals, chain::Erc20Decimals(*ctx.node, ctx.token));
-  if (decimals != 6)
-    return Status(Code::kConflict, "the token " + ctx.token.ToChecksumHex() + " has " + std::to_string(decimals) +
-                                       " decimals; amounts here are USD with 6");
-  GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c->Key());
-  ctx.client = std::make_unique<chain::ChannelClient>(*ctx.node, key, ctx.contract,
-                                                      chain::ChannelClientOptions{.chain_id = ctx.chain_id});
-  return ctx;
+  return ConnectChannels(*c);
 }
 
 Result<chain::channels::ChannelId> ParseChannelId(const std::string& text) {
@@ -99,18 +93,6 @@ Result<Micros> ParseAmount(const std::string& text, bool allow_zero = false) {
   return m;
 }
 
-chain::U256 Units(Micros m) { return chain::U256(static_cast<uint64_t>(m)); }
-
-// Base units back to a money string; the deposit fits in int64 micro-USD for
-// any channel this CLI opened (uint96 on chain allows more).
-std::string Money(const chain::U256& v) {
-  auto u = v.ToUint64();
-  if (!u || *u > static_cast<uint64_t>(INT64_MAX)) return v.ToDecimal() + " base units";
-  return FormatMoney(static_cast<Micros>(*u));
-}
-
-std::string TimeOf(uint64_t unix_s) { return FormatTime(static_cast<UnixMs>(unix_s) * 1000); }
-
 json::object StateJson(const std::string& id, const chain::channels::ChannelState& s) {
   json::object o{{"channel", id}, {"open", s.exists}};
   if (!s.exists) return o;
@@ -118,10 +100,10 @@ json::object StateJson(const std::string& id, const chain::channels::ChannelStat
   o["provider"] = s.provider.ToChecksumHex();
   o["token"] = s.token.ToChecksumHex();
   o["signer"] = s.signer.ToChecksumHex();
-  o["deposit"] = Money(s.deposit);
-  o["paid"] = Money(s.paid);
-  o["expiry"] = TimeOf(s.expiry_s);
-  o["close_at"] = s.close_at_s ? json::value(TimeOf(s.close_at_s)) : json::value(nullptr);
+  o["deposit"] = TokenMoney(s.deposit);
+  o["paid"] = TokenMoney(s.paid);
+  o["expiry"] = ChainTimeText(s.expiry_s);
+  o["close_at"] = s.close_at_s ? json::value(ChainTimeText(s.close_at_s)) : json::value(nullptr);
   return o;
 }
 
@@ -141,6 +123,137 @@ void PrintSent(const Globals& g, const std::string& what, json::object o) {
 }
 
 }  // namespace
+
+Result<ChannelsContext> ConnectChannels(client::BrokerClient& c) {
+  Ctx ctx;
+  GRID_ASSIGN_OR_RETURN(chain::ChannelsConfig cfg, Config(c));
+  ctx.contract = cfg.contract;
+  ctx.chain_id = cfg.chain_id;
+  ctx.token = cfg.token;
+  const std::string pinned_rpc = PinnedRpc();
+  const std::string rpc = pinned_rpc.empty() ? cfg.rpc_url : pinned_rpc;
+  GRID_ASSIGN_OR_RETURN(ctx.node, chain::JsonRpcChain::Create(rpc));
+  GRID_RETURN_IF_ERROR(chain::CheckChannelsNode(*ctx.node, cfg, rpc));
+  GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c.Key());
+  ctx.client = std::make_unique<chain::ChannelClient>(*ctx.node, key, ctx.contract,
+                                                      chain::ChannelClientOptions{.chain_id = ctx.chain_id});
+  return ctx;
+}
+
+Status CheckTokenBalance(ChannelsContext& ctx, Micros amount) {
+  GRID_ASSIGN_OR_RETURN(chain::U256 have, chain::Erc20BalanceOf(*ctx.node, ctx.token, ctx.client->address()));
+  if (have < TokenUnits(amount))
+    return Status(Code::kInsufficientFunds, "your address " + ctx.client->address().ToChecksumHex() + " holds " +
+                                                TokenMoney(have) + " of the token, less than the deposit " +
+                                                FormatMoney(amount));
+  return Status::Ok();
+}
+
+chain::U256 TokenUnits(Micros m) { return chain::U256(static_cast<uint64_t>(m)); }
+
+// The deposit fits in int64 micro-USD for any channel this CLI opened
+// (uint96 on chain allows more: those are shown in base units).
+std::string TokenMoney(const chain::U256& v) {
+  auto u = v.ToUint64();
+  if (!u || *u > static_cast<uint64_t>(INT64_MAX)) return v.ToDecimal() + " base units";
+  return FormatMoney(static_cast<Micros>(*u));
+}
+
+std::string ChainTimeText(uint64_t unix_s) { return FormatTime(static_cast<UnixMs>(unix_s) * 1000); }
+
+Result<int64_t> ParseDurationS(const std::string& text, const std::string& what) {
+  auto bad = [&] {
+    return InvalidArgument(what + ": expected a whole number and a unit (s, m, h, d), e.g. 24h; got \"" + text + "\"");
+  };
+  if (text.size() < 2) return bad();
+  int64_t unit = 0;
+  switch (text.back()) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return bad();
+  }
+  int64_t n = 0;
+  const char* end = text.data() + text.size() - 1;
+  auto r = std::from_chars(text.data(), end, n);
+  if (r.ec != std::errc() || r.ptr != end || n <= 0) return bad();
+  // Beyond the contract's uint48 seconds long before int64 overflows.
+  if (n > (int64_t{1} << 40) / unit) return InvalidArgument(what + ": " + text + " is too long");
+  return n * unit;
+}
+
+std::string RecoverDepositHint(const std::string& channel_id, uint64_t expiry_s) {
+  return "get the deposit back with `grid channels start-close " + channel_id +
+         "` and, one hour later, `grid channels finish-close " + channel_id + "` (or `grid channels refund " +
+         channel_id + "` from " + ChainTimeText(expiry_s) + ")";
+}
+
+Result<crypto::Address> ChannelPayeeOf(const json::value& offer) {
+  const std::string payee = Str(offer, "channel_payee");
+  if (payee.empty())
+    return Status(Code::kConflict, "offer " + Str(offer, "id") +
+                                       ": its host does not accept payment by channel (no channel_payee); "
+                                       "rent it without --pay channel, or pick another offer");
+  auto addr = crypto::ParseAddress(payee);
+  if (!addr.ok()) return InvalidArgument("offer " + Str(offer, "id") + ": channel_payee: " + addr.status().message());
+  return *addr;
+}
+
+Result<Micros> ChannelLeaseDeposit(Micros price_per_hour, int64_t interval_ms, std::optional<Micros> requested) {
+  GRID_ASSIGN_OR_RETURN(Micros margin, market::ChannelMargin(price_per_hour, interval_ms));
+  GRID_ASSIGN_OR_RETURN(Micros minimum, market::DepositFor(price_per_hour, kLeaseChannelMinHoldMs, margin));
+  if (!requested) return market::DepositFor(price_per_hour, kLeaseChannelDefaultHoldMs, margin);
+  if (*requested < minimum)
+    return InvalidArgument("--deposit " + FormatMoney(*requested) + " is below what the broker requires: " +
+                           FormatMoney(minimum) + " (10 minutes at " + FormatMoney(price_per_hour) +
+                           "/h plus one voucher interval's margin)");
+  return *requested;
+}
+
+Status CheckLeaseChannelExpiry(int64_t expiry_in_s) {
+  const int64_t min_s = (kLeaseChannelMinHoldMs + market::kChannelExpiryMarginMs) / 1000;
+  if (expiry_in_s < min_s)
+    return InvalidArgument("--channel-expiry: the broker needs the channel open at least " +
+                           std::to_string(min_s / 60) +
+                           " minutes (10 minutes of the lease + the provider's 5 minutes to redeem)");
+  return Status::Ok();
+}
+
+int64_t VoucherIntervalMs(const json::value& config) {
+  const json::object* o = config.if_object();
+  const json::value* v = o ? o->if_contains("interval_ms") : nullptr;
+  if (v && v->is_int64() && v->get_int64() > 0) return v->get_int64();
+  return market::kDefaultVoucherIntervalMs;  // a broker from before the interval was published
+}
+
+Result<LeaseChannel> OpenLeaseChannel(client::BrokerClient& c, const LeaseChannelRequest& req, bool progress) {
+  GRID_RETURN_IF_ERROR(CheckLeaseChannelExpiry(req.expiry_in_s));
+  GRID_ASSIGN_OR_RETURN(ChannelsContext ctx, ConnectChannels(c));
+  crypto::Address signer = ctx.client->address();
+  if (!req.signer_key.empty()) {
+    // Decrypted, not read from the file's "address" field: a wrong signer
+    // would make every voucher of the channel worthless.
+    auto key = client::LoadKey(req.signer_key);
+    if (!key.ok()) return Status(key.status().code(), "--signer-key " + req.signer_key + ": " + key.status().message());
+    signer = crypto::AddressOf(*key);
+  }
+  GRID_RETURN_IF_ERROR(CheckTokenBalance(ctx, req.deposit));
+  GRID_ASSIGN_OR_RETURN(uint64_t now_s, ctx.client->ChainTime());
+  const uint64_t expiry = now_s + static_cast<uint64_t>(req.expiry_in_s);
+  if (progress)
+    std::fprintf(stderr, "opening a channel: %s to %s (approve, then open; waiting for both to be mined)\n",
+                 FormatMoney(req.deposit).c_str(), req.payee.ToChecksumHex().c_str());
+  GRID_ASSIGN_OR_RETURN(auto opened, ctx.client->Open(req.payee, ctx.token, TokenUnits(req.deposit), expiry, signer));
+  const auto& e = opened.event;
+  auto deposit = e.deposit.ToUint64();
+  return LeaseChannel{.id = crypto::HexEncode(e.id),
+                      .payee = e.provider,
+                      .signer = e.signer,
+                      .deposit = deposit ? static_cast<Micros>(*deposit) : req.deposit,
+                      .expiry_s = e.expiry_s,
+                      .tx_hash = crypto::HexEncode(opened.tx_hash)};
+}
 
 void AddChannels(CLI::App& app, Globals& g, Run& run) {
   auto* ch = app.add_subcommand("channels", "Payment channels: pay a provider by signed vouchers, on chain, "
@@ -168,13 +281,10 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
       if (!signer.empty()) {
         GRID_ASSIGN_OR_RETURN(who, crypto::ParseAddress(signer));
       }
-      GRID_ASSIGN_OR_RETURN(chain::U256 have, chain::Erc20BalanceOf(*ctx.node, ctx.token, ctx.client->address()));
-      if (have < Units(deposit))
-        return Status(Code::kInsufficientFunds, "amount: your address holds " + Money(have) +
-                                                    " of the token, less than the deposit " + FormatMoney(deposit));
+      GRID_RETURN_IF_ERROR(CheckTokenBalance(ctx, deposit));
       GRID_ASSIGN_OR_RETURN(uint64_t now_s, ctx.client->ChainTime());
       const uint64_t expiry = now_s + static_cast<uint64_t>(hours * 3600);
-      GRID_ASSIGN_OR_RETURN(auto opened, ctx.client->Open(to, ctx.token, Units(deposit), expiry, who));
+      GRID_ASSIGN_OR_RETURN(auto opened, ctx.client->Open(to, ctx.token, TokenUnits(deposit), expiry, who));
       const auto& e = opened.event;
       json::object o{{"channel", crypto::HexEncode(e.id)},
                      {"tx_hash", crypto::HexEncode(opened.tx_hash)},
@@ -182,13 +292,14 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
                      {"provider", e.provider.ToChecksumHex()},
                      {"token", e.token.ToChecksumHex()},
                      {"signer", e.signer.ToChecksumHex()},
-                     {"deposit", Money(e.deposit)},
-                     {"expiry", TimeOf(e.expiry_s)}};
+                     {"deposit", TokenMoney(e.deposit)},
+                     {"expiry", ChainTimeText(e.expiry_s)}};
       if (g.json) PrintJson(o);
       else if (g.quiet) std::printf("%s\n", Str(o, "channel").c_str());
       else
         std::printf("channel %s: %s to %s, refundable from %s (tx %s)\n", Str(o, "channel").c_str(),
-                    Money(e.deposit).c_str(), e.provider.ToChecksumHex().c_str(), TimeOf(e.expiry_s).c_str(),
+                    TokenMoney(e.deposit).c_str(), e.provider.ToChecksumHex().c_str(),
+                    ChainTimeText(e.expiry_s).c_str(),
                     Str(o, "tx_hash").c_str());
       return Status::Ok();
     };
@@ -213,13 +324,13 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
         expiry = std::max(expiry, now_s + static_cast<uint64_t>(top_hours * 3600));
       }
       if (add == 0 && expiry == st.expiry_s) return InvalidArgument("top-up: nothing to do (amount 0 and no later --hours)");
-      GRID_ASSIGN_OR_RETURN(chain::Receipt r, ctx.client->TopUp(cid, st.token, Units(add), expiry));
+      GRID_ASSIGN_OR_RETURN(chain::Receipt r, ctx.client->TopUp(cid, st.token, TokenUnits(add), expiry));
       GRID_ASSIGN_OR_RETURN(auto after, ctx.client->Get(cid));
-      PrintSent(g, "deposit " + Money(after.deposit) + ", refundable from " + TimeOf(after.expiry_s),
+      PrintSent(g, "deposit " + TokenMoney(after.deposit) + ", refundable from " + ChainTimeText(after.expiry_s),
                 json::object{{"channel", id},
                              {"tx_hash", crypto::HexEncode(r.tx_hash)},
-                             {"deposit", Money(after.deposit)},
-                             {"expiry", TimeOf(after.expiry_s)}});
+                             {"deposit", TokenMoney(after.deposit)},
+                             {"expiry", ChainTimeText(after.expiry_s)}});
       return Status::Ok();
     };
   });
@@ -255,12 +366,10 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
       GRID_ASSIGN_OR_RETURN(auto cid, ParseChannelId(id));
       GRID_ASSIGN_OR_RETURN(Micros cumulative, ParseAmount(amount));
       GRID_ASSIGN_OR_RETURN(auto c, Client(g));
-      crypto::Address contract;
-      uint64_t chain_id = 0;
-      GRID_RETURN_IF_ERROR(Config(*c, &contract, &chain_id).status());
+      GRID_ASSIGN_OR_RETURN(chain::ChannelsConfig cfg, Config(*c));
       GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c->Key());
-      GRID_ASSIGN_OR_RETURN(crypto::Signature s,
-                            crypto::SignVoucher(key, chain_id, contract, cid, static_cast<uint64_t>(cumulative)));
+      GRID_ASSIGN_OR_RETURN(crypto::Signature s, crypto::SignVoucher(key, cfg.chain_id, cfg.contract, cid,
+                                                                     static_cast<uint64_t>(cumulative)));
       std::string hex = crypto::HexEncode(s);
       if (g.json) PrintJson(json::object{{"channel", id}, {"amount", FormatMoney(cumulative)}, {"signature", hex}});
       else std::printf("%s\n", hex.c_str());
@@ -279,10 +388,12 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
       GRID_ASSIGN_OR_RETURN(crypto::Signature s, crypto::ParseSignature(sig));
       GRID_ASSIGN_OR_RETURN(Ctx ctx, Connect(g));
       GRID_RETURN_IF_ERROR(CheckVoucher(ctx, cid, cumulative, s));
-      GRID_ASSIGN_OR_RETURN(chain::Receipt r, ctx.client->Send(chain::channels::EncodeRedeem(cid, Units(cumulative), s)));
+      GRID_ASSIGN_OR_RETURN(chain::Receipt r,
+                            ctx.client->Send(chain::channels::EncodeRedeem(cid, TokenUnits(cumulative), s)));
       GRID_ASSIGN_OR_RETURN(auto st, ctx.client->Get(cid));
-      PrintSent(g, "redeemed: paid " + Money(st.paid) + " in total",
-                json::object{{"channel", id}, {"tx_hash", crypto::HexEncode(r.tx_hash)}, {"paid", Money(st.paid)}});
+      PrintSent(g, "redeemed: paid " + TokenMoney(st.paid) + " in total",
+                json::object{
+                    {"channel", id}, {"tx_hash", crypto::HexEncode(r.tx_hash)}, {"paid", TokenMoney(st.paid)}});
       return Status::Ok();
     };
   });
@@ -315,7 +426,7 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
         sig_bytes = s;
       }
       GRID_ASSIGN_OR_RETURN(chain::Receipt r,
-                            ctx.client->Send(chain::channels::EncodeClose(cid, Units(cumulative), sig_bytes)));
+                            ctx.client->Send(chain::channels::EncodeClose(cid, TokenUnits(cumulative), sig_bytes)));
       PrintSent(g, "closed", json::object{{"channel", id}, {"tx_hash", crypto::HexEncode(r.tx_hash)}});
       return Status::Ok();
     };
@@ -344,7 +455,7 @@ void AddChannels(CLI::App& app, Globals& g, Run& run) {
         json::object o{{"channel", id}, {"tx_hash", crypto::HexEncode(r.tx_hash)}};
         if (std::string_view(call.name) == "start-close") {
           GRID_ASSIGN_OR_RETURN(auto st, ctx.client->Get(cid));
-          o["close_at"] = st.close_at_s ? json::value(TimeOf(st.close_at_s)) : json::value(nullptr);
+          o["close_at"] = st.close_at_s ? json::value(ChainTimeText(st.close_at_s)) : json::value(nullptr);
         }
         PrintSent(g, std::string(call.name) + " done", std::move(o));
         return Status::Ok();

@@ -21,6 +21,7 @@
 #include "cli/admin.h"
 #include "cli/channels.h"
 #include "cli/common.h"
+#include "cli/pay.h"
 #include "client/broker_client.h"
 #include "cli/table.h"
 #include "core/clock.h"
@@ -607,15 +608,58 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
   cr->add_option("--ssh-key", ssh_key_file,
                  "OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub): the container runs an sshd for it (podman hosts); "
                  "`grid leases show` prints the ssh command");
+  static std::string pay_mode = "escrow", deposit, channel_expiry, signer_key_file;
+  cr->add_option("--pay", pay_mode,
+                 "escrow (default: your broker balance) or channel (a payment channel from your key to the host; "
+                 "run `grid pay` to sign its vouchers)")
+      ->check(CLI::IsMember({"escrow", "channel"}));
+  cr->add_option("--deposit", deposit, "--pay channel: USD to lock (default: 1 hour of the lease + one voucher interval as margin)");
+  cr->add_option("--channel-expiry", channel_expiry,
+                 "--pay channel: when what is unused becomes refundable, e.g. 24h (default), 90m, 2d");
+  cr->add_option("--signer-key", signer_key_file,
+                 "--pay channel: key file of a session key (holding no funds) that signs the vouchers; default: --key");
   cr->callback([&] {
     run = [&]() -> Status {
+      const bool by_channel = pay_mode == "channel";
+      if (!by_channel && (!deposit.empty() || !channel_expiry.empty() || !signer_key_file.empty()))
+        return InvalidArgument("--deposit, --channel-expiry and --signer-key go with --pay channel");
       GRID_ASSIGN_OR_RETURN(auto c, Client(g));
-      // Sign exactly what is being bought: the offer at its current price.
       GRID_ASSIGN_OR_RETURN(json::value o, c->Call("GET", "/v1/offers/" + std::to_string(offer)));
       GRID_ASSIGN_OR_RETURN(Micros per_gpu, ParseMoney(Str(o, "dph_per_gpu"), "offer price"));
       int n = gpus > 0 ? gpus : static_cast<int>(std::stoi(Str(o, "num_gpus")));
       auto price = CheckedMul(per_gpu, n);
       if (!price) return InvalidArgument("price overflow");
+      std::string ssh_key;
+      if (!ssh_key_file.empty()) {
+        auto text = crypto::ReadFileToString(ssh_key_file);
+        if (!text.ok()) return InvalidArgument("--ssh-key " + ssh_key_file + ": " + text.status().message());
+        ssh_key = *text;
+        while (!ssh_key.empty() && (ssh_key.back() == '\n' || ssh_key.back() == '\r')) ssh_key.pop_back();
+        if (ssh_key.find("PRIVATE KEY") != std::string::npos)
+          return InvalidArgument("--ssh-key " + ssh_key_file + ": this is a private key; give the .pub file");
+        if (Status s = market::CheckSshPublicKey(ssh_key); !s.ok())
+          return InvalidArgument("--ssh-key " + ssh_key_file + ": " + s.message());
+      }
+      // Paid by channel: the channel is opened (on chain, from the renter's
+      // key) before the order is signed, so the order's 10 minutes are not
+      // spent waiting for the two transactions.
+      std::optional<LeaseChannel> channel;
+      if (by_channel) {
+        LeaseChannelRequest req;
+        GRID_ASSIGN_OR_RETURN(req.payee, ChannelPayeeOf(o));
+        std::optional<Micros> asked;
+        if (!deposit.empty()) {
+          GRID_ASSIGN_OR_RETURN(asked, ParseMoney(deposit, "--deposit"));
+        }
+        GRID_ASSIGN_OR_RETURN(json::value config, c->Call("GET", "/v1/channels/config"));
+        GRID_ASSIGN_OR_RETURN(req.deposit, ChannelLeaseDeposit(*price, VoucherIntervalMs(config), asked));
+        if (!channel_expiry.empty()) {
+          GRID_ASSIGN_OR_RETURN(req.expiry_in_s, ParseDurationS(channel_expiry, "--channel-expiry"));
+        }
+        req.signer_key = signer_key_file;
+        GRID_ASSIGN_OR_RETURN(channel, OpenLeaseChannel(*c, req, !g.json && !g.quiet));
+      }
+      // Sign exactly what is being bought: the offer at its current price.
       uint64_t nonce = 0;
       if (RAND_bytes(reinterpret_cast<unsigned char*>(&nonce), sizeof nonce) != 1) return Internal("no randomness");
       nonce >>= 1;  // keep it printable as a positive int64 too
@@ -630,27 +674,31 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
       for (const auto& e : env) env_a.push_back(json::string(e));
       for (const auto& x : command) cmd_a.push_back(json::string(x));
       for (int p : ports) ports_a.push_back(p);
-      std::string ssh_key;
-      if (!ssh_key_file.empty()) {
-        auto text = crypto::ReadFileToString(ssh_key_file);
-        if (!text.ok()) return InvalidArgument("--ssh-key " + ssh_key_file + ": " + text.status().message());
-        ssh_key = *text;
-        while (!ssh_key.empty() && (ssh_key.back() == '\n' || ssh_key.back() == '\r')) ssh_key.pop_back();
-        if (ssh_key.find("PRIVATE KEY") != std::string::npos)
-          return InvalidArgument("--ssh-key " + ssh_key_file + ": this is a private key; give the .pub file");
-        if (Status s = market::CheckSshPublicKey(ssh_key); !s.ok())
-          return InvalidArgument("--ssh-key " + ssh_key_file + ": " + s.message());
-      }
       json::value body = json::object{
           {"offer_id", offer}, {"gpus", n}, {"image", image}, {"env", env_a}, {"command", cmd_a},
           {"ports", ports_a}, {"ssh_key", ssh_key.empty() ? json::value(nullptr) : json::value(ssh_key)},
           {"order", json::object{{"offer_id", offer}, {"gpus", n}, {"price_per_hour", FormatMoney(*price)},
                                  {"nonce", std::to_string(nonce)}, {"expiry", order.expiry_unix_s},
                                  {"signature", crypto::HexEncode(sig)}}}};
-      GRID_ASSIGN_OR_RETURN(json::value r, c->AuthCall("POST", "/v1/leases", &body));
+      if (channel) body.as_object()["pay"] = json::object{{"channel", channel->id}};
+      auto created = c->AuthCall("POST", "/v1/leases", &body);
+      if (!created.ok() && channel)
+        // The deposit is locked on chain and no lease uses it: say how to
+        // get it back rather than leave the user guessing.
+        return Status(created.status().code(),
+                      created.status().message() + "\nthe channel " + channel->id + " was opened with " +
+                          FormatMoney(channel->deposit) + " but no lease uses it; " +
+                          RecoverDepositHint(channel->id, channel->expiry_s));
+      GRID_ASSIGN_OR_RETURN(json::value r, std::move(created));
       if (g.json) PrintJson(r);
       else if (g.quiet) std::printf("%s\n", Str(r, "id").c_str());
       else PrintLeases(json::array{r});
+      if (channel && !g.json && !g.quiet)
+        std::printf("paid by channel %s: %s locked for %s, refundable from %s (tx %s)\n"
+                    "now run `grid pay` and keep it running: it signs a voucher each minute, and without them the "
+                    "host stops the lease\n",
+                    channel->id.c_str(), FormatMoney(channel->deposit).c_str(), channel->payee.ToChecksumHex().c_str(),
+                    FormatTime(static_cast<UnixMs>(channel->expiry_s) * 1000).c_str(), channel->tx_hash.c_str());
       return Status::Ok();
     };
   });
@@ -753,6 +801,9 @@ void AddBroker(CLI::App& app, Run& run) {
   b->add_option("--confirmations", confirmations, "Blocks a deposit or withdrawal must be deep (default 12; 1 with --dev)");
   b->add_option("--chain-poll", chain_poll, "Seconds between looks at the chain");
   b->add_option("--channels", chain.channels, "The PaymentChannels contract's address (needs --chain-rpc)");
+  static std::string channel_interval = "60";
+  b->add_option("--channel-interval", channel_interval,
+                "Seconds per voucher of leases paid by payment channel (one interval is also their grace)");
   b->add_option("--chain-start-block", chain.start_block, "First block a new broker scans for deposits (default: now)");
   b->add_option("--bump-after", bump_after, "Seconds before an unmined withdrawal is re-sent with higher fees");
   b->add_option("--withdraw-min", withdraw_min, "Smallest withdrawal, USD");
@@ -780,6 +831,10 @@ void AddBroker(CLI::App& app, Run& run) {
       } else if (!chain.token.empty() || !chain.key_file.empty() || !chain.channels.empty()) {
         return InvalidArgument("--token, --treasury-key and --channels need --chain-rpc");
       }
+      GRID_ASSIGN_OR_RETURN(Micros interval, ParseMoney(channel_interval, "--channel-interval"));
+      if (interval < 1000 * 1000 || interval > 3600 * kMicrosPerUnit)
+        return InvalidArgument("--channel-interval: 1 to 3600 seconds");
+      o.broker.channel_interval_ms = interval / 1000;
       GRID_ASSIGN_OR_RETURN(Micros tick_micros, ParseMoney(tick, "--tick"));  // seconds with <= 6 decimals
       o.broker.tick_ms = tick_micros / 1000;
       GRID_ASSIGN_OR_RETURN(Micros hb, ParseMoney(heartbeat, "--heartbeat"));
@@ -865,10 +920,18 @@ void AddAgent(CLI::App& app, Globals& g, Run& run) {
   static std::string config;
   a->add_option("--config", config,
                 "JSON file: geolocation, datacenter, inet_up, inet_down, price_gpu, min_chunk, end_date, "
-                "price_disk, simulate_gpus, grace_ms, runtime, public_host (flags given on the command line win)");
+                "price_disk, simulate_gpus, grace_ms, runtime, public_host, chain_rpc, channel_redeem_threshold (flags "
+                "given on the command line win)");
   a->add_option("--price-gpu", o.price_gpu, "List the machine at this USD per GPU-hour once enrolled");
   a->add_option("--min-chunk", o.min_chunk, "Smallest GPU count rented (with --price-gpu)");
   a->add_option("--end-date", o.end_date, "No lease runs past this date (with --price-gpu)");
+  a->add_option("--chain-rpc", o.chain_rpc,
+                "EVM node of the broker's chain: take leases paid by payment channel, redeeming and closing them "
+                "with this agent's key (its address needs native coin for gas)")
+      ->envname("GRID_CHAIN_RPC");
+  a->add_option("--channel-redeem-threshold", o.channel_redeem_threshold,
+                "Redeem a channel's vouchers once this much USD is unredeemed (default 5.00; always before the "
+                "channel's expiry)");
   a->callback([&, a] {
     run = [&, a]() -> Status {
       o.broker_url = g.broker;
@@ -888,10 +951,14 @@ void AddAgent(CLI::App& app, Globals& g, Run& run) {
         if (!given("--grace")) o.grace_ms = from_file.grace_ms;
         if (!given("--runtime")) o.runtime = from_file.runtime;
         if (!given("--public-host")) o.public_host = from_file.public_host;
+        if (!given("--chain-rpc")) o.chain_rpc = from_file.chain_rpc;
+        if (!given("--channel-redeem-threshold")) o.channel_redeem_threshold = from_file.channel_redeem_threshold;
         o.price_disk = from_file.price_disk;
       }
       if (o.site.geolocation.empty()) return InvalidArgument("--geolocation (or \"geolocation\" in --config) is required");
       if (!o.price_gpu.empty()) GRID_RETURN_IF_ERROR(ParseMoney(o.price_gpu, "--price-gpu").status());
+      GRID_ASSIGN_OR_RETURN(Micros threshold, ParseMoney(o.channel_redeem_threshold, "--channel-redeem-threshold"));
+      if (threshold <= 0) return InvalidArgument("--channel-redeem-threshold: must be greater than 0");
       int rc = agent::RunAgent(o);
       if (rc != 0) std::exit(rc);
       return Status::Ok();
@@ -986,6 +1053,7 @@ int Main(int argc, char** argv) {
   AddLeases(app, g, run);
   AddAdmin(app, g, run);
   AddChannels(app, g, run);
+  AddPay(app, g, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -351,29 +351,36 @@ export function assertApiError(assert, r, status, { code, match } = {}) {
 
 // --- agents
 
-// Starts `grid agent` and waits for its "enrolled" line; killed by PID at the end.
-export async function startAgent(t, dir, broker, args) {
-  const proc = spawn(GRID_BIN, ['--broker', broker, 'agent', ...args], { env: cliEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
+// Starts `grid ARGS` in the background (the broker URL first), collecting
+// its output; killed by PID at the end of the test.
+export function spawnGrid(t, dir, broker, args) {
+  const proc = spawn(GRID_BIN, ['--broker', broker, ...args], { env: cliEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout.setEncoding('utf8').on('data', (d) => (out += d));
   proc.stderr.setEncoding('utf8').on('data', (d) => (err += d));
   const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-  let alive = true;
-  exited.then(() => (alive = false));
+  const p = { proc, exited, alive: true, get stderr() { return err; }, get stdout() { return out; } };
+  exited.then(() => (p.alive = false));
   t.after(async () => {
-    if (alive) {
+    if (p.alive) {
       process.kill(proc.pid, 'SIGKILL');
       await exited;
     }
   });
+  return p;
+}
+
+// Starts `grid agent` and waits for its "enrolled" line; killed by PID at the end.
+export async function startAgent(t, dir, broker, args) {
+  const p = spawnGrid(t, dir, broker, ['agent', ...args]);
   const deadline = Date.now() + 20000 * SLOW;
-  while (!/enrolled/.test(out)) {
-    if (!alive) throw new Error(`agent exited before enrolling:\n${err}`);
-    if (Date.now() > deadline) throw new Error(`agent did not enroll in time:\n${out}\n${err}`);
+  while (!/enrolled/.test(p.stdout)) {
+    if (!p.alive) throw new Error(`agent exited before enrolling:\n${p.stderr}`);
+    if (Date.now() > deadline) throw new Error(`agent did not enroll in time:\n${p.stdout}\n${p.stderr}`);
     await sleep(50);
   }
-  return { proc, exited, get stderr() { return err; }, get stdout() { return out; } };
+  return p;
 }
 
 export async function waitFor(what, fn, ms = 15000 * SLOW) {

@@ -30,6 +30,11 @@
 //          key is outside the list.
 //   spec   DecodeMachineSpec ok => decoding its canonical_json gives the same
 //          canonical_json, and the spec passes ValidateSpec.
+//   channel api::DecodeLeaseChannel (what an agent and `grid pay` read of a
+//          channel lease) of the object and of its "channel" member: ok =>
+//          EncodeLeaseChannel of a lease carrying it (started at the
+//          object's "start_ms", if an integer) decodes to the same
+//          ChannelPayment; errors are invalid_argument naming "channel".
 //   ssh    market::CheckSshPublicKey (a lease's ssh_key) ok => one line of
 //          printable ASCII of at most 8 KiB, starting with a known key type
 //          and a space; errors are invalid_argument naming ssh_key.
@@ -349,6 +354,24 @@ void CheckSshKey(std::string_view text) {
         "CheckSshPublicKey accepted an unknown key type", std::string(text.substr(0, 40)));
 }
 
+void CheckLeaseChannel(const json::value& v, const json::object& outer) {
+  auto c = grid::api::DecodeLeaseChannel(v);
+  if (!c.ok()) {
+    Check(c.status().code() == Code::kInvalidArgument, "DecodeLeaseChannel error is not invalid_argument");
+    Check(c.status().message().find("channel") != std::string::npos, "DecodeLeaseChannel error names no field",
+          c.status().message());
+    return;
+  }
+  grid::market::Lease l;
+  l.state = grid::market::LeaseState::kRunning;
+  l.price_per_hour = 3'600'000;
+  if (const json::value* s = outer.if_contains("start_ms"); s && s->is_int64()) l.started_ms = s->get_int64();
+  l.channel = *c;
+  auto back = grid::api::DecodeLeaseChannel(json::parse(grid::api::Serialize(grid::api::EncodeLeaseChannel(l, 0))));
+  Check(back.ok() && *back == *c, "DecodeLeaseChannel(EncodeLeaseChannel(x)) != x",
+        back.ok() ? std::string_view("differs") : std::string_view(back.status().message()));
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 64 * 1024) return 0;  // the broker caps bodies at 1 MiB; small inputs find the same bugs faster
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -370,5 +393,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           serialized);
   }
   CheckObject(*obj, "", 0);
+  CheckLeaseChannel(*obj, *obj);
+  if (const json::value* c = obj->if_contains("channel")) CheckLeaseChannel(*c, *obj);
   return 0;
 }

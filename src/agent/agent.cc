@@ -97,18 +97,20 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock)
   } else {
     a->probe_ = NewNvmlProbe();
   }
+  // Lease ids are per broker: two agents on one host (two state dirs) keep
+  // their leases' cgroups apart, and a lease never lands in the cgroup of
+  // another agent's workload of the same id.
+  char tag[17];
+  std::snprintf(tag, sizeof tag, "%016llx",
+                static_cast<unsigned long long>(std::hash<std::string>{}(std::filesystem::absolute(a->o_.state_dir).string())));
   if (a->o_.runtime == "process") {
     ProcessRuntimeOptions ro;
     ro.state_dir = a->o_.state_dir + "/runtime";
+    ro.cgroup_name = "grid-" + std::string(tag, 8);
     GRID_ASSIGN_OR_RETURN(a->runtime_, NewProcessRuntime(ro));
   } else if (a->o_.runtime == "podman") {
     PodmanRuntimeOptions po;
     po.state_dir = a->o_.state_dir + "/podman";
-    // Lease ids are per broker: two agents on one host (two state dirs) keep
-    // their leases' cgroups apart.
-    char tag[17];
-    std::snprintf(tag, sizeof tag, "%016llx",
-                  static_cast<unsigned long long>(std::hash<std::string>{}(std::filesystem::absolute(a->o_.state_dir).string())));
     po.cgroup_parent = "/grid-podman/" + std::string(tag, 8);
     GRID_ASSIGN_OR_RETURN(a->runtime_, NewPodmanRuntime(po));
   } else {
@@ -525,20 +527,32 @@ int64_t Agent::Step() {
     static thread_local std::mt19937_64 rng(std::random_device{}());
     return backoff / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(backoff / 2 + 1));
   }
+  // The broker's answer is outside input: one that is not what the API
+  // says is treated as a failed heartbeat, never trusted (an empty lease
+  // list would read as "every lease ended").
+  const json::object* answer = r->if_object();
+  const json::value* lv = answer ? answer->if_contains("leases") : nullptr;
+  const json::array* leases = lv ? lv->if_array() : nullptr;
+  if (!leases || !std::all_of(leases->begin(), leases->end(), [](const json::value& v) { return v.is_object(); })) {
+    ++failures_;
+    std::fprintf(stderr, "grid agent: the broker's heartbeat answer has no list of lease objects\n");
+    EnforceDeadlines();
+    return heartbeat_ms_;
+  }
   failures_ = 0;
   SampleGpus();
-  const json::object& o = r->as_object();
+  const json::object& o = *answer;
   if (const json::value* hb = o.if_contains("heartbeat_seconds"); hb && hb->is_number())
     heartbeat_ms_ = std::max<int64_t>(100, static_cast<int64_t>(hb->to_number<double>() * 1000));
-  Status s = Reconcile(o.at("leases").as_array());
+  Status s = Reconcile(*leases);
   if (!s.ok()) std::fprintf(stderr, "grid agent: %s\n", s.ToString().c_str());
   if (channels_) {
     // The heartbeat lists the active leases only: a tracked channel whose
     // lease is not among them is closed.
     std::set<int64_t> active;
-    for (const auto& v : o.at("leases").as_array()) {
-      const std::string st = Str(v.as_object(), "state");
-      if (st == "pending" || st == "running") active.insert(Int(v.as_object(), "id"));
+    for (const auto& v : *leases) {
+      const std::string st = Str(v.get_object(), "state");
+      if (st == "pending" || st == "running") active.insert(Int(v.get_object(), "id"));
     }
     channels_->Tick(&active, clock_->NowMs());
   }

@@ -197,6 +197,10 @@ Result<ChannelKeeper::Checked> ChannelKeeper::CheckChannel(const json::object& l
     return Conflict("the lease's channel is paid in token " + p.token + ", not " + cfg.token.ToLowerHex());
   if (p.payee != o_.payee.ToLowerHex())
     return Conflict("the lease's channel pays " + p.payee + ", not this host's agent " + o_.payee.ToLowerHex());
+  // The provider's risk is the grace: unpaid running time before a stop.
+  if (p.grace_ms > p.interval_ms)
+    return Conflict("the lease's channel terms give a grace of " + std::to_string(p.grace_ms) +
+                    " ms, more than its voucher interval of " + std::to_string(p.interval_ms) + " ms");
   Checked c;
   GRID_RETURN_IF_ERROR(crypto::HexDecodeExact(p.channel, c.id, "channel id"));
   auto st = chain_->Get(c.id);
@@ -209,6 +213,8 @@ Result<ChannelKeeper::Checked> ChannelKeeper::CheckChannel(const json::object& l
     // At least the first voucher must be redeemable before the expiry, by
     // the chain's clock (which the contract uses) and by ours.
     GRID_ASSIGN_OR_RETURN(uint64_t chain_s, chain_->ChainTimeS());
+    if (chain_s > static_cast<uint64_t>(INT64_MAX / 4000)) return Conflict("the chain's clock is out of range");
+    // Interval and margin are at most a day each (api::DecodeLeaseChannel).
     const UnixMs now = std::max<UnixMs>(now_ms, static_cast<UnixMs>(chain_s) * 1000);
     if (c.expiry_ms < now + p.interval_ms + p.expiry_margin_ms)
       return Conflict("channel " + p.channel + " on chain: it expires at " + FormatTime(c.expiry_ms) +
@@ -343,6 +349,16 @@ std::string ChannelKeeper::StopReason(int64_t lease_id, UnixMs now_ms) const {
          FormatMoney(st->accepted) + ")";
 }
 
+bool ChannelKeeper::ConfirmGone(Duty& d, UnixMs now_ms) const {
+  if (d.gone_since_ms == 0) {
+    d.gone_since_ms = now_ms;
+    d.next_try_ms = now_ms + kGoneConfirmMs;
+    d.next_watch_ms = now_ms + kGoneConfirmMs;
+    return false;
+  }
+  return now_ms - d.gone_since_ms >= kGoneConfirmMs;
+}
+
 bool ChannelKeeper::Due(int64_t lease_id, UnixMs now_ms) {
   const Duty& d = duties_[lease_id];
   return !d.busy && now_ms >= d.next_try_ms;
@@ -396,6 +412,13 @@ void ChannelKeeper::Apply(const Outcome& o, UnixMs now_ms) {
   d.failures = 0;
   d.next_try_ms = 0;
   d.close_pending = o.close_pending;
+  if (o.exists) d.gone_since_ms = 0;
+  // Gone without our own close: believed on a second read only.
+  if (!o.exists && o.close_tx.empty() && !d.gone && !ConfirmGone(d, now_ms)) {
+    Log(o.lease_id, "the channel reads as closed on chain; reading it again in " +
+                        std::to_string(kGoneConfirmMs / 1000) + " s before believing it");
+    return;
+  }
   // What the chain paid out, in the book (it may be more than this agent
   // sent: anyone may redeem a voucher, e.g. the broker).
   if (st && o.paid && *o.paid > st->redeemed) {

@@ -82,6 +82,10 @@ using ChannelSyncFn = std::function<Status(int64_t lease_id, const std::string& 
 
 class ChannelKeeper {
  public:
+  // A channel that reads as gone (all zeros) is believed only when a read
+  // at least this much later agrees: a node lagging behind the open block,
+  // or one behind a load balancer, reads a live channel as all zeros too.
+  static constexpr int64_t kGoneConfirmMs = 30'000;
   // Opens (or creates) the voucher book under `book_dir`; the leases it
   // holds are closed once the broker no longer lists them as active.
   static Result<std::unique_ptr<ChannelKeeper>> Open(ChannelKeeperOptions options, std::shared_ptr<ChannelChain> chain,
@@ -137,8 +141,12 @@ class ChannelKeeper {
     UnixMs next_try_ms = 0;
     UnixMs next_watch_ms = 0;
     bool close_pending = false;  // the renter started closing the channel
-    bool gone = false;           // the channel no longer exists on chain
+    bool gone = false;           // the channel no longer exists on chain (confirmed)
+    UnixMs gone_since_ms = 0;    // first read as gone, not confirmed yet (0: none)
   };
+  // Whether a "gone" read confirms an earlier one; else notes it and
+  // schedules the second read.
+  bool ConfirmGone(Duty& d, UnixMs now_ms) const;
 
   ChannelKeeper(ChannelKeeperOptions options, std::shared_ptr<ChannelChain> chain, ChannelSyncFn sync);
   Result<Checked> CheckChannel(const boost::json::object& lease, bool fresh, UnixMs now_ms);

@@ -263,6 +263,8 @@ TEST_F(ChannelKeeperTest, ClosesWithTheBestVoucherWhenTheLeaseIsGone) {
   EXPECT_FALSE(chain_->Get(id_)->exists);
   EXPECT_FALSE(k->Tracks(kLease)) << "forgotten once closed";
   EXPECT_FALSE(std::filesystem::exists(dir_ / ("voucher-" + std::to_string(kLease) + ".jsonl")));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "closed" / ("voucher-" + std::to_string(kLease) + ".jsonl")))
+      << "archived, not deleted";
   EXPECT_EQ(synced_, std::vector<int64_t>{kLease});
   // The broker is told which transaction closed it (the final payout).
   EXPECT_EQ(close_txs_, std::vector<std::string>{crypto::HexEncode(FakeChannelChain::TxHash(1))});
@@ -373,15 +375,36 @@ TEST_F(ChannelKeeperTest, TheRentersCloseRedeemsAtOnceAndStopsTheWorkload) {
   EXPECT_EQ(k->book().Find(kLease)->redeemed, kV0);
 }
 
-TEST_F(ChannelKeeperTest, AChannelGoneUnderARunningLeaseStopsIt) {
+TEST_F(ChannelKeeperTest, AChannelGoneUnderARunningLeaseStopsItOnceConfirmed) {
   auto k = Open();
   Run(*k, {kV0});
   channels::ChannelState gone;
   chain_->Put(id_, gone);
   k->Tick(&active_, kStart);
-  EXPECT_NE(k->StopReason(kLease, kStart).find("closed on chain"), std::string::npos);
-  k->Tick(&none_, kStart + 1'000);
+  EXPECT_EQ(k->StopReason(kLease, kStart), "") << "one read of zeros may be a lagging node";
+  k->Tick(&active_, kStart + 10'000);
+  EXPECT_EQ(k->StopReason(kLease, kStart + 10'000), "");
+  k->Tick(&active_, kStart + ChannelKeeper::kGoneConfirmMs);
+  EXPECT_NE(k->StopReason(kLease, kStart + ChannelKeeper::kGoneConfirmMs).find("closed on chain"), std::string::npos);
+  k->Tick(&none_, kStart + ChannelKeeper::kGoneConfirmMs + 1'000);
   EXPECT_TRUE(Sent("close").empty()) << "nothing to close";
+  EXPECT_FALSE(k->Tracks(kLease));
+}
+
+// A lagging node answers all zeros for a live channel once: the agent
+// neither forgets its vouchers nor gives up on closing with them.
+TEST_F(ChannelKeeperTest, AStaleReadOfAClosedChannelIsNotBelieved) {
+  auto k = Open();
+  Run(*k, {kV0, kV1});
+  const channels::ChannelState live = *chain_->Get(id_);
+  chain_->Put(id_, channels::ChannelState{});
+  k->Tick(&none_, kStart + 70'000);  // the lease is over: the close finds "nothing"
+  EXPECT_TRUE(k->Tracks(kLease)) << "not forgotten on one read";
+  EXPECT_TRUE(Sent("close").empty());
+  chain_->Put(id_, live);  // the node caught up
+  k->Tick(&none_, kStart + 70'000 + ChannelKeeper::kGoneConfirmMs);
+  ASSERT_EQ(Sent("close").size(), 1u);
+  EXPECT_EQ(chain_->ClosedPaid(id_), kV1) << "closed with the best voucher after all";
   EXPECT_FALSE(k->Tracks(kLease));
 }
 

@@ -276,9 +276,16 @@ bool VoucherBook::ShouldRedeem(int64_t lease_id, Micros threshold, UnixMs now_ms
 
 Status VoucherBook::Forget(int64_t lease_id) {
   if (leases_.erase(lease_id) == 0) return Status::Ok();
+  // Archived, not deleted: signed vouchers are the provider's evidence, and
+  // a wrong conclusion that the channel closed must never destroy them.
+  const std::string closed = dir_ + "/closed";
   std::error_code ec;
-  std::filesystem::remove(PathOf(lease_id), ec);
-  if (ec) return Unavailable("voucher book: cannot remove " + PathOf(lease_id) + ": " + ec.message());
+  std::filesystem::create_directories(closed, ec);
+  if (ec) return Unavailable("voucher book: cannot create " + closed + ": " + ec.message());
+  const std::string to = closed + "/" + std::filesystem::path(PathOf(lease_id)).filename().string();
+  std::filesystem::rename(PathOf(lease_id), to, ec);
+  if (ec) return Unavailable("voucher book: cannot move " + PathOf(lease_id) + " to " + to + ": " + ec.message());
+  GRID_RETURN_IF_ERROR(SyncDir(closed));
   return SyncDir(dir_);
 }
 

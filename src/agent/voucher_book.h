@@ -19,8 +19,9 @@
 // voucher's signature and that amounts grow (a damaged or edited file never
 // becomes a claim the chain would refuse); the terms in the header are
 // trusted. After a failed write or fdatasync the book refuses every later
-// write until it is reopened. Forget() removes a lease's file once its
-// channel is closed.
+// write until it is reopened. Forget() moves a lease's file to
+// `<dir>/closed/` once its channel is closed (kept as the provider's record;
+// Open() does not read it again).
 //
 // Thread safety: not thread-safe; the agent's loop owns it.
 #pragma once
@@ -80,7 +81,8 @@ class VoucherBook {
   bool MustStop(int64_t lease_id, UnixMs now_ms) const;
   bool ShouldRedeem(int64_t lease_id, Micros threshold, UnixMs now_ms) const;
 
-  // Removes the lease's file (its channel is closed).
+  // Stops keeping the lease (its channel is closed): its file moves to
+  // `<dir>/closed/`.
   Status Forget(int64_t lease_id);
 
  private:

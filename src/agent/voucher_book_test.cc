@@ -154,14 +154,17 @@ TEST_F(VoucherBookTest, TornLastLineIsDroppedDamageIsNamed) {
   EXPECT_FALSE(VoucherBook::Open(dir_.string()).ok());
 }
 
-TEST_F(VoucherBookTest, ForgetRemovesTheLease) {
+TEST_F(VoucherBookTest, ForgetArchivesTheLease) {
   auto book = Open();
   ASSERT_TRUE(book->Track(7, channel_).ok());
   ASSERT_TRUE(book->Forget(7).ok());
   EXPECT_EQ(book->Find(7), nullptr);
   EXPECT_FALSE(std::filesystem::exists(FileOf(7)));
+  const auto archived = std::filesystem::path(FileOf(7)).parent_path() / "closed" /
+                        std::filesystem::path(FileOf(7)).filename();
+  EXPECT_TRUE(std::filesystem::exists(archived)) << "kept as the provider's record";
   EXPECT_TRUE(book->Forget(7).ok());
-  EXPECT_TRUE(Open()->leases().empty());
+  EXPECT_TRUE(Open()->leases().empty()) << "an archived lease is not loaded again";
 }
 
 // An acknowledged voucher survives kill -9: a child accepts vouchers and

@@ -511,9 +511,12 @@ Result<market::ChannelPayment> DecodeLeaseChannel(const json::value& v) {
   GRID_ASSIGN_OR_RETURN(c.margin, f.Money("margin"));
   GRID_ASSIGN_OR_RETURN(int64_t expiry_s, f.Int("expiry_s", 0, INT64_MAX / 1000));
   c.expiry_ms = expiry_s * 1000;
-  GRID_ASSIGN_OR_RETURN(c.interval_ms, f.Int("interval_ms", 1, INT64_MAX));
-  GRID_ASSIGN_OR_RETURN(c.grace_ms, f.Int("grace_ms", 0, INT64_MAX));
-  GRID_ASSIGN_OR_RETURN(c.expiry_margin_ms, f.Int("expiry_margin_ms", 0, INT64_MAX));
+  // Durations a day at most: a broker's terms beyond that are nonsense, and
+  // the bound keeps every sum of them with a time well inside int64.
+  constexpr int64_t kDayMs = 86'400'000;
+  GRID_ASSIGN_OR_RETURN(c.interval_ms, f.Int("interval_ms", 1, kDayMs));
+  GRID_ASSIGN_OR_RETURN(c.grace_ms, f.Int("grace_ms", 0, kDayMs));
+  GRID_ASSIGN_OR_RETURN(c.expiry_margin_ms, f.Int("expiry_margin_ms", 0, kDayMs));
   GRID_ASSIGN_OR_RETURN(c.length_ms, f.Int("length_ms", 0, INT64_MAX));
   if (const json::value* vv = v.get_object().if_contains("voucher"); vv && !vv->is_null()) {
     if (!vv->is_object()) return InvalidArgument("channel.voucher: expected an object or null");

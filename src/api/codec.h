@@ -109,7 +109,8 @@ json::object EncodeLease(const market::Lease& l, int64_t running_ms, UnixMs now_
 json::object EncodeLeaseChannel(const market::Lease& l, UnixMs now_ms);
 // Reads a lease JSON's "channel" object back (the agent's and `grid pay`'s
 // view of the terms): every stored field; "due" and "paid_through" are
-// derived and ignored. InvalidArgument naming the field.
+// derived and ignored. Intervals, grace and expiry margin are at most a
+// day. InvalidArgument naming the field.
 Result<market::ChannelPayment> DecodeLeaseChannel(const json::value& channel);
 json::object EncodeBalance(const ledger::Balance& b);
 json::object EncodeTransfer(const ledger::Transfer& t);

@@ -174,6 +174,7 @@ TEST(LeaseChannel, DecodingNamesWhatIsWrong) {
       {"contract", 5, "channel.contract: expected a string"},
       {"deposit", 1.5, "channel.deposit: money is a decimal string"},
       {"interval_ms", 0, "channel.interval_ms"},
+      {"grace_ms", 86'400'001, "channel.grace_ms"},
       {"voucher", "x", "channel.voucher: expected an object or null"},
       {"closed", "no", "channel.closed: expected true or false"},
   };

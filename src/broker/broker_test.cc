@@ -689,7 +689,13 @@ TEST_P(BrokerTest, ChannelLeaseIsCheckedOnChainAndPaidByVouchers) {
   EXPECT_EQ(beat[0].paid_until_ms, clock_.NowMs() + 2 * 60'000) << "a minute paid, plus a minute's grace";
 
   // 90 s in, billing stops at the paid minute; the next voucher moves it on.
+  // But not while the host is quiet (no heartbeat for more than an
+  // interval): the renter is not asked to pay ahead for a host that may be
+  // gone.
   clock_.AdvanceMs(90'000);
+  auto quiet = broker_->SubmitVoucher(renter.addr, lease->id, SignedVoucher(renter, c, 240'000));
+  EXPECT_EQ(quiet.status().code(), Code::kConflict) << quiet.status().ToString();
+  EXPECT_NE(quiet.status().message().find("has not been heard from"), std::string::npos);
   ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}").ok());
   ASSERT_TRUE(broker_->SettleAll().ok());
   EXPECT_EQ(broker_->GetLease(renter.addr, lease->id)->charged, 120'000);

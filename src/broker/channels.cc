@@ -48,17 +48,21 @@ Result<market::ChannelPayment> Broker::CheckChannelLocked(const std::string& ren
   if (c.paid != 0) return refuse("it has paid out " + FormatMoney(c.paid) + " already; a lease needs a fresh channel");
   if (c.close_at_s != 0) return refuse("its renter's close is pending");
   const int64_t interval = options_.channel_interval_ms;
+  // The channel must carry 10 minutes of the lease, and at least its first
+  // voucher (one interval), plus the margin.
+  const int64_t carry_ms = std::max(market::kHoldMs, interval);
   GRID_ASSIGN_OR_RETURN(Micros margin, market::ChannelMargin(lease.price_per_hour, interval));
-  GRID_ASSIGN_OR_RETURN(Micros need, market::DepositFor(lease.price_per_hour, market::kHoldMs, margin));
+  GRID_ASSIGN_OR_RETURN(Micros need, market::DepositFor(lease.price_per_hour, carry_ms, margin));
   if (c.deposit < need)
     return Status(Code::kInsufficientFunds,
                   "pay.channel " + id + ": its deposit " + FormatMoney(c.deposit) + " is below the " +
-                      FormatMoney(need) + " this lease needs (10 minutes of it plus one interval's margin); top it up");
-  const int64_t min_expiry_ms = now + market::kHoldMs + market::kChannelExpiryMarginMs;
+                      FormatMoney(need) + " this lease needs (" + std::to_string(carry_ms / 60'000) +
+                      " minutes of it plus one interval's margin); top it up");
+  const int64_t min_expiry_ms = now + carry_ms + market::kChannelExpiryMarginMs;
   if (c.expiry_s > INT64_MAX / 1000 || c.expiry_s * 1000 < min_expiry_ms)
     return refuse("it expires at " + FormatTime(c.expiry_s > INT64_MAX / 1000 ? 0 : c.expiry_s * 1000) +
                   "; it must stay open until at least " + FormatTime(min_expiry_ms) +
-                  " (10 minutes of the lease plus the 5-minute redemption margin)");
+                  " (" + std::to_string(carry_ms / 60'000) + " minutes of the lease plus the 5-minute redemption margin)");
   market::ChannelPayment p;
   p.channel = id;
   p.contract = channels_->contract();
@@ -111,6 +115,14 @@ Result<Lease> Broker::SubmitVoucher(const std::string& addr, int64_t id, const c
     return Conflict("lease " + std::to_string(id) + " is not running yet: the first voucher is due when it starts");
   if (amount == l->channel->voucher) return *l;  // delivered again: already recorded
   const UnixMs now = clock_->NowMs();
+  // A host that stopped answering may have died with the workload: the
+  // renter is not asked to pay ahead for it. If it comes back within the
+  // grace, vouchers resume; if not, the lease ends when the accepted ones
+  // run out (settlement's MustStop) or the host is declared lost.
+  if (auto h = hosts_.find(l->machine_id); h != hosts_.end() &&
+                                          (!h->second.online || now - h->second.last_seen_ms > l->channel->interval_ms))
+    return Conflict("lease " + std::to_string(id) + "'s host has not been heard from since " +
+                    FormatTime(h->second.last_seen_ms) + ": no voucher is taken until it is back");
   GRID_RETURN_IF_ERROR(market::CheckVoucherAmount(market::TermsOf(*l), l->channel->voucher, amount, now).status());
   Lease next = *l;
   store::ChangeSet cs;

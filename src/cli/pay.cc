@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -15,7 +17,9 @@
 #include <vector>
 
 #include "api/codec.h"
+#include "cli/channels.h"
 #include "client/broker_client.h"
+#include "crypto/eip712.h"
 #include "crypto/hex.h"
 
 namespace grid::cli {
@@ -55,7 +59,50 @@ Result<std::optional<PayLease>> DecodePayLease(const json::value& lease) {
   l.channel = std::move(*decoded);
   GRID_ASSIGN_OR_RETURN(l.start_ms, IntField(ch->get_object(), "start_ms", where + ": channel.start_ms"));
   if (l.start_ms < 0) return InvalidArgument(where + ": channel.start_ms is negative");
+  const json::value* ov = o.if_contains("order");
+  if (!ov || !ov->is_object()) return InvalidArgument(where + ": has no signed order");
+  api::Fields of(ov->get_object(), where + ": order.");
+  GRID_ASSIGN_OR_RETURN(l.order.offer_id, of.Int("offer_id", 1, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(int64_t gpus, of.Int("gpus", 1, market::kMaxGpusPerMachine));
+  l.order.gpus = static_cast<int>(gpus);
+  GRID_ASSIGN_OR_RETURN(l.order.price_per_hour, of.Money("price_per_hour"));
+  GRID_ASSIGN_OR_RETURN(std::string nonce, of.String("nonce"));
+  if (nonce.empty() || nonce.size() > 20 || nonce.find_first_not_of("0123456789") != std::string::npos)
+    return InvalidArgument(where + ": order.nonce: expected a decimal integer");
+  errno = 0;
+  const unsigned long long n = std::strtoull(nonce.c_str(), nullptr, 10);
+  if (errno == ERANGE) return InvalidArgument(where + ": order.nonce: out of range");
+  l.order.nonce = n;
+  GRID_ASSIGN_OR_RETURN(l.order.expiry_s, of.Int("expiry", 0, INT64_MAX));
+  GRID_ASSIGN_OR_RETURN(l.order.signature, of.String("signature"));
   return std::optional<PayLease>(std::move(l));
+}
+
+Status CheckTerms(const PayLease& l, int64_t interval_ms) {
+  const crypto::LeaseOrder order{static_cast<uint64_t>(l.order.offer_id), static_cast<uint32_t>(l.order.gpus),
+                                 l.order.price_per_hour, l.order.nonce, l.order.expiry_s};
+  auto sig = crypto::ParseSignature(l.order.signature);
+  auto signer = sig.ok() ? crypto::RecoverSigner(crypto::LeaseOrderDigest(order, l.channel.chain_id), *sig)
+                         : Result<crypto::Address>(sig.status());
+  if (!signer.ok() || signer->ToLowerHex() != l.renter)
+    return PermissionDenied("its order is not signed by you (" + l.renter + "): the broker's record of it is not trusted");
+  if (l.order.price_per_hour != l.price_per_hour)
+    return Status(Code::kConflict, "the broker says it costs " + FormatMoney(l.price_per_hour) + "/h, but you signed " +
+                                       FormatMoney(l.order.price_per_hour) + "/h");
+  if (interval_ms > 0 && l.channel.interval_ms != interval_ms)
+    return Status(Code::kConflict, "its voucher interval is " + std::to_string(l.channel.interval_ms) +
+                                       " ms, but the broker publishes " + std::to_string(interval_ms) + " ms");
+  return Status::Ok();
+}
+
+Micros MostToSign(const PayLease& l, Micros signed_before, UnixMs signed_at_ms, UnixMs now_ms) {
+  const int64_t since = std::max<int64_t>(0, now_ms - signed_at_ms);
+  const int64_t ahead = since > INT64_MAX - l.channel.interval_ms ? INT64_MAX : since + l.channel.interval_ms;
+  auto more = AccruedCharge(l.price_per_hour, ahead);
+  // Rounding: the schedule floors each cumulative amount, so its steps can
+  // be a micro-dollar above the floor of a difference.
+  if (!more || *more > INT64_MAX - 1 - signed_before) return INT64_MAX;
+  return signed_before + *more + 1;
 }
 
 market::ChannelTerms TermsOfPayLease(const PayLease& l) {
@@ -118,8 +165,9 @@ struct PayOptions {
 // lease that stays unpayable (deposit used up) is not reported every round.
 class Payer {
  public:
-  Payer(const Globals& g, const PayOptions& opt, client::BrokerClient& c, crypto::PrivateKey key, std::string renter)
-      : g_(g), opt_(opt), c_(c), key_(key), renter_(std::move(renter)) {}
+  Payer(const Globals& g, const PayOptions& opt, client::BrokerClient& c, crypto::PrivateKey key, std::string renter,
+        int64_t interval_ms)
+      : g_(g), opt_(opt), c_(c), key_(key), renter_(std::move(renter)), interval_ms_(interval_ms) {}
 
   // One pass over the leases at `now_ms`: the number of leases (or the
   // listing itself) that failed.
@@ -185,8 +233,17 @@ class Payer {
         return Status(Code::kConflict, "its channel is on the contract " + l.channel.contract +
                                            ", not the one you pinned (--contract " + pinned.ToLowerHex() + ")");
     }
+    GRID_RETURN_IF_ERROR(CheckTerms(l, interval_ms_));
     GRID_ASSIGN_OR_RETURN(auto due, NextVoucher(l, now_ms));
     if (!due) return Status::Ok();
+    if (auto it = signed_.find(l.id); it != signed_.end()) {
+      const Micros most = MostToSign(l, it->second.first, it->second.second, now_ms);
+      if (due->amount > most)
+        return Status(Code::kConflict, "the broker's schedule asks " + FormatMoney(due->amount) + " in total, but " +
+                                           FormatMoney(it->second.first) + " was signed at " +
+                                           FormatTime(it->second.second) + " and only " + FormatMoney(most) +
+                                           " can be due since; not signed");
+    }
     GRID_ASSIGN_OR_RETURN(crypto::Voucher v, SignDue(l, key_, *due));
     json::value body = json::parse(crypto::EncodeVoucher(v));
     auto r = c_.AuthCall("POST", "/v1/leases/" + std::to_string(l.id) + "/vouchers", &body);
@@ -196,6 +253,7 @@ class Payer {
         return Status::Ok();
       return r.status();
     }
+    signed_[l.id] = {due->amount, now_ms};
     PrintSigned(l, *due);
     return Status::Ok();
   }
@@ -232,7 +290,9 @@ class Payer {
   client::BrokerClient& c_;
   const crypto::PrivateKey key_;
   const std::string renter_;
+  const int64_t interval_ms_;  // the broker's published voucher interval
   std::map<int64_t, std::string> last_error_;
+  std::map<int64_t, std::pair<Micros, UnixMs>> signed_;  // lease -> (amount, when) this process signed last
   bool finished_ = false;
   int seen_ = 0;
 };
@@ -255,7 +315,9 @@ Status RunPay(const Globals& g, const PayOptions& opt) {
     if (!k.ok()) return Status(k.status().code(), "--signer-key " + opt.signer_key + ": " + k.status().message());
     key = *k;
   }
-  Payer payer(g, opt, *c, key, Lower(renter));
+  // Every channel lease of this broker has the interval it publishes.
+  GRID_ASSIGN_OR_RETURN(json::value config, c->Call("GET", "/v1/channels/config"));
+  Payer payer(g, opt, *c, key, Lower(renter), VoucherIntervalMs(config));
   if (opt.once) {
     const int failures = payer.Pass(SystemClock().NowMs());
     if (failures > 0)

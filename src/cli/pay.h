@@ -44,11 +44,26 @@ struct PayLease {
   Micros price_per_hour = 0;
   UnixMs start_ms = 0;  // the channel's start_ms: when the lease started running, 0 while pending
   market::ChannelPayment channel;
+  market::SignedOrder order;  // what the renter signed when renting
 };
 
 // nullopt for a lease not paid by channel; InvalidArgument naming the field
 // for a channel lease whose JSON lacks what the schedule needs.
 Result<std::optional<PayLease>> DecodePayLease(const boost::json::value& lease);
+
+// What `grid pay` does not take on the broker's word before it signs
+// anything: the lease's price is the one the renter signed (the order's
+// EIP-712 signature recovers to the renter, on the channel's chain), and
+// the voucher interval is the one the broker publishes for every lease
+// (GET /v1/channels/config; `interval_ms` 0 skips that check).
+// PermissionDenied / Conflict saying which.
+Status CheckTerms(const PayLease& l, int64_t interval_ms);
+
+// The most `grid pay` signs for a lease it already paid in this process:
+// what it signed then, plus the lease's price for the time since and one
+// interval ahead. A broker whose schedule runs faster than the clock
+// (a start moved back, a price raised) is refused, not paid.
+Micros MostToSign(const PayLease& l, Micros signed_before, UnixMs signed_at_ms, UnixMs now_ms);
 
 // The schedule's terms, exactly as market::TermsOf computes them for the
 // broker and the agent.

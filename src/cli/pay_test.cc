@@ -9,6 +9,7 @@
 #include <random>
 
 #include "api/codec.h"
+#include "crypto/eip712.h"
 #include "crypto/hex.h"
 
 namespace grid::cli {
@@ -25,10 +26,24 @@ crypto::PrivateKey Key(uint8_t last) {
   return *crypto::PrivateKeyFromBytes(b);
 }
 
+// The renter's key: it signs the lease's order.
+const crypto::PrivateKey& RenterKey() {
+  static const crypto::PrivateKey k = Key(9);
+  return k;
+}
+
+// An order at `price`, signed with `key` on chain 31337.
+market::SignedOrder SignedOrderFor(Micros price, const crypto::PrivateKey& key) {
+  market::SignedOrder o{1001, 1, price, 42, 1'900'000'000, ""};
+  const crypto::LeaseOrder order{1001, 1, price, 42, 1'900'000'000};
+  o.signature = crypto::HexEncode(*crypto::SignDigest(key, crypto::LeaseOrderDigest(order, 31337)));
+  return o;
+}
+
 market::Lease ChannelLease(const crypto::PrivateKey& signer) {
   market::Lease l;
   l.id = 7;
-  l.renter = "0x00000000000000000000000000000000000000aa";
+  l.renter = crypto::AddressOf(RenterKey()).ToLowerHex();
   l.provider = "0x00000000000000000000000000000000000000bb";
   l.price_per_hour = kPrice;
   l.state = market::LeaseState::kRunning;
@@ -47,6 +62,7 @@ market::Lease ChannelLease(const crypto::PrivateKey& signer) {
   c.grace_ms = 60'000;
   c.expiry_margin_ms = 300'000;
   l.channel = c;
+  l.order = SignedOrderFor(kPrice, RenterKey());
   return l;
 }
 
@@ -262,6 +278,51 @@ TEST(PaySign, RefusesAKeyThatIsNotTheChannelsSigner) {
   ASSERT_FALSE(v.ok());
   EXPECT_EQ(v.status().code(), Code::kPermissionDenied);
   EXPECT_NE(v.status().message().find("--signer-key"), std::string::npos) << v.status().message();
+}
+
+// What the broker says is checked against what the renter signed.
+TEST(PayTerms, ThePriceMustBeTheOneTheRenterSigned) {
+  market::Lease l = ChannelLease(Key(1));
+  EXPECT_TRUE(CheckTerms(Decoded(l), 60'000).ok());
+  EXPECT_TRUE(CheckTerms(Decoded(l), 0).ok()) << "0: no published interval to compare";
+  // The broker raises the price: the signed order still says 3.60.
+  l.price_per_hour = 2 * kPrice;
+  Status s = CheckTerms(Decoded(l), 60'000);
+  EXPECT_EQ(s.code(), Code::kConflict) << s.ToString();
+  // Or forges an order at its price: not the renter's signature.
+  l.order = SignedOrderFor(2 * kPrice, Key(5));
+  EXPECT_EQ(CheckTerms(Decoded(l), 60'000).code(), Code::kPermissionDenied);
+  l.order.signature = "0x12";
+  EXPECT_EQ(CheckTerms(Decoded(l), 60'000).code(), Code::kPermissionDenied);
+}
+
+TEST(PayTerms, TheIntervalMustBeTheBrokersPublishedOne) {
+  market::Lease l = ChannelLease(Key(1));
+  l.channel->interval_ms = 3'600'000;  // an hour ahead instead of a minute
+  EXPECT_EQ(CheckTerms(Decoded(l), 60'000).code(), Code::kConflict);
+}
+
+TEST(PayTerms, ALeaseWithoutASignedOrderIsNotPaid) {
+  json::value v = Wire(ChannelLease(Key(1)));
+  v.as_object().erase("order");
+  EXPECT_EQ(DecodePayLease(v).status().code(), Code::kInvalidArgument);
+}
+
+// After signing once, a schedule that runs faster than the clock is
+// refused: a start moved back can't make `grid pay` sign the deposit away.
+TEST(PayTerms, MostToSignFollowsTheClockFromTheLastSignature) {
+  const PayLease p = Decoded(ChannelLease(Key(1)));  // 3.60/h: 60,000 a minute
+  // Signed 60,000 at t; a minute later at most 60,000 + 2 minutes' worth.
+  EXPECT_EQ(MostToSign(p, 60'000, kStart, kStart + 60'000), 60'000 + 120'000 + 1);
+  EXPECT_EQ(MostToSign(p, 60'000, kStart, kStart), 60'000 + 60'000 + 1);
+  EXPECT_EQ(MostToSign(p, 60'000, kStart, kStart - 5'000), 60'000 + 60'000 + 1) << "a clock that went back";
+  EXPECT_EQ(MostToSign(p, INT64_MAX - 5, kStart, kStart + 60'000), INT64_MAX);
+  // The schedule, followed in time, always fits.
+  const market::ChannelTerms t = TermsOfPayLease(p);
+  for (int64_t k = 0; k < 50; ++k) {
+    const Micros a = *market::VoucherAmount(t, k), b = *market::VoucherAmount(t, k + 1);
+    EXPECT_LE(b, MostToSign(p, a, kStart + k * 60'000, kStart + (k + 1) * 60'000));
+  }
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { ContractFactory, Wallet, getAddress, verifyTypedData } from 'ethers';
 import {
-  tempDir, grid, cliEnv, GRID_BIN, SLOW, micros, money, sleep, provideMachineCli, waitFor,
+  tempDir, grid, cliEnv, GRID_BIN, SLOW, micros, money, sleep, provideMachineCli, waitFor, signOrder,
 } from './lib.mjs';
 import { startAnvil, deployToken, mintTo, balanceOf } from './chain.mjs';
 import { loadArtifact } from '../../scripts/compile-contracts.mjs';
@@ -61,11 +61,16 @@ async function scriptedBroker(t, address, handler) {
 
 const apiError = (status, code, message) => [status, { error: { code, message } }];
 
-// A running channel lease as the broker shows it (api::EncodeLease).
-function channelLease({ id = 7, renter, signer, startMs, intervalMs = 60_000, price = '3.600000', deposit = '10.000000',
-  margin = '0.060000', voucher = null, expiryS, state = 'running', contract = CONTRACT } = {}) {
+// A running channel lease as the broker shows it (api::EncodeLease), with
+// the order `renter` (a wallet) signed: `grid pay` checks it.
+async function channelLease({ id = 7, renter, signer, startMs, intervalMs = 60_000, price = '3.600000', deposit = '10.000000',
+  margin = '0.060000', voucher = null, expiryS, state = 'running', contract = CONTRACT, signedPrice = price } = {}) {
+  const wallet = renter.wallet ?? renter;
+  const order = { offer_id: 1001, gpus: 1, price_per_hour: signedPrice, nonce: String(id), expiry: 1_900_000_000 };
+  order.signature = await signOrder(wallet, CHAIN_ID,
+    { offerId: order.offer_id, gpus: 1, pricePerHourMicros: micros(signedPrice), nonce: order.nonce, expiry: order.expiry });
   return {
-    id, state, renter: renter.toLowerCase(), provider: '0x00000000000000000000000000000000000000bb',
+    id, state, renter: wallet.address.toLowerCase(), provider: '0x00000000000000000000000000000000000000bb', order,
     machine_id: 1, offer_id: 1, gpus: [0], num_gpus: 1, price_per_hour: price, fee_bps: 0, charged: '0.000000',
     payment: 'channel',
     channel: {
@@ -111,6 +116,8 @@ function postedVouchers(broker, leaseId, signer, contract = CONTRACT) {
 // answers otherwise.
 async function leaseBroker(t, renter, leases, { onVoucher } = {}) {
   return scriptedBroker(t, renter.address, async (req, body) => {
+    if (req.method === 'GET' && req.url === '/v1/channels/config')
+      return [200, { contract: CONTRACT, token: '0x00000000000000000000000000000000000000dd', chain_id: CHAIN_ID, rpc_url: '', decimals: 6, interval_ms: leases.find((l) => l.channel)?.channel.interval_ms ?? 60_000 }];
     if (req.method === 'GET' && req.url === '/v1/leases') return [200, { leases }];
     const one = req.url.match(/^\/v1\/leases\/(\d+)(\/vouchers)?$/);
     const lease = one && leases.find((l) => l.id === Number(one[1]));
@@ -132,7 +139,7 @@ test('grid pay --once signs the voucher due now, for exactly the schedule\'s amo
   const dir = await tempDir(t);
   const renter = await renterKey(dir, 'renter');
   // Started 150 s ago: interval 2 is due, paying through 3 minutes at 3.60/h.
-  const lease = channelLease({ renter: renter.address, signer: renter.address, startMs: Date.now() - 150_000 });
+  const lease = await channelLease({ renter: renter, signer: renter.address, startMs: Date.now() - 150_000 });
   const broker = await leaseBroker(t, renter, [lease]);
   const r = await grid(dir, ['pay', '--once'], { key: renter.key, broker: broker.url });
   assert.equal(r.code, 0, r.stderr);
@@ -153,11 +160,11 @@ test('grid pay --json prints one JSON line per voucher; other people\'s and escr
   const renter = await renterKey(dir, 'renter');
   const other = Wallet.createRandom();
   const start = Date.now() - 30_000;
-  const mine = channelLease({ id: 3, renter: renter.address, signer: renter.address, startMs: start });
+  const mine = await channelLease({ id: 3, renter: renter, signer: renter.address, startMs: start });
   // A lease we provide (the listing carries both sides) and an escrow lease.
-  const provided = channelLease({ id: 4, renter: other.address, signer: other.address, startMs: start });
-  const escrow = { ...channelLease({ id: 5, renter: renter.address, signer: renter.address, startMs: start }), payment: 'escrow', channel: null };
-  const pending = channelLease({ id: 6, renter: renter.address, signer: renter.address, startMs: 0, state: 'pending' });
+  const provided = await channelLease({ id: 4, renter: other, signer: other.address, startMs: start });
+  const escrow = { ...(await channelLease({ id: 5, renter: renter, signer: renter.address, startMs: start })), payment: 'escrow', channel: null };
+  const pending = await channelLease({ id: 6, renter: renter, signer: renter.address, startMs: 0, state: 'pending' });
   const broker = await leaseBroker(t, renter, [mine, provided, escrow, pending]);
   const r = await grid(dir, ['pay', '--once', '--json'], { key: renter.key, broker: broker.url });
   assert.equal(r.code, 0, r.stderr);
@@ -166,11 +173,23 @@ test('grid pay --json prints one JSON line per voucher; other people\'s and escr
   assert.deepEqual(broker.calls().filter((c) => c.method === 'POST').map((c) => c.path), ['/v1/leases/3/vouchers']);
 });
 
+test('grid pay signs nothing for a lease whose price is not the one the renter signed', async (t) => {
+  const dir = await tempDir(t);
+  const renter = await renterKey(dir, 'renter');
+  // The broker's record says $7.20/h; the renter signed $3.60/h.
+  const lease = await channelLease({ renter, signer: renter.address, startMs: Date.now() - 150_000, price: '7.200000', signedPrice: '3.600000' });
+  const broker = await leaseBroker(t, renter, [lease]);
+  const r = await grid(dir, ['pay', '--once'], { key: renter.key, broker: broker.url });
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stderr, /7\.200000\/h, but you signed 3\.600000\/h/);
+  assert.equal(postedVouchers(broker, 7, renter.address).length, 0, 'nothing signed');
+});
+
 test('grid pay refuses a key that is not the channel\'s signer; --signer-key signs with the session key', async (t) => {
   const dir = await tempDir(t);
   const renter = await renterKey(dir, 'renter');
   const session = await renterKey(dir, 'session');
-  const lease = channelLease({ renter: renter.address, signer: session.address, startMs: Date.now() - 70_000 });
+  const lease = await channelLease({ renter: renter, signer: session.address, startMs: Date.now() - 70_000 });
   const broker = await leaseBroker(t, renter, [lease]);
 
   const wrong = await grid(dir, ['pay', '--once'], { key: renter.key, broker: broker.url });
@@ -189,9 +208,9 @@ test('grid pay --lease ID: only that lease; a lease of someone else is refused',
   const renter = await renterKey(dir, 'renter');
   const other = Wallet.createRandom();
   const start = Date.now() - 10_000;
-  const a = channelLease({ id: 1, renter: renter.address, signer: renter.address, startMs: start });
-  const b = channelLease({ id: 2, renter: renter.address, signer: renter.address, startMs: start });
-  const c = channelLease({ id: 9, renter: other.address, signer: other.address, startMs: start });
+  const a = await channelLease({ id: 1, renter: renter, signer: renter.address, startMs: start });
+  const b = await channelLease({ id: 2, renter: renter, signer: renter.address, startMs: start });
+  const c = await channelLease({ id: 9, renter: other, signer: other.address, startMs: start });
   const broker = await leaseBroker(t, renter, [a, b, c]);
   const r = await grid(dir, ['pay', '--once', '--lease', '2'], { key: renter.key, broker: broker.url });
   assert.equal(r.code, 0, r.stderr);
@@ -210,7 +229,7 @@ test('grid pay signs nothing the deposit cannot cover, and says to top up', asyn
   const dir = await tempDir(t);
   const renter = await renterKey(dir, 'renter');
   // 0.66 deposit, 0.06 margin: ten minutes; the eleventh is due.
-  const lease = channelLease({ renter: renter.address, signer: renter.address, startMs: Date.now() - 10 * 60_000 - 5_000,
+  const lease = await channelLease({ renter: renter, signer: renter.address, startMs: Date.now() - 10 * 60_000 - 5_000,
     deposit: '0.660000', voucher: { amount: '0.600000', signature: '0x' + '11'.repeat(65), accepted_at: new Date().toISOString() } });
   const broker = await leaseBroker(t, renter, [lease]);
   const r = await grid(dir, ['pay', '--once'], { key: renter.key, broker: broker.url });
@@ -224,8 +243,8 @@ test('grid pay: "already accepted" counts as paid; other broker errors fail --on
   const dir = await tempDir(t);
   const renter = await renterKey(dir, 'renter');
   const start = Date.now() - 5_000;
-  const dup = channelLease({ id: 1, renter: renter.address, signer: renter.address, startMs: start });
-  const refused = channelLease({ id: 2, renter: renter.address, signer: renter.address, startMs: start });
+  const dup = await channelLease({ id: 1, renter: renter, signer: renter.address, startMs: start });
+  const refused = await channelLease({ id: 2, renter: renter, signer: renter.address, startMs: start });
   const broker = await leaseBroker(t, renter, [dup, refused], {
     onVoucher: (lease) => lease.id === 1 ? apiError(409, 'conflict', 'voucher: 0.060000 was already accepted')
       : apiError(503, 'unavailable', 'the chain is not answering'),
@@ -242,7 +261,7 @@ test('grid pay (daemon) signs each interval as it comes, never ahead, and exits 
   const renter = await renterKey(dir, 'renter');
   const intervalMs = 2_000;
   const start = Date.now() - 500;
-  const lease = channelLease({ renter: renter.address, signer: renter.address, startMs: start, intervalMs, margin: '0.002000' });
+  const lease = await channelLease({ renter: renter, signer: renter.address, startMs: start, intervalMs, margin: '0.002000' });
   const broker = await leaseBroker(t, renter, [lease]);
   const child = spawn(GRID_BIN, ['--key', renter.key, 'pay', '--interval-check', '1'],
     { env: cliEnv(dir, { GRID_BROKER: broker.url }), stdio: ['ignore', 'pipe', 'pipe'] });

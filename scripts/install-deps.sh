@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential cmake pkg-config ccache git
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libsqlite3-dev sqlite3 libssl-dev libsecp256k1-dev libcrypto++-dev libcli11-dev
+  libsqlite3-dev sqlite3 libpq-dev libssl-dev libsecp256k1-dev libcrypto++-dev libcli11-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev

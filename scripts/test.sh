@@ -9,6 +9,21 @@ export GRID_SOURCE_DIR=$PWD
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
+# PostgreSQL: store_test runs its shared body against a throwaway cluster
+# too (scripts/pg-test-cluster.sh), kept for both ctest runs below and
+# stopped on any exit, failures and Ctrl-C included. A GRID_TEST_PG_URL
+# already set is used as it is.
+if [ -z "${GRID_TEST_PG_URL:-}" ]; then
+  step "PostgreSQL test cluster"
+  PG_TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/grid-pg-XXXXXX")
+  stop_pg() { bash scripts/pg-test-cluster.sh stop "$PG_TEST_DIR" || true; rm -rf "$PG_TEST_DIR"; }
+  trap stop_pg EXIT
+  trap 'exit 130' INT TERM
+  pg_line=$(bash scripts/pg-test-cluster.sh start "$PG_TEST_DIR")
+  export GRID_TEST_PG_URL=${pg_line#GRID_TEST_PG_URL=}
+  echo "GRID_TEST_PG_URL=$GRID_TEST_PG_URL"
+fi
+
 step "unit tests (build/)"
 (cd build && ctest --output-on-failure -j "$JOBS")
 

@@ -779,7 +779,7 @@ void AddBroker(CLI::App& app, Run& run) {
   static broker::ServerOptions o;
   static std::string tick = "60";
   auto* b = app.add_subcommand("broker", "Run a broker: the market, the ledger and the API");
-  b->add_option("--db", o.db, "SQLite file (or sqlite:PATH)")->envname("GRID_DB");
+  b->add_option("--db", o.db, "SQLite file (or sqlite:PATH), or postgres://USER@HOST:PORT/DB")->envname("GRID_DB");
   b->add_option("--listen", o.listen, "HOST:PORT to listen on (port 0 picks a free port)");
   b->add_flag("--dev", o.broker.dev, "Development mode: opens the faucet");
   b->add_option("--fee-bps", o.broker.fee_bps, "Operator take rate in basis points")->check(CLI::Range(0, 10000));
@@ -986,7 +986,9 @@ void AddAdmin(CLI::App& app, Globals& g, Run& run) {
   static bool with_chain = false;
   static ChainTarget target;
   auto* au = a->add_subcommand("audit", "Check the ledger's conservation, every lease's bill and (--chain) the treasury");
-  au->add_option("--db", db, "Audit this database offline, read-only (else ask the broker)");
+  au->add_option("--db", db,
+                 "Audit this database offline, read-only: SQLite PATH or postgres://USER@HOST:PORT/DB (else ask the "
+                 "broker)");
   au->add_flag("--chain", with_chain,
                "Also check the treasury's on-chain balance against the ledger (through the broker: its chain; "
                "with --db: --chain-rpc, --token and --treasury)");

@@ -1,20 +1,36 @@
-// The SQLite schema, as an ordered list of migrations. Migration i (0-based)
-// takes a database from PRAGMA user_version i to i + 1; each runs in its own
-// transaction together with the user_version bump, so a crash leaves the
-// database at one version or the next, never in between.
+// The schema, as an ordered list of migrations. Migration i (0-based) takes a
+// database from schema version i to i + 1; each runs in its own transaction
+// together with the version bump, so a crash leaves the database at one
+// version or the next, never in between. SQLite keeps the version in PRAGMA
+// user_version, PostgreSQL in the schema_migrations table (postgres_store.cc).
 //
 // Never edit a migration that has shipped: append a new one.
 //
-// Portability: the statements stay close to what PostgreSQL accepts, so the
-// PostgreSQL store (issue 7) can reuse them with mechanical substitutions:
-// drop STRICT, INTEGER -> BIGINT (all money and times are int64), REAL ->
-// DOUBLE PRECISION, "INTEGER PRIMARY KEY AUTOINCREMENT" -> "BIGINT GENERATED
-// ALWAYS AS IDENTITY PRIMARY KEY". Booleans are INTEGER 0/1; money is INTEGER
-// micro-USD; a uint64 order nonce is stored as its int64 bit pattern.
+// Portability: one text per migration, written in SQLite's dialect and kept
+// to the subset PostgreSQL also speaks; ToPostgres() below translates it with
+// a few word-level substitutions: drop STRICT, INTEGER -> BIGINT (all money,
+// ids and times are int64), REAL -> DOUBLE PRECISION, "INTEGER PRIMARY KEY
+// AUTOINCREMENT" -> "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY".
+// Booleans are integers 0/1; money is integer micro-USD; a uint64 nonce is
+// stored as its int64 bit pattern.
+//
+// Why one text and an adapter rather than two texts side by side: the two
+// stores must hold the same tables and columns, and one text makes that true
+// by construction instead of by review. The adapter refuses the SQLite words
+// it cannot translate (PRAGMA, WITHOUT ROWID, INT, BLOB, ...), and store_test
+// runs it over every migration, so a non-portable migration fails the build's
+// tests instead of a PostgreSQL broker's start. A future step that truly needs
+// different texts (SQLite's table rebuilds for ALTER COLUMN, say) would add
+// an explicit PostgreSQL text for that step; none does yet.
 #pragma once
 
 #include <array>
+#include <cctype>
+#include <initializer_list>
+#include <string>
 #include <string_view>
+
+#include "core/status.h"
 
 namespace grid::store::internal {
 
@@ -182,5 +198,106 @@ CREATE TABLE lease_channels (
 ALTER TABLE machines ADD COLUMN channel_payments INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
+
+namespace dialect {
+
+inline bool IsWordChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+inline std::string Upper(std::string_view w) {
+  std::string out(w);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// True when the words after position `pos` (skipping whitespace) are `words`,
+// case-insensitively; sets *end past the last one.
+inline bool WordsFollow(std::string_view sql, size_t pos, std::initializer_list<std::string_view> words,
+                        size_t* end) {
+  for (std::string_view want : words) {
+    while (pos < sql.size() && std::isspace(static_cast<unsigned char>(sql[pos]))) ++pos;
+    size_t start = pos;
+    while (pos < sql.size() && IsWordChar(sql[pos])) ++pos;
+    if (Upper(sql.substr(start, pos - start)) != want) return false;
+  }
+  *end = pos;
+  return true;
+}
+
+}  // namespace dialect
+
+// The PostgreSQL text of an SQLite-dialect migration (see the top of this
+// file), or kInvalidArgument naming the first word with no faithful
+// translation. Comments, string literals and quoted identifiers are copied
+// unchanged.
+inline Result<std::string> ToPostgres(std::string_view sql) {
+  using dialect::IsWordChar;
+  // SQLite words with no PostgreSQL meaning, or a different one: INT is
+  // 32-bit there (money and ids must be 64-bit), BLOB is BYTEA, ANY is a
+  // STRICT-only type, the rest are SQLite statements or table options.
+  static constexpr std::string_view kRefused[] = {"AUTOINCREMENT", "PRAGMA", "WITHOUT", "ROWID", "INT",
+                                                  "BLOB", "ANY", "GLOB", "ATTACH", "DETACH", "VACUUM",
+                                                  "REPLACE", "IFNULL", "DATETIME", "STRFTIME"};
+  std::string out;
+  out.reserve(sql.size() + sql.size() / 4);
+  size_t i = 0;
+  while (i < sql.size()) {
+    char c = sql[i];
+    if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {  // comment to the end of the line
+      size_t end = sql.find('\n', i);
+      end = end == std::string_view::npos ? sql.size() : end;
+      out.append(sql.substr(i, end - i));
+      i = end;
+      continue;
+    }
+    if (c == '\'' || c == '"') {  // literal or quoted identifier; a doubled quote escapes itself
+      size_t end = i + 1;
+      for (;;) {
+        end = sql.find(c, end);
+        if (end == std::string_view::npos) return InvalidArgument("migration: unterminated " + std::string(1, c));
+        if (end + 1 < sql.size() && sql[end + 1] == c) {
+          end += 2;
+          continue;
+        }
+        break;
+      }
+      out.append(sql.substr(i, end + 1 - i));
+      i = end + 1;
+      continue;
+    }
+    if (!IsWordChar(c)) {
+      out += c;
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < sql.size() && IsWordChar(sql[end])) ++end;
+    const std::string word = dialect::Upper(sql.substr(i, end - i));
+    size_t after = 0;
+    if (word == "INTEGER" && dialect::WordsFollow(sql, end, {"PRIMARY", "KEY", "AUTOINCREMENT"}, &after)) {
+      // Never reused, like AUTOINCREMENT; GENERATED ALWAYS so no caller
+      // can pick a value by hand.
+      out += "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
+      end = after;
+    } else if (word == "INTEGER") {
+      out += "BIGINT";
+    } else if (word == "REAL") {
+      out += "DOUBLE PRECISION";
+    } else if (word == "STRICT") {
+      // A table option: only valid right after the closing parenthesis.
+      size_t back = out.find_last_not_of(" \t\r\n");
+      if (back == std::string::npos || out[back] != ')') return InvalidArgument("migration: STRICT not after ')'");
+      out.resize(back + 1);
+    } else {
+      for (std::string_view refused : kRefused) {
+        if (word == refused) {
+          return InvalidArgument("migration: SQLite-only word " + word + " has no PostgreSQL translation");
+        }
+      }
+      out.append(sql.substr(i, end - i));
+    }
+    i = end;
+  }
+  return out;
+}
 
 }  // namespace grid::store::internal

@@ -91,7 +91,9 @@ std::string Redacted(const std::string& url) {
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenStore(const std::string& url, bool read_only) {
-  if (url.empty()) return InvalidArgument("empty store url (want sqlite:PATH, PATH or memory:)");
+  if (url.empty()) {
+    return InvalidArgument("empty store url (want sqlite:PATH, PATH, postgres://USER@HOST:PORT/DB or memory:)");
+  }
   std::string_view scheme;
   if (!HasScheme(url, &scheme)) {
     return OpenSqliteStore(url, SqliteOptions{.read_only = read_only});
@@ -106,10 +108,15 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& url, bool read_only)
     return OpenSqliteStore(path, SqliteOptions{.read_only = read_only});
   }
   if (scheme == "postgres" || scheme == "postgresql") {
-    // Not echoed: such a url may carry a password.
-    return InvalidArgument("PostgreSQL store not built yet");
+    if (url.compare(scheme.size(), 3, "://") != 0) {
+      // Not echoed: such a url may carry a password.
+      return InvalidArgument("store url " + std::string(scheme) + ":… is not a URL (want " + std::string(scheme) +
+                             "://USER@HOST:PORT/DB)");
+    }
+    return OpenPostgresStore(url, PostgresOptions{.read_only = read_only});
   }
-  return InvalidArgument("unknown store url " + Redacted(url) + " (want sqlite:PATH, PATH or memory:)");
+  return InvalidArgument("unknown store url " + Redacted(url) +
+                         " (want sqlite:PATH, PATH, postgres://USER@HOST:PORT/DB or memory:)");
 }
 
 }  // namespace grid::store

@@ -1,6 +1,7 @@
 // Store: where the broker's state becomes durable. One narrow interface, with
-// an SQLite implementation (the embedded default), an in-memory one for tests,
-// and PostgreSQL later (issue 7) — all behind the same contract:
+// an SQLite implementation (the embedded default), a PostgreSQL one (for a
+// market that outgrows one machine, issue 7) and an in-memory one for tests —
+// all behind the same contract:
 //
 //  - Commit() applies a ChangeSet atomically: all of it or none of it. When it
 //    returns OK the change is durable (survives kill -9 and, with SQLite's
@@ -67,7 +68,8 @@ class Store {
   virtual Result<std::vector<ledger::Transfer>> ListTransfers(const TransferQuery& query) = 0;
   // Every transfer in insertion order (for the audit). Stops early if visit returns false.
   virtual Status ForEachTransfer(const std::function<bool(const ledger::Transfer&)>& visit) = 0;
-  // "sqlite:/path/grid.db", "memory:"
+  // "sqlite:/path/grid.db", "postgres://grid@db:5432/grid" (never a
+  // password), "memory:"
   virtual std::string Describe() const = 0;
 };
 
@@ -79,7 +81,22 @@ struct SqliteOptions {
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, SqliteOptions options = {});
 std::unique_ptr<Store> NewMemoryStore();
 
-// "sqlite:PATH", "PATH" or "memory:" (later "postgres://…").
+struct PostgresOptions {
+  bool read_only = false;  // for `grid admin audit --db`: never writes, never migrates
+  int pool_size = 4;       // connections kept open at most; callers beyond it wait
+};
+
+// Opens a PostgreSQL database by libpq URL ("postgres://USER[:PASSWORD]@HOST
+// :PORT/DB[?sslmode=…]"; "postgresql://" too; the password may also come
+// from ~/.pgpass or PGPASSWORD, as libpq reads them), creating and migrating
+// the schema unless read_only. Contract as above; the isolation level, the
+// retries and the one-writer lock are described in postgres_store.cc. A
+// read-write open fails with kConflict while another read-write store (a
+// broker) has the same database open. Messages name the server as
+// Describe() does, never with the password.
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url, PostgresOptions options = {});
+
+// "sqlite:PATH", "PATH", "postgres://…" / "postgresql://…" or "memory:".
 Result<std::unique_ptr<Store>> OpenStore(const std::string& url, bool read_only = false);
 
 }  // namespace grid::store

@@ -23,7 +23,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { getAddress } from 'ethers';
-import { grid, gridJson, spawnGrid, waitFor, micros, sleep, auditDb, account, apiOk } from './lib.mjs';
+import { grid, gridJson, spawnGrid, waitFor, micros, sleep, auditDb, account, apiOk, processesWith } from './lib.mjs';
 import { balanceOf } from './chain.mjs';
 import { channelsWorld, channelsAgent } from './channels_world.mjs';
 
@@ -178,6 +178,15 @@ test('the provider vanishes: the renter gets everything not redeemed back throug
   const lastBeat = Date.now();
   process.kill(w.agent.proc.pid, 'SIGKILL'); // the host is gone, its key with it
   await w.agent.exited;
+  // Its workload outlives it (as an agent restart would find it) and holds
+  // the agent's output pipes: it goes at the end, or this file never exits.
+  t.after(() => {
+    for (const pid of processesWith(w.stateDir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+  });
 
   // The broker refuses further vouchers, so the lease runs out of them and
   // ends (or, later, its host is declared lost).

@@ -286,6 +286,14 @@ using ledger::Account;
 using ledger::Transfer;
 using market::Lease;
 using market::Machine;
+using internal::DecodeEndpoints;
+using internal::DecodeGpus;
+using internal::EncodeEndpoints;
+using internal::EncodeGpus;
+using internal::JoinList;
+using internal::NonceFromDb;
+using internal::NonceToDb;
+using internal::SplitList;
 using pg::Params;
 using pg::ResultPtr;
 using pg::Rows;
@@ -359,77 +367,6 @@ const std::string kAccountUpsert =
     UpsertSql("accounts", {"id", "debits_posted", "credits_posted", "debits_pending", "credits_pending"});
 const std::string kMetaUpsert = UpsertSql("meta", {"key", "value"});
 const std::string kTransferSelect = "SELECT seq, id, debit, credit, amount, kind, lease_id, at_ms, memo FROM transfers ";
-
-// The uint64 order and withdrawal nonces are BIGINT columns holding the same
-// 64 bits, as in the SQLite store.
-int64_t NonceToDb(uint64_t nonce) { return static_cast<int64_t>(nonce); }
-uint64_t NonceFromDb(int64_t v) { return static_cast<uint64_t>(v); }
-
-// The same text encodings as the SQLite store's columns (sqlite_store.cc),
-// so both databases hold the same values.
-std::string EncodeInts(const std::vector<int>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i > 0 ? "," : "") + std::to_string(v[i]);
-  return out;
-}
-
-bool DecodeInts(std::string_view text, std::vector<int>* out) {
-  out->clear();
-  if (text.empty()) return true;
-  const char* p = text.data();
-  const char* end = p + text.size();
-  for (;;) {
-    int v = 0;
-    auto [next, ec] = std::from_chars(p, end, v);
-    if (ec != std::errc() || next == p) return false;
-    out->push_back(v);
-    if (next == end) return true;
-    if (*next != ',') return false;
-    p = next + 1;
-  }
-}
-
-std::string EncodeEndpoints(const std::vector<market::PortMapping>& eps) {  // "22:40123,8888:40124"
-  std::string out;
-  for (const auto& e : eps) {
-    if (!out.empty()) out += ',';
-    out += std::to_string(e.container_port) + ":" + std::to_string(e.host_port);
-  }
-  return out;
-}
-
-bool DecodeEndpoints(std::string_view text, std::vector<market::PortMapping>* out) {
-  out->clear();
-  while (!text.empty()) {
-    std::string_view item = text.substr(0, text.find(','));
-    text.remove_prefix(std::min(text.size(), item.size() + 1));
-    size_t colon = item.find(':');
-    if (colon == std::string_view::npos) return false;
-    std::vector<int> pair;
-    std::string joined = std::string(item.substr(0, colon)) + "," + std::string(item.substr(colon + 1));
-    if (!DecodeInts(joined, &pair) || pair.size() != 2) return false;
-    out->push_back({pair[0], pair[1]});
-  }
-  return true;
-}
-
-std::string JoinList(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
-  return out;
-}
-
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string::npos) comma = text.size();
-    out.push_back(text.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
 
 // A bounded pool of connections. Acquire() hands out an idle one, opens a new
 // one while under the limit, or waits. A connection that broke or was left
@@ -744,7 +681,7 @@ Status PostgresStore::PutLease(pg::Connection& conn, const Lease& l) {
         .Add(l.renter)
         .Add(l.provider)
         .Add(l.machine_id)
-        .Add(EncodeInts(l.gpus))
+        .Add(EncodeGpus(l.gpus))
         .Add(l.price_per_hour)
         .Add(l.fee_bps)
         .Add(l.image)
@@ -765,7 +702,7 @@ Status PostgresStore::PutLease(pg::Connection& conn, const Lease& l) {
         .Add(l.held)
         .Add(l.settlements)
         .Add(l.message)
-        .Add(EncodeInts(l.ports))
+        .Add(EncodeGpus(l.ports))
         .Add(l.ssh_key)
         .Add(l.endpoint_host)
         .Add(EncodeEndpoints(l.endpoints));
@@ -948,7 +885,7 @@ Result<Snapshot> PostgresStore::Load() {
       l.provider = rows.Text(i, 2);
       l.machine_id = rows.Int(i, 3);
       std::string gpus = rows.Text(i, 4);
-      if (!DecodeInts(gpus, &l.gpus)) return Corrupt(lease + " has gpus '" + gpus + "'");
+      if (!DecodeGpus(gpus, &l.gpus)) return Corrupt(lease + " has gpus '" + gpus + "'");
       l.price_per_hour = rows.Int(i, 5);
       l.fee_bps = rows.Int(i, 6);
       l.image = rows.Text(i, 7);
@@ -971,7 +908,7 @@ Result<Snapshot> PostgresStore::Load() {
       l.settlements = rows.Int(i, 23);
       l.message = rows.Text(i, 24);
       std::string ports = rows.Text(i, 25), endpoints = rows.Text(i, 28);
-      if (!DecodeInts(ports, &l.ports)) return Corrupt(lease + " has ports '" + ports + "'");
+      if (!DecodeGpus(ports, &l.ports)) return Corrupt(lease + " has ports '" + ports + "'");
       l.ssh_key = rows.Text(i, 26);
       l.endpoint_host = rows.Text(i, 27);
       if (!DecodeEndpoints(endpoints, &l.endpoints)) return Corrupt(lease + " has endpoints '" + endpoints + "'");

@@ -38,6 +38,14 @@ using ledger::Account;
 using ledger::Transfer;
 using market::Lease;
 using market::Machine;
+using internal::DecodeEndpoints;
+using internal::DecodeGpus;
+using internal::EncodeEndpoints;
+using internal::EncodeGpus;
+using internal::JoinList;
+using internal::NonceFromDb;
+using internal::NonceToDb;
+using internal::SplitList;
 
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kSchemaVersion = static_cast<int>(internal::kMigrations.size());
@@ -176,61 +184,6 @@ constexpr const char* kLeaseSelect =
     "endpoints FROM leases ORDER BY id";
 
 constexpr const char* kTransferColumns = "seq, id, debit, credit, amount, kind, lease_id, at_ms, memo";
-
-// The nonce is a uint64 in the signed order; SQLite (and PostgreSQL) integers
-// are int64, so it is stored as the same 64 bits.
-int64_t NonceToDb(uint64_t nonce) { return static_cast<int64_t>(nonce); }
-uint64_t NonceFromDb(int64_t v) { return static_cast<uint64_t>(v); }
-
-std::string EncodeGpus(const std::vector<int>& gpus) {
-  std::string out;
-  for (size_t i = 0; i < gpus.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(gpus[i]);
-  }
-  return out;
-}
-
-bool DecodeGpus(std::string_view text, std::vector<int>* out) {
-  out->clear();
-  if (text.empty()) return true;
-  const char* p = text.data();
-  const char* end = p + text.size();
-  for (;;) {
-    int v = 0;
-    auto [next, ec] = std::from_chars(p, end, v);
-    if (ec != std::errc() || next == p) return false;
-    out->push_back(v);
-    if (next == end) return true;
-    if (*next != ',') return false;
-    p = next + 1;
-  }
-}
-
-// "22:40123,8888:40124"
-std::string EncodeEndpoints(const std::vector<market::PortMapping>& eps) {
-  std::string out;
-  for (const auto& e : eps) {
-    if (!out.empty()) out += ',';
-    out += std::to_string(e.container_port) + ":" + std::to_string(e.host_port);
-  }
-  return out;
-}
-
-bool DecodeEndpoints(std::string_view text, std::vector<market::PortMapping>* out) {
-  out->clear();
-  while (!text.empty()) {
-    std::string_view item = text.substr(0, text.find(','));
-    text.remove_prefix(std::min(text.size(), item.size() + 1));
-    size_t colon = item.find(':');
-    if (colon == std::string_view::npos) return false;
-    std::vector<int> pair;
-    std::string joined = std::string(item.substr(0, colon)) + "," + std::string(item.substr(colon + 1));
-    if (!DecodeGpus(joined, &pair) || pair.size() != 2) return false;
-    out->push_back({pair[0], pair[1]});
-  }
-  return true;
-}
 
 class SqliteStore final : public Store {
  public:
@@ -454,22 +407,6 @@ constexpr const char* kWithdrawalSelect =
     "SELECT id, address, to_address, amount, from_earned, from_available, state, nonce, raw_tx, tx_hashes, mined_tx, "
     "mined_block, created_ms, updated_ms, sent_ms, error FROM withdrawals ORDER BY id";
 
-std::string JoinList(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
-  return out;
-}
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string::npos) comma = text.size();
-    out.push_back(text.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
 }  // namespace
 
 Status SqliteStore::PutWithdrawal(const ledger::Withdrawal& w) {

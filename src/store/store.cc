@@ -1,7 +1,9 @@
 // OpenStore() and the rules every Store implementation shares.
 #include "store/store.h"
 
+#include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <string_view>
 
@@ -34,6 +36,73 @@ Status DuplicateTransfer(const ledger::Transfer& stored, const ledger::Transfer&
 Status ChannelReuse(const market::Lease& lease, int64_t other_lease_id) {
   return Conflict("channel " + (lease.channel ? lease.channel->channel : std::string()) + " already pays lease " +
                   std::to_string(other_lease_id) + "; open a new channel for lease " + std::to_string(lease.id));
+}
+
+std::string EncodeGpus(const std::vector<int>& gpus) {
+  std::string out;
+  for (size_t i = 0; i < gpus.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(gpus[i]);
+  }
+  return out;
+}
+
+bool DecodeGpus(std::string_view text, std::vector<int>* out) {
+  out->clear();
+  if (text.empty()) return true;
+  const char* p = text.data();
+  const char* end = p + text.size();
+  for (;;) {
+    int v = 0;
+    auto [next, ec] = std::from_chars(p, end, v);
+    if (ec != std::errc() || next == p) return false;
+    out->push_back(v);
+    if (next == end) return true;
+    if (*next != ',') return false;
+    p = next + 1;
+  }
+}
+
+std::string EncodeEndpoints(const std::vector<market::PortMapping>& eps) {
+  std::string out;
+  for (const auto& e : eps) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(e.container_port) + ":" + std::to_string(e.host_port);
+  }
+  return out;
+}
+
+bool DecodeEndpoints(std::string_view text, std::vector<market::PortMapping>* out) {
+  out->clear();
+  while (!text.empty()) {
+    std::string_view item = text.substr(0, text.find(','));
+    text.remove_prefix(std::min(text.size(), item.size() + 1));
+    size_t colon = item.find(':');
+    if (colon == std::string_view::npos) return false;
+    std::vector<int> pair;
+    std::string joined = std::string(item.substr(0, colon)) + "," + std::string(item.substr(colon + 1));
+    if (!DecodeGpus(joined, &pair) || pair.size() != 2) return false;
+    out->push_back({pair[0], pair[1]});
+  }
+  return true;
+}
+
+std::string JoinList(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
 }
 
 Status NonceReplay(const market::Lease& lease) {

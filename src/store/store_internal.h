@@ -3,7 +3,10 @@
 // src/store/.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/status.h"
 #include "ledger/ledger.h"
@@ -30,6 +33,19 @@ inline bool HasSignedOrder(const market::Lease& lease) { return !lease.order.sig
 Status NonceReplay(const market::Lease& lease);  // kConflict "order nonce already used"
 // kConflict: a payment channel pays one lease (schema 5's unique channel).
 Status ChannelReuse(const market::Lease& lease, int64_t other_lease_id);
+
+// Column encodings both SQL stores use, so SQLite and PostgreSQL hold the
+// same values.
+// The uint64 order and withdrawal nonces are int64 columns holding the same
+// 64 bits.
+inline int64_t NonceToDb(uint64_t nonce) { return static_cast<int64_t>(nonce); }
+inline uint64_t NonceFromDb(int64_t v) { return static_cast<uint64_t>(v); }
+std::string EncodeGpus(const std::vector<int>& gpus);  // "0,1,2"
+bool DecodeGpus(std::string_view text, std::vector<int>* out);
+std::string EncodeEndpoints(const std::vector<market::PortMapping>& eps);  // "22:40123,8888:40124"
+bool DecodeEndpoints(std::string_view text, std::vector<market::PortMapping>* out);
+std::string JoinList(const std::vector<std::string>& items);  // "a,b"; items hold no comma
+std::vector<std::string> SplitList(const std::string& text);
 
 // Rejects what a store could not give back unchanged: non-finite spec numbers
 // (SQLite turns NaN into NULL; JSON has neither NaN nor infinity).

@@ -14,6 +14,7 @@ std::string_view CodeName(Code code) {
     case Code::kNotAvailable: return "not_available";
     case Code::kIdempotencyMismatch: return "exists_with_different_content";
     case Code::kUnavailable: return "unavailable";
+    case Code::kAborted: return "aborted";
     case Code::kInternal: return "internal";
   }
   return "internal";
@@ -31,6 +32,7 @@ int HttpStatus(Code code) {
     case Code::kNotAvailable:
     case Code::kIdempotencyMismatch: return 409;
     case Code::kUnavailable: return 503;
+    case Code::kAborted: return 503;
     case Code::kInternal: return 500;
   }
   return 500;

@@ -26,6 +26,7 @@ enum class Code {
   kNotAvailable,        // 409 the GPUs are no longer available
   kIdempotencyMismatch, // 409 an idempotency id reused with different content
   kUnavailable,         // 503 a dependency (store, chain) failed; retry
+  kAborted,             // 503 another broker replica committed first; retried inside, rarely seen
   kInternal,            // 500 a bug: an invariant did not hold
 };
 

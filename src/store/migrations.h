@@ -34,7 +34,7 @@
 
 namespace grid::store::internal {
 
-inline constexpr std::array<std::string_view, 5> kMigrations = {
+inline constexpr std::array<std::string_view, 6> kMigrations = {
     // 1: the initial schema.
     R"sql(
 CREATE TABLE machines (
@@ -196,6 +196,32 @@ CREATE TABLE lease_channels (
   closed            INTEGER NOT NULL
 ) STRICT;
 ALTER TABLE machines ADD COLUMN channel_payments INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 6: several brokers on one database (issue 7; store.h, "Replicas"). The
+    // change log: its head (one row; a numbered commit moves it, so
+    // numbered commits serialise on that row) and one entry per commit
+    // naming the rows it wrote. Shared state: heartbeats, login nonces and
+    // workload output that any replica may be asked about. Only shared
+    // stores write them; SQLite carries the empty tables.
+    R"sql(
+CREATE TABLE change_head (
+  id   INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  seq  INTEGER NOT NULL
+) STRICT;
+INSERT INTO change_head (id, seq) VALUES (1, 0);
+CREATE TABLE change_log (
+  seq          INTEGER NOT NULL PRIMARY KEY,
+  machines     TEXT NOT NULL,
+  leases       TEXT NOT NULL,
+  accounts     TEXT NOT NULL,
+  meta         TEXT NOT NULL,
+  withdrawals  TEXT NOT NULL
+) STRICT;
+CREATE TABLE shared_state (
+  key         TEXT    PRIMARY KEY,
+  value       TEXT    NOT NULL,
+  expires_ms  INTEGER NOT NULL
+) STRICT;
 )sql",
 };
 

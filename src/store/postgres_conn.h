@@ -113,6 +113,8 @@ class Connection {
   // Best-effort ROLLBACK that leaves sqlstate() alone (for RAII cleanup).
   void Rollback();
   const ConnSpec& spec() const { return *spec_; }
+  // For LISTEN: the socket to wait on and PQnotifies().
+  PGconn* raw() const { return conn_.get(); }
 
  private:
   Connection(const ConnSpec* spec, ConnPtr conn) : spec_(spec), conn_(std::move(conn)) {}

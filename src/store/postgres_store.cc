@@ -27,12 +27,15 @@
 // runs with fsync=on; a session whose synchronous_commit is "off" is raised
 // to "on", because an acknowledged write must never be lost.
 //
-// One writer per database, for now: the broker keeps its state in memory, so
-// a second broker on the same database would overwrite the first one's. The
-// SQLite store refuses it with an flock; here a session advisory lock held on
-// a dedicated connection does the same (freed by the server when that
-// connection ends, so a kill -9'd broker never blocks its restart). Running
-// several replicas is the later part of issue 7 and will replace this lock.
+// Several brokers on one database (store.h, "Replicas"): a numbered commit
+// first moves the change_head row (UPDATE … WHERE seq = after_seq), so
+// replicas' commits queue on that row lock and form one serial order; the
+// loser of a race sees the head moved and gets kAborted. Its change_log entry
+// names the rows it wrote and pg_notify('grid_changes') wakes the other
+// replicas' WaitForChange (a LISTEN connection of its own; polling while that
+// connection is down). Leadership is a session advisory lock on a connection
+// of its own, freed by the server when that session ends, so a kill -9'd
+// leader's is taken over as soon as its backend notices the closed socket.
 //
 // Schema: internal::kMigrations through internal::ToPostgres(), version in
 // schema_migrations (one row per applied step). Migrating takes a
@@ -41,7 +44,10 @@
 //
 // Thread safety: a pool of up to PostgresOptions::pool_size connections;
 // each call borrows one for its duration (ForEachTransfer: per page).
+#include <poll.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -303,8 +309,8 @@ constexpr int kMaxAttempts = 12;
 // pg_advisory_lock(int4, int4) keys: 'GRID', then which lock.
 constexpr int kLockClass = 0x47524944;
 constexpr int kMigrateLock = 1;
-constexpr int kWriterLock = 2;
-constexpr std::chrono::seconds kWriterLockWait{3};
+constexpr int kLeaderLock = 3;  // 2 was the one-broker lock before replicas
+constexpr char kChangesChannel[] = "grid_changes";
 
 // "INSERT INTO t (a, b, c) VALUES ($1, $2, $3) ON CONFLICT (a) DO UPDATE SET
 // b = excluded.b, c = excluded.c": the SQLite store's upserts, numbered the
@@ -337,7 +343,7 @@ const std::string kMachineUpsert = UpsertSql(
 const std::string kMachineSelect =
     "SELECT id, provider, gpu_name, num_gpus, gpu_ram, cpu_cores, cpu_ram, disk_space, inet_up, inet_down, "
     "geolocation, datacenter, simulated, spec_json, listed, price_per_gpu_hour, min_chunk, end_date_ms, "
-    "storage_cost, created_ms, updated_ms, agent_address, removed, channel_payments FROM machines ORDER BY id";
+    "storage_cost, created_ms, updated_ms, agent_address, removed, channel_payments FROM machines ";
 const std::string kLeaseUpsert = UpsertSql(
     "leases", {"id", "renter", "provider", "machine_id", "gpus", "price_per_hour", "fee_bps", "image",
                "order_offer_id", "order_gpus", "order_price_per_hour", "order_nonce", "order_expiry_s",
@@ -347,25 +353,25 @@ const std::string kLeaseSelect =
     "SELECT id, renter, provider, machine_id, gpus, price_per_hour, fee_bps, image, order_offer_id, order_gpus, "
     "order_price_per_hour, order_nonce, order_expiry_s, order_signature, state, end_reason, created_ms, "
     "started_ms, ended_ms, billed_ms, charged, fee, held, settlements, message, ports, ssh_key, endpoint_host, "
-    "endpoints FROM leases ORDER BY id";
+    "endpoints FROM leases ";
 const std::string kLeaseChannelUpsert = UpsertSql(
     "lease_channels", {"lease_id", "channel", "contract", "chain_id", "token", "signer", "payee", "deposit",
                        "expiry_ms", "interval_ms", "grace_ms", "expiry_margin_ms", "length_ms", "margin", "voucher",
                        "voucher_sig", "voucher_ms", "redeemed", "closed"});
 const std::string kLeaseChannelSelect =
     "SELECT lease_id, channel, contract, chain_id, token, signer, payee, deposit, expiry_ms, interval_ms, grace_ms, "
-    "expiry_margin_ms, length_ms, margin, voucher, voucher_sig, voucher_ms, redeemed, closed FROM lease_channels "
-    "ORDER BY lease_id";
+    "expiry_margin_ms, length_ms, margin, voucher, voucher_sig, voucher_ms, redeemed, closed FROM lease_channels ";
 const std::string kWithdrawalUpsert =
     UpsertSql("withdrawals", {"id", "address", "to_address", "amount", "from_earned", "from_available", "state",
                               "nonce", "raw_tx", "tx_hashes", "mined_tx", "mined_block", "created_ms", "updated_ms",
                               "sent_ms", "error"});
 const std::string kWithdrawalSelect =
     "SELECT id, address, to_address, amount, from_earned, from_available, state, nonce, raw_tx, tx_hashes, mined_tx, "
-    "mined_block, created_ms, updated_ms, sent_ms, error FROM withdrawals ORDER BY id";
+    "mined_block, created_ms, updated_ms, sent_ms, error FROM withdrawals ";
 const std::string kAccountUpsert =
     UpsertSql("accounts", {"id", "debits_posted", "credits_posted", "debits_pending", "credits_pending"});
 const std::string kMetaUpsert = UpsertSql("meta", {"key", "value"});
+const std::string kSharedUpsert = UpsertSql("shared_state", {"key", "value", "expires_ms"});
 const std::string kTransferSelect = "SELECT seq, id, debit, credit, amount, kind, lease_id, at_ms, memo FROM transfers ";
 
 // A bounded pool of connections. Acquire() hands out an idle one, opens a new
@@ -464,12 +470,13 @@ class PostgresStore final : public Store {
   PostgresStore(pg::ConnSpec spec, int pool_size) : spec_(std::move(spec)), pool_(&spec_, pool_size) {}
 
   ~PostgresStore() override {
-    if (writer_ != nullptr) {
+    std::lock_guard lock(leader_mu_);
+    if (leader_ != nullptr && leading_) {
       // Released explicitly, not left to the server's clean-up after the
-      // connection closes: a store reopened right away must find it free.
+      // connection closes: another replica can take over at once.
       Params p;
-      p.Add(kLockClass).Add(kWriterLock);
-      (void)writer_->Query("SELECT pg_advisory_unlock($1, $2)", p, "release the writer lock");
+      p.Add(kLockClass).Add(kLeaderLock);
+      (void)leader_->Query("SELECT pg_advisory_unlock($1, $2)", p, "release leadership");
     }
   }
 
@@ -481,6 +488,18 @@ class PostgresStore final : public Store {
   Result<std::vector<Transfer>> ListTransfers(const TransferQuery& query) override;
   Status ForEachTransfer(const std::function<bool(const Transfer&)>& visit) override;
   std::string Describe() const override { return spec_.describe; }
+
+  bool Shared() const override { return true; }
+  Result<int64_t> Head() override;
+  Result<Changes> ChangesSince(int64_t seq) override;
+  Result<int64_t> WaitForChange(int64_t seq, int64_t timeout_ms) override;
+  Result<bool> HoldLeadership() override;
+  Status Maintain(int64_t keep_changes, UnixMs now_ms) override;
+  Status PutShared(const std::string& key, const std::string& value, UnixMs expires_ms) override;
+  Result<std::optional<std::string>> GetShared(const std::string& key, UnixMs now_ms) override;
+  Result<std::optional<std::string>> TakeShared(const std::string& key, UnixMs now_ms) override;
+  Result<std::vector<std::pair<std::string, std::string>>> ListShared(const std::string& prefix,
+                                                                     UnixMs now_ms) override;
 
  private:
   Status Corrupt(std::string_view what) const {
@@ -494,10 +513,19 @@ class PostgresStore final : public Store {
   Status PutTransfer(pg::Connection& conn, const Transfer& t);
   Status PutWithdrawal(pg::Connection& conn, const ledger::Withdrawal& w);
   Result<std::vector<std::pair<int64_t, Transfer>>> ReadTransfers(const PGresult* r);
+  Result<int64_t> ReadHead(pg::Connection& conn);
+  // Every row (keys null) or the rows keys names, inside the caller's transaction.
+  Status LoadRows(pg::Connection& conn, const internal::ChangeKeys* keys, Snapshot* out);
 
-  const pg::ConnSpec spec_;  // before pool_ and writer_: they point at it
+  const pg::ConnSpec spec_;  // before pool_ and the connections below: they point at it
   Pool pool_;
-  std::unique_ptr<pg::Connection> writer_;  // holds the writer lock while open read-write
+  // Leadership: a session advisory lock held on a connection of its own.
+  std::mutex leader_mu_;
+  std::unique_ptr<pg::Connection> leader_;
+  bool leading_ = false;
+  // WaitForChange's LISTEN connection (one waiter at a time: the broker's watcher).
+  std::mutex listen_mu_;
+  std::unique_ptr<pg::Connection> listener_;
 };
 
 Result<int> PostgresStore::SchemaVersion(pg::Connection& conn, bool* has_table) {
@@ -569,29 +597,12 @@ Status PostgresStore::Open() {
     }
     return Status::Ok();
   }
-  GRID_RETURN_IF_ERROR(Migrate(*conn));
-  GRID_ASSIGN_OR_RETURN(writer_, pg::Connection::Connect(spec_));
-  Params p;
-  p.Add(kLockClass).Add(kWriterLock);
-  // Tried for a few seconds, not once: the server frees a dead broker's lock
-  // when its backend notices the closed connection, which can lag a restart
-  // that follows a kill -9 by some milliseconds.
-  const auto deadline = std::chrono::steady_clock::now() + kWriterLockWait;
-  for (;;) {
-    GRID_ASSIGN_OR_RETURN(ResultPtr r,
-                          writer_->Query("SELECT pg_try_advisory_lock($1, $2)", p, "take the writer lock"));
-    if (std::string_view(PQgetvalue(r.get(), 0, 0)) == "t") return Status::Ok();
-    if (std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  writer_.reset();
-  return Status(Code::kConflict, Describe() + ": the database is in use by another broker (it holds advisory lock " +
-                                     std::to_string(kLockClass) + "/" + std::to_string(kWriterLock) + ")");
+  return Migrate(*conn);
 }
 
 Status PostgresStore::Commit(const ChangeSet& changes) {
   if (spec_.read_only) return PermissionDenied(Describe() + " is open read-only");
-  if (changes.empty()) return Status::Ok();
+  if (changes.empty()) return Status::Ok();  // not even a change-log entry
   for (const Machine& m : changes.machines) GRID_RETURN_IF_ERROR(internal::ValidateMachine(m));
 
   std::minstd_rand jitter(std::random_device{}());
@@ -616,6 +627,36 @@ Status PostgresStore::Commit(const ChangeSet& changes) {
 Status PostgresStore::CommitOnce(pg::Connection& conn, const ChangeSet& changes) {
   Txn txn(conn);
   GRID_RETURN_IF_ERROR(txn.Begin("BEGIN ISOLATION LEVEL SERIALIZABLE"));
+  if (changes.after_seq) {
+    // First, so numbered commits queue on the head row instead of doing
+    // their work and then failing to serialise: the one that waited gets
+    // 40001 when the first commits, and its retry finds the head moved.
+    Params p;
+    p.Add(*changes.after_seq);
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn.Query("UPDATE change_head SET seq = seq + 1 WHERE id = 1 AND seq = $1 "
+                                                  "RETURNING seq",
+                                                  p, "advance the change log"));
+    if (PQntuples(r.get()) != 1) {
+      GRID_ASSIGN_OR_RETURN(int64_t head, ReadHead(conn));
+      return internal::StaleCommit(*changes.after_seq, head);
+    }
+    internal::ChangeKeys keys = internal::KeysOf(changes);
+    Params entry;
+    entry.Add(*changes.after_seq + 1)
+        .Add(internal::JoinIds(keys.machines))
+        .Add(internal::JoinIds(keys.leases))
+        .Add(internal::JoinLines(keys.accounts))
+        .Add(internal::JoinLines(keys.meta))
+        .Add(internal::JoinIds(keys.withdrawals));
+    GRID_RETURN_IF_ERROR(conn.Query("INSERT INTO change_log (seq, machines, leases, accounts, meta, withdrawals) "
+                                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                                    entry, "write the change log")
+                             .status());
+    // Delivered at COMMIT, and only if it commits.
+    Params note;
+    note.Add(std::string(kChangesChannel)).Add(std::to_string(*changes.after_seq + 1));
+    GRID_RETURN_IF_ERROR(conn.Query("SELECT pg_notify($1, $2)", note, "notify replicas").status());
+  }
   for (const Machine& m : changes.machines) GRID_RETURN_IF_ERROR(PutMachine(conn, m));
   for (const Lease& l : changes.leases) GRID_RETURN_IF_ERROR(PutLease(conn, l));
   for (const Transfer& t : changes.transfers) GRID_RETURN_IF_ERROR(PutTransfer(conn, t));
@@ -833,14 +874,112 @@ Result<std::vector<std::pair<int64_t, Transfer>>> PostgresStore::ReadTransfers(c
   return out;
 }
 
+namespace {
+
+// A PostgreSQL array literal of ids or of text keys, for "= ANY($1)".
+std::string ArrayLiteral(const std::vector<int64_t>& ids) { return "{" + internal::JoinIds(ids) + "}"; }
+std::string ArrayLiteral(const std::vector<std::string>& keys) {
+  std::string out = "{";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : keys[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+}  // namespace
+
 Result<Snapshot> PostgresStore::Load() {
   GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
   Snapshot snap;
   // One snapshot for every table, even while a broker writes.
   Txn txn(*conn);
   GRID_RETURN_IF_ERROR(txn.Begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+  GRID_ASSIGN_OR_RETURN(snap.seq, ReadHead(*conn));
+  GRID_RETURN_IF_ERROR(LoadRows(*conn, nullptr, &snap));
+  GRID_RETURN_IF_ERROR(txn.Commit());
+  return snap;
+}
+
+Result<int64_t> PostgresStore::ReadHead(pg::Connection& conn) {
+  GRID_ASSIGN_OR_RETURN(ResultPtr r, conn.Query("SELECT seq FROM change_head WHERE id = 1", Params(),
+                                                "read the change log's head"));
+  Rows rows(r.get());
+  if (rows.size() != 1) return Corrupt("change_head has no row");
+  int64_t seq = rows.Int(0, 0);
+  if (!rows.ok()) return Corrupt("change_head: " + rows.error());
+  return seq;
+}
+
+Result<int64_t> PostgresStore::Head() {
+  GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  return ReadHead(*conn);
+}
+
+Result<Changes> PostgresStore::ChangesSince(int64_t seq) {
+  GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  Changes out;
+  Txn txn(*conn);
+  GRID_RETURN_IF_ERROR(txn.Begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+  GRID_ASSIGN_OR_RETURN(out.seq, ReadHead(*conn));
+  out.rows.seq = out.seq;
+  if (out.seq <= seq) return out;
+  Params p;
+  p.Add(seq);
+  GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query("SELECT seq, machines, leases, accounts, meta, withdrawals "
+                                                 "FROM change_log WHERE seq > $1 ORDER BY seq",
+                                                 p, "read the change log"));
+  Rows rows(r.get());
+  // Entries are numbered without gaps; a missing first one was trimmed.
+  if (rows.size() == 0 || rows.Int(0, 0) != seq + 1) {
+    out.reload = true;
+    return out;
+  }
+  internal::ChangeKeys keys;
+  for (int i = 0; i < rows.size(); ++i) {
+    internal::ChangeKeys entry;
+    if (!internal::SplitIds(rows.Text(i, 1), &entry.machines) || !internal::SplitIds(rows.Text(i, 2), &entry.leases) ||
+        !internal::SplitIds(rows.Text(i, 5), &entry.withdrawals))
+      return Corrupt("change_log entry " + std::to_string(rows.Int(i, 0)) + " has a bad id list");
+    entry.accounts = internal::SplitLines(rows.Text(i, 3));
+    entry.meta = internal::SplitLines(rows.Text(i, 4));
+    internal::Merge(&keys, entry);
+  }
+  if (!rows.ok()) return Corrupt("change_log: " + rows.error());
+  GRID_RETURN_IF_ERROR(LoadRows(*conn, &keys, &out.rows));
+  GRID_RETURN_IF_ERROR(txn.Commit());
+  return out;
+}
+
+Status PostgresStore::LoadRows(pg::Connection& connection, const internal::ChangeKeys* keys, Snapshot* out) {
+  pg::Connection* conn = &connection;
+  Snapshot& snap = *out;
+  // Every row, or (keys) the rows named: "WHERE column = ANY($1)".
+  auto select = [&](const std::string& base, const char* column, const char* type, const std::string& literal,
+                    const char* order, const char* what) -> Result<ResultPtr> {
+    Params p;
+    std::string sql = base;
+    if (keys != nullptr) {
+      sql += std::string("WHERE ") + column + " = ANY($1::" + type + "[]) ";
+      p.Add(literal);
+    }
+    sql += std::string("ORDER BY ") + order;
+    return conn->Query(sql, p, what);
+  };
+  auto ids = [&](const std::vector<int64_t> internal::ChangeKeys::*field) {
+    return keys != nullptr ? ArrayLiteral(keys->*field) : std::string();
+  };
+  auto texts = [&](const std::vector<std::string> internal::ChangeKeys::*field) {
+    return keys != nullptr ? ArrayLiteral(keys->*field) : std::string();
+  };
   {
-    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query(kMachineSelect, Params(), "read machines"));
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, select(kMachineSelect, "id", "bigint", ids(&internal::ChangeKeys::machines),
+                                              "id", "read machines"));
     Rows rows(r.get());
     for (int i = 0; i < rows.size(); ++i) {
       Machine m;
@@ -875,7 +1014,8 @@ Result<Snapshot> PostgresStore::Load() {
   }
   std::unordered_map<int64_t, size_t> lease_index;
   {
-    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query(kLeaseSelect, Params(), "read leases"));
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, select(kLeaseSelect, "id", "bigint", ids(&internal::ChangeKeys::leases), "id",
+                                              "read leases"));
     Rows rows(r.get());
     for (int i = 0; i < rows.size(); ++i) {
       Lease l;
@@ -918,9 +1058,9 @@ Result<Snapshot> PostgresStore::Load() {
     }
   }
   {
-    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query("SELECT lease_id, list, pos, value FROM lease_strings "
-                                                   "ORDER BY lease_id, list, pos",
-                                                   Params(), "read lease env and command"));
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, select("SELECT lease_id, list, pos, value FROM lease_strings ", "lease_id",
+                                              "bigint", ids(&internal::ChangeKeys::leases), "lease_id, list, pos",
+                                              "read lease env and command"));
     Rows rows(r.get());
     for (int i = 0; i < rows.size(); ++i) {
       int64_t lease_id = rows.Int(i, 0);
@@ -939,7 +1079,8 @@ Result<Snapshot> PostgresStore::Load() {
     }
   }
   {
-    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query(kLeaseChannelSelect, Params(), "read lease channels"));
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, select(kLeaseChannelSelect, "lease_id", "bigint",
+                                              ids(&internal::ChangeKeys::leases), "lease_id", "read lease channels"));
     Rows rows(r.get());
     for (int i = 0; i < rows.size(); ++i) {
       int64_t lease_id = rows.Int(i, 0);
@@ -969,9 +1110,10 @@ Result<Snapshot> PostgresStore::Load() {
   {
     // COLLATE "C" here and for meta: byte order, as SQLite's default BINARY
     // collation sorts, whatever the database's locale.
-    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query("SELECT id, debits_posted, credits_posted, debits_pending, "
-                                                   "credits_pending FROM accounts ORDER BY id COLLATE \"C\"",
-                                                   Params(), "read accounts"));
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, select("SELECT id, debits_posted, credits_posted, debits_pending, "
+                                              "credits_pending FROM accounts ",
+                                              "id", "text", texts(&internal::ChangeKeys::accounts),
+                                              "id COLLATE \"C\"", "read accounts"));
     Rows rows(r.get());
     for (int i = 0; i < rows.size(); ++i) {
       snap.accounts.push_back(Account{.id = rows.Text(i, 0),
@@ -983,14 +1125,15 @@ Result<Snapshot> PostgresStore::Load() {
     if (!rows.ok()) return Corrupt("accounts: " + rows.error());
   }
   {
-    GRID_ASSIGN_OR_RETURN(ResultPtr r,
-                          conn->Query("SELECT key, value FROM meta ORDER BY key COLLATE \"C\"", Params(), "read meta"));
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, select("SELECT key, value FROM meta ", "key", "text",
+                                              texts(&internal::ChangeKeys::meta), "key COLLATE \"C\"", "read meta"));
     Rows rows(r.get());
     for (int i = 0; i < rows.size(); ++i) snap.meta.emplace_back(rows.Text(i, 0), rows.Text(i, 1));
     if (!rows.ok()) return Corrupt("meta: " + rows.error());
   }
   {
-    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query(kWithdrawalSelect, Params(), "read withdrawals"));
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, select(kWithdrawalSelect, "id", "bigint",
+                                              ids(&internal::ChangeKeys::withdrawals), "id", "read withdrawals"));
     Rows rows(r.get());
     for (int i = 0; i < rows.size(); ++i) {
       ledger::Withdrawal w;
@@ -1016,8 +1159,7 @@ Result<Snapshot> PostgresStore::Load() {
       snap.withdrawals.push_back(std::move(w));
     }
   }
-  GRID_RETURN_IF_ERROR(txn.Commit());
-  return snap;
+  return Status::Ok();
 }
 
 Result<std::optional<Transfer>> PostgresStore::FindTransfer(const std::string& id) {
@@ -1098,6 +1240,129 @@ Status PostgresStore::ForEachTransfer(const std::function<bool(const Transfer&)>
       if (!visit(t)) return Status::Ok();
     }
   }
+}
+
+Result<int64_t> PostgresStore::WaitForChange(int64_t seq, int64_t timeout_ms) {
+  std::lock_guard lock(listen_mu_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (listener_ == nullptr || !listener_->Reusable()) {
+    listener_.reset();
+    auto conn = pg::Connection::Connect(spec_);
+    if (conn.ok()) {
+      listener_ = std::move(conn).value();
+      if (!listener_->Exec(std::string("LISTEN ") + kChangesChannel, "listen for changes").ok()) listener_.reset();
+    }
+  }
+  for (;;) {
+    // LISTEN is in place before the head is read, so a commit after this
+    // read is always noticed.
+    GRID_ASSIGN_OR_RETURN(int64_t head, Head());
+    if (head > seq) return head;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return head;
+    if (listener_ == nullptr) {
+      // No LISTEN connection (the server is restarting?): poll.
+      std::this_thread::sleep_for(std::min(left, std::chrono::milliseconds(200)));
+      continue;
+    }
+    pollfd fd{PQsocket(listener_->raw()), POLLIN, 0};
+    int ready = poll(&fd, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (ready < 0 && errno != EINTR) listener_.reset();
+    if (listener_ != nullptr && ready > 0) {
+      if (PQconsumeInput(listener_->raw()) == 0) {
+        listener_.reset();  // the connection broke; reconnect on the next call
+      } else {
+        while (PGnotify* n = PQnotifies(listener_->raw())) PQfreemem(n);
+      }
+    }
+  }
+}
+
+Result<bool> PostgresStore::HoldLeadership() {
+  if (spec_.read_only) return false;
+  std::lock_guard lock(leader_mu_);
+  if (leader_ != nullptr && leading_) {
+    // Still ours while the session lives: a round trip proves it.
+    if (leader_->Exec("SELECT 1", "check leadership").ok()) return true;
+    leader_.reset();  // the session is gone, and the server freed the lock with it
+    leading_ = false;
+  }
+  if (leader_ == nullptr || !leader_->Reusable()) {
+    leader_.reset();
+    GRID_ASSIGN_OR_RETURN(leader_, pg::Connection::Connect(spec_));
+  }
+  Params p;
+  p.Add(kLockClass).Add(kLeaderLock);
+  GRID_ASSIGN_OR_RETURN(ResultPtr r, leader_->Query("SELECT pg_try_advisory_lock($1, $2)", p, "take leadership"));
+  leading_ = std::string_view(PQgetvalue(r.get(), 0, 0)) == "t";
+  return leading_;
+}
+
+Status PostgresStore::Maintain(int64_t keep_changes, UnixMs now_ms) {
+  GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  Params trim;
+  trim.Add(keep_changes);
+  GRID_RETURN_IF_ERROR(conn->Query("DELETE FROM change_log WHERE seq < (SELECT seq FROM change_head WHERE id = 1) - $1",
+                                   trim, "trim the change log")
+                           .status());
+  Params expired;
+  expired.Add(now_ms);
+  return conn->Query("DELETE FROM shared_state WHERE expires_ms <= $1", expired, "delete expired shared state")
+      .status();
+}
+
+Status PostgresStore::PutShared(const std::string& key, const std::string& value, UnixMs expires_ms) {
+  if (spec_.read_only) return PermissionDenied(Describe() + " is open read-only");
+  GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  Params p;
+  p.Add(key).Add(value).Add(expires_ms);
+  return conn->Query(kSharedUpsert, p, "write shared state").status();
+}
+
+Result<std::optional<std::string>> PostgresStore::GetShared(const std::string& key, UnixMs now_ms) {
+  GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  Params p;
+  p.Add(key).Add(now_ms);
+  GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query("SELECT value FROM shared_state WHERE key = $1 AND expires_ms > $2",
+                                                 p, "read shared state"));
+  if (PQntuples(r.get()) == 0) return std::optional<std::string>();
+  return std::optional<std::string>(PQgetvalue(r.get(), 0, 0));
+}
+
+Result<std::optional<std::string>> PostgresStore::TakeShared(const std::string& key, UnixMs now_ms) {
+  GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  Params p;
+  p.Add(key);
+  // One statement: of two replicas taking the same key, one deletes the row.
+  GRID_ASSIGN_OR_RETURN(ResultPtr r, conn->Query("DELETE FROM shared_state WHERE key = $1 RETURNING value, expires_ms",
+                                                 p, "take shared state"));
+  if (PQntuples(r.get()) == 0) return std::optional<std::string>();
+  Rows rows(r.get());
+  std::string value = rows.Text(0, 0);
+  int64_t expires = rows.Int(0, 1);
+  if (!rows.ok()) return Corrupt("shared_state " + key + ": " + rows.error());
+  if (expires <= now_ms) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> PostgresStore::ListShared(const std::string& prefix,
+                                                                                  UnixMs now_ms) {
+  GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  Params p;
+  // A range on the key, not LIKE: the prefix may hold % or _.
+  p.Add(prefix).Add(prefix + "\xf4\x8f\xbf\xbf").Add(now_ms);
+  GRID_ASSIGN_OR_RETURN(ResultPtr r,
+                        conn->Query("SELECT key, value FROM shared_state WHERE key COLLATE \"C\" >= $1 AND "
+                                    "key COLLATE \"C\" < $2 AND expires_ms > $3 ORDER BY key COLLATE \"C\"",
+                                    p, "list shared state"));
+  Rows rows(r.get());
+  std::vector<std::pair<std::string, std::string>> out;
+  for (int i = 0; i < rows.size(); ++i) {
+    std::string key = rows.Text(i, 0);
+    if (key.starts_with(prefix)) out.emplace_back(std::move(key), rows.Text(i, 1));
+  }
+  if (!rows.ok()) return Corrupt("shared_state: " + rows.error());
+  return out;
 }
 
 }  // namespace

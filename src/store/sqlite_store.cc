@@ -381,6 +381,8 @@ Status SqliteStore::CheckSchemaReadOnly() {
 Status SqliteStore::Commit(const ChangeSet& changes) {
   std::lock_guard lock(mu_);
   if (read_only_) return PermissionDenied(Describe() + " is open read-only");
+  // One broker per SQLite file: it never numbers commits (store.h, "Replicas").
+  if (changes.after_seq) return Internal(Describe() + ": a numbered commit on a store that is not shared");
   if (changes.empty()) return Status::Ok();
   for (const Machine& m : changes.machines) GRID_RETURN_IF_ERROR(internal::ValidateMachine(m));
 

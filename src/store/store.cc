@@ -105,6 +105,70 @@ std::vector<std::string> SplitList(const std::string& text) {
   return out;
 }
 
+ChangeKeys KeysOf(const ChangeSet& changes) {
+  ChangeKeys k;
+  for (const auto& m : changes.machines) k.machines.push_back(m.id);
+  for (const auto& l : changes.leases) k.leases.push_back(l.id);
+  for (const auto& w : changes.withdrawals) k.withdrawals.push_back(w.id);
+  for (const auto& a : changes.accounts) k.accounts.push_back(a.id);
+  for (const auto& [key, value] : changes.meta) k.meta.push_back(key);
+  Merge(&k, ChangeKeys{});  // sorted, unique
+  return k;
+}
+
+std::string JoinIds(const std::vector<int64_t>& ids) {
+  std::string out;
+  for (int64_t id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
+  return out;
+}
+
+bool SplitIds(std::string_view text, std::vector<int64_t>* out) {
+  out->clear();
+  while (!text.empty()) {
+    std::string_view item = text.substr(0, text.find(','));
+    int64_t v = 0;
+    auto [next, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (ec != std::errc() || next != item.data() + item.size()) return false;
+    out->push_back(v);
+    text.remove_prefix(std::min(text.size(), item.size() + 1));
+  }
+  return true;
+}
+
+std::string JoinLines(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "\n" : "") + items[i];
+  return out;
+}
+
+std::vector<std::string> SplitLines(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    std::string_view item = text.substr(0, text.find('\n'));
+    out.emplace_back(item);
+    text.remove_prefix(std::min(text.size(), item.size() + 1));
+  }
+  return out;
+}
+
+void Merge(ChangeKeys* a, const ChangeKeys& b) {
+  auto merge = [](auto& into, const auto& from) {
+    into.insert(into.end(), from.begin(), from.end());
+    std::sort(into.begin(), into.end());
+    into.erase(std::unique(into.begin(), into.end()), into.end());
+  };
+  merge(a->machines, b.machines);
+  merge(a->leases, b.leases);
+  merge(a->withdrawals, b.withdrawals);
+  merge(a->accounts, b.accounts);
+  merge(a->meta, b.meta);
+}
+
+Status StaleCommit(int64_t after_seq, int64_t head) {
+  return Status(Code::kAborted, "another broker replica committed first (change log at " + std::to_string(head) +
+                                    ", this commit expected " + std::to_string(after_seq) + "); catch up and retry");
+}
+
 Status NonceReplay(const market::Lease& lease) {
   return Conflict("order nonce already used: renter " + lease.renter + " nonce " +
                   std::to_string(lease.order.nonce) + " (lease " + std::to_string(lease.id) + ")");
@@ -130,6 +194,21 @@ market::Machine StoredForm(market::Machine machine) {
 }
 
 }  // namespace internal
+
+namespace {
+Status NotShared(const Store& store) {
+  return Internal(store.Describe() + ": not a shared store (one broker at a time); no change log or shared state");
+}
+}  // namespace
+
+Result<Changes> Store::ChangesSince(int64_t) { return NotShared(*this); }
+Result<int64_t> Store::WaitForChange(int64_t, int64_t) { return NotShared(*this); }
+Status Store::PutShared(const std::string&, const std::string&, UnixMs) { return NotShared(*this); }
+Result<std::optional<std::string>> Store::GetShared(const std::string&, UnixMs) { return NotShared(*this); }
+Result<std::optional<std::string>> Store::TakeShared(const std::string&, UnixMs) { return NotShared(*this); }
+Result<std::vector<std::pair<std::string, std::string>>> Store::ListShared(const std::string&, UnixMs) {
+  return NotShared(*this);
+}
 
 namespace {
 

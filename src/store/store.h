@@ -14,6 +14,21 @@
 //  - Load() returns everything the broker keeps in memory; transfers are read
 //    on demand (history, audit), since they grow without bound.
 //
+// Replicas (issue 7): a store that Shared() says several brokers may open at
+// once (PostgreSQL; an in-memory database in tests) keeps a change log. Every
+// ChangeSet committed with `after_seq` set is numbered: it commits only if
+// the log's head is still `after_seq` (else kAborted, and nothing is
+// written) and becomes entry after_seq + 1, naming the rows it wrote. A
+// broker that commits only that way, having applied every entry up to
+// after_seq, decides each command on the database's latest state: the
+// commits of all replicas form one serial order (docs/operations.md,
+// "Several brokers"). ChangesSince() gives a replica the rows later entries
+// wrote; WaitForChange() wakes it when another replica commits.
+// HoldLeadership() elects the one replica that runs background work, and the
+// shared_state table carries what replicas must share that is not the
+// ledger or the market (heartbeats, login nonces, workload output).
+// SQLite is not Shared(): one broker at a time (an flock), always leader.
+//
 // Thread safety: implementations are safe to call from several threads; the
 // broker still serialises Commit() calls.
 #pragma once
@@ -24,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "ledger/ledger.h"
 #include "ledger/withdrawal.h"
@@ -38,6 +54,8 @@ struct ChangeSet {
   std::vector<ledger::Account> accounts;    // upserted by id (balances after the transfers)
   std::vector<std::pair<std::string, std::string>> meta;  // upserted key -> value
   std::vector<ledger::Withdrawal> withdrawals;              // upserted by id
+  // Replicas: commit only as change-log entry after_seq + 1 (see above).
+  std::optional<int64_t> after_seq;
   bool empty() const {
     return machines.empty() && leases.empty() && transfers.empty() && accounts.empty() && meta.empty() &&
            withdrawals.empty();
@@ -50,6 +68,16 @@ struct Snapshot {
   std::vector<ledger::Account> accounts;
   std::vector<std::pair<std::string, std::string>> meta;
   std::vector<ledger::Withdrawal> withdrawals;
+  int64_t seq = 0;  // the change log's head this snapshot reflects (0 when not Shared())
+};
+
+// What the change log's entries after some sequence number wrote: the rows
+// as they are at `seq` (a Snapshot holding just those rows). `reload`: the
+// log was trimmed past the sequence asked for; Load() everything again.
+struct Changes {
+  int64_t seq = 0;
+  bool reload = false;
+  Snapshot rows;
 };
 
 struct TransferQuery {
@@ -71,6 +99,35 @@ class Store {
   // "sqlite:/path/grid.db", "postgres://grid@db:5432/grid" (never a
   // password), "memory:"
   virtual std::string Describe() const = 0;
+
+  // --- replicas (see the top of this file). The defaults are a store only
+  // one broker opens: never shared, always the leader.
+  virtual bool Shared() const { return false; }
+  // The change log's head (0 when not Shared()).
+  virtual Result<int64_t> Head() { return int64_t{0}; }
+  virtual Result<Changes> ChangesSince(int64_t seq);
+  // Returns the head as soon as it passes `seq`, or at the timeout.
+  virtual Result<int64_t> WaitForChange(int64_t seq, int64_t timeout_ms);
+  // True while this store holds the database's one leadership: kept until
+  // the store is destroyed or its connection to the database is lost (a
+  // kill -9'ed replica's is freed by the server). Cheap enough to ask each
+  // second.
+  virtual Result<bool> HoldLeadership() { return true; }
+  // Housekeeping, for the leader: trims change-log entries more than
+  // `keep_changes` behind the head and deletes expired shared state.
+  virtual Status Maintain(int64_t /*keep_changes*/, UnixMs /*now_ms*/) { return Status::Ok(); }
+  // Shared state: small values every replica sees, outside the change log
+  // (no ordering with commits). Only Shared() stores keep it; the others
+  // answer kInternal, and a broker on them keeps such state in its memory.
+  virtual Status PutShared(const std::string& key, const std::string& value, UnixMs expires_ms);
+  // The value unless missing or expired at now_ms.
+  virtual Result<std::optional<std::string>> GetShared(const std::string& key, UnixMs now_ms);
+  // Deletes the key; returns its value if it was there and not expired
+  // (exactly one of several concurrent takers gets it).
+  virtual Result<std::optional<std::string>> TakeShared(const std::string& key, UnixMs now_ms);
+  // Unexpired keys starting with `prefix`, in key order.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> ListShared(const std::string& prefix,
+                                                                             UnixMs now_ms);
 };
 
 struct SqliteOptions {
@@ -80,6 +137,14 @@ struct SqliteOptions {
 // Opens (creating and migrating unless read_only) an SQLite database.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path, SqliteOptions options = {});
 std::unique_ptr<Store> NewMemoryStore();
+
+// An in-memory database that several stores open at once, as replicas on
+// one PostgreSQL database do (tests of the replicated broker). Each store
+// from OpenMemoryReplica() is Shared(); leadership goes to the first that
+// asks and passes on when it is destroyed.
+class MemoryDatabase;
+std::shared_ptr<MemoryDatabase> NewMemoryDatabase();
+std::unique_ptr<Store> OpenMemoryReplica(std::shared_ptr<MemoryDatabase> db);
 
 struct PostgresOptions {
   bool read_only = false;  // for `grid admin audit --db`: never writes, never migrates

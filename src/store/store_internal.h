@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "ledger/ledger.h"
 #include "market/types.h"
+#include "store/store.h"
 
 namespace grid::store::internal {
 
@@ -46,6 +47,23 @@ std::string EncodeEndpoints(const std::vector<market::PortMapping>& eps);  // "2
 bool DecodeEndpoints(std::string_view text, std::vector<market::PortMapping>* out);
 std::string JoinList(const std::vector<std::string>& items);  // "a,b"; items hold no comma
 std::vector<std::string> SplitList(const std::string& text);
+
+// What a change-log entry names: the rows its ChangeSet wrote (transfers
+// are not kept in a broker's memory, so they are not named).
+struct ChangeKeys {
+  std::vector<int64_t> machines, leases, withdrawals;
+  std::vector<std::string> accounts, meta;  // ids and keys: no newline in either
+};
+ChangeKeys KeysOf(const ChangeSet& changes);
+// Columns of a change_log row: ids joined by ',', text keys by '\n'.
+std::string JoinIds(const std::vector<int64_t>& ids);
+bool SplitIds(std::string_view text, std::vector<int64_t>* out);
+std::string JoinLines(const std::vector<std::string>& items);
+std::vector<std::string> SplitLines(std::string_view text);
+// Adds b's keys to a's (duplicates removed, sorted).
+void Merge(ChangeKeys* a, const ChangeKeys& b);
+// kAborted: the log moved past after_seq (another replica committed first).
+Status StaleCommit(int64_t after_seq, int64_t head);
 
 // Rejects what a store could not give back unchanged: non-finite spec numbers
 // (SQLite turns NaN into NULL; JSON has neither NaN nor infinity).

@@ -853,6 +853,215 @@ INSTANTIATE_TEST_SUITE_P(AllStores, StoreTest,
                          [](const ::testing::TestParamInfo<Backend>& info) { return NameOf(info.param); });
 
 // ---------------------------------------------------------------------------
+// Replicas: two stores on one database (store.h, "Replicas"). Every shared
+// store must pass all of it: the in-memory database and PostgreSQL.
+
+enum class SharedBackend { kMemory, kPostgres };
+void PrintTo(SharedBackend b, std::ostream* os) { *os << (b == SharedBackend::kMemory ? "Memory" : "Postgres"); }
+
+class ReplicaStoreTest : public ::testing::TestWithParam<SharedBackend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == SharedBackend::kPostgres) {
+      if (PgUrl() == nullptr) GTEST_SKIP() << kNoPg;
+      pg_url_ = pg_db_.Create();
+      ASSERT_FALSE(pg_url_.empty());
+    } else {
+      memory_ = NewMemoryDatabase();
+    }
+    a_ = OpenReplica();
+    b_ = OpenReplica();
+    ASSERT_TRUE(a_ && b_);
+  }
+
+  std::unique_ptr<Store> OpenReplica() {
+    if (GetParam() == SharedBackend::kMemory) return OpenMemoryReplica(memory_);
+    auto opened = OpenPostgresStore(pg_url_);
+    EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+    return opened.ok() ? std::move(opened).value() : nullptr;
+  }
+
+  static ChangeSet Numbered(int64_t after_seq, ChangeSet cs) {
+    cs.after_seq = after_seq;
+    return cs;
+  }
+
+  PgDatabase pg_db_;
+  std::string pg_url_;
+  std::shared_ptr<MemoryDatabase> memory_;
+  std::unique_ptr<Store> a_, b_;
+};
+
+TEST_P(ReplicaStoreTest, NumberedCommitsFormOneOrder) {
+  EXPECT_TRUE(a_->Shared());
+  EXPECT_EQ(0, a_->Head().value());
+  ChangeSet first;
+  first.machines = {MakeMachine(1)};
+  first.meta = {{"join_token:abc", "0xp 1 0"}};
+  ASSERT_TRUE(a_->Commit(Numbered(0, first)).ok());
+  EXPECT_EQ(1, b_->Head().value());
+
+  // b_ decided on the state before a_'s commit: refused, nothing written.
+  ChangeSet late;
+  late.machines = {MakeMachine(2)};
+  late.transfers = {MakeTransfer("t1", "world", "user:0xa", 5)};
+  late.accounts = {Account{.id = "user:0xa", .credits_posted = 5}};
+  Status stale = b_->Commit(Numbered(0, late));
+  EXPECT_EQ(Code::kAborted, stale.code()) << stale.ToString();
+  EXPECT_EQ(1, a_->Head().value());
+  EXPECT_EQ(1u, a_->Load()->machines.size()) << "an aborted commit writes nothing";
+  EXPECT_FALSE(a_->FindTransfer("t1")->has_value());
+
+  // b_ catches up: the rows a_ wrote, as they are now.
+  auto changes = b_->ChangesSince(0);
+  ASSERT_TRUE(changes.ok()) << changes.status().ToString();
+  EXPECT_EQ(1, changes->seq);
+  EXPECT_FALSE(changes->reload);
+  ASSERT_EQ(1u, changes->rows.machines.size());
+  EXPECT_EQ(1, changes->rows.machines[0].id);
+  ASSERT_EQ(1u, changes->rows.meta.size());
+  EXPECT_EQ("join_token:abc", changes->rows.meta[0].first);
+  EXPECT_TRUE(changes->rows.leases.empty());
+  EXPECT_TRUE(changes->rows.accounts.empty());
+
+  ASSERT_TRUE(b_->Commit(Numbered(1, late)).ok());
+  auto later = a_->ChangesSince(1);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(2, later->seq);
+  ASSERT_EQ(1u, later->rows.machines.size());
+  EXPECT_EQ(2, later->rows.machines[0].id);
+  ASSERT_EQ(1u, later->rows.accounts.size());
+  EXPECT_EQ(5, later->rows.accounts[0].credits_posted);
+  EXPECT_TRUE(a_->ChangesSince(2)->rows.machines.empty()) << "nothing after the head";
+  EXPECT_EQ(2, a_->Load()->seq);
+
+  // A failing numbered commit (a duplicate transfer) leaves the log alone.
+  ChangeSet dup;
+  dup.transfers = {MakeTransfer("t1", "world", "user:0xa", 6)};
+  EXPECT_EQ(Code::kIdempotencyMismatch, a_->Commit(Numbered(2, dup)).code());
+  EXPECT_EQ(2, b_->Head().value());
+}
+
+// Racing replicas: every numbered commit that succeeds has its own number,
+// and the head counts exactly the successes.
+TEST_P(ReplicaStoreTest, RacingCommitsNeverShareANumber) {
+  constexpr int kThreads = 4, kEach = 15;
+  std::atomic<int> ok{0}, aborted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Store* s = t % 2 ? b_.get() : a_.get();
+      for (int i = 0; i < kEach; ++i) {
+        auto head = s->Head();
+        ASSERT_TRUE(head.ok());
+        ChangeSet cs;
+        cs.machines = {MakeMachine(1 + t * kEach + i)};
+        Status st = s->Commit(Numbered(*head, cs));
+        if (st.ok()) ++ok;
+        else if (st.code() == Code::kAborted) ++aborted;
+        else ADD_FAILURE() << st.ToString();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(kThreads * kEach, ok + aborted);
+  EXPECT_EQ(ok.load(), a_->Head().value());
+  EXPECT_EQ(static_cast<size_t>(ok.load()), a_->Load()->machines.size());
+  auto all = b_->ChangesSince(0);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(static_cast<size_t>(ok.load()), all->rows.machines.size());
+}
+
+TEST_P(ReplicaStoreTest, WaitForChangeWakesOnAnotherReplicasCommit) {
+  auto quiet = b_->WaitForChange(0, 50);
+  ASSERT_TRUE(quiet.ok()) << quiet.status().ToString();
+  EXPECT_EQ(0, *quiet) << "nothing committed: back at the timeout";
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ChangeSet cs;
+    cs.machines = {MakeMachine(7)};
+    EXPECT_TRUE(a_->Commit(Numbered(0, cs)).ok());
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto woke = b_->WaitForChange(0, 10'000);
+  auto waited = std::chrono::steady_clock::now() - start;
+  writer.join();
+  ASSERT_TRUE(woke.ok()) << woke.status().ToString();
+  EXPECT_EQ(1, *woke);
+  EXPECT_LT(waited, std::chrono::seconds(5)) << "woken by the commit, not by the timeout";
+}
+
+TEST_P(ReplicaStoreTest, OneLeaderAtATimeAndItPassesOn) {
+  EXPECT_TRUE(a_->HoldLeadership().value());
+  EXPECT_FALSE(b_->HoldLeadership().value());
+  EXPECT_TRUE(a_->HoldLeadership().value()) << "asking again keeps it";
+  a_.reset();  // the leader goes away
+  EXPECT_TRUE(b_->HoldLeadership().value());
+  auto c = OpenReplica();
+  EXPECT_FALSE(c->HoldLeadership().value());
+}
+
+TEST_P(ReplicaStoreTest, SharedStateIsSeenByEveryReplicaAndTakenOnce) {
+  ASSERT_TRUE(a_->PutShared("nonce:abc", "v1", 1'000).ok());
+  ASSERT_TRUE(a_->PutShared("nonce:abd", "v2", 1'000).ok());
+  ASSERT_TRUE(a_->PutShared("beat:1", "x", 1'000).ok());
+  ASSERT_TRUE(a_->PutShared("nonce:old", "v0", 10).ok());
+  EXPECT_EQ("v1", b_->GetShared("nonce:abc", 500)->value_or(""));
+  EXPECT_FALSE(b_->GetShared("nonce:old", 500)->has_value()) << "expired";
+  auto listed = b_->ListShared("nonce:", 500);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(2u, listed->size());
+  EXPECT_EQ("nonce:abc", (*listed)[0].first);
+  EXPECT_EQ("v2", (*listed)[1].second);
+  EXPECT_EQ("v1", b_->TakeShared("nonce:abc", 500)->value_or(""));
+  EXPECT_FALSE(a_->TakeShared("nonce:abc", 500)->has_value()) << "taken once";
+  EXPECT_FALSE(a_->TakeShared("nonce:old", 500)->has_value()) << "an expired value is not given";
+  ASSERT_TRUE(a_->PutShared("beat:1", "y", 2'000).ok());
+  EXPECT_EQ("y", b_->GetShared("beat:1", 1'500)->value_or("")) << "overwritten, with the new expiry";
+  ASSERT_TRUE(a_->Maintain(1000, 1'200).ok());
+  EXPECT_FALSE(b_->GetShared("nonce:abd", 0)->has_value()) << "expired rows are deleted";
+  EXPECT_TRUE(b_->GetShared("beat:1", 0)->has_value());
+}
+
+TEST_P(ReplicaStoreTest, TrimmedLogAsksForAReload) {
+  for (int i = 0; i < 5; ++i) {
+    ChangeSet cs;
+    cs.machines = {MakeMachine(i + 1)};
+    ASSERT_TRUE(a_->Commit(Numbered(i, cs)).ok());
+  }
+  ASSERT_TRUE(a_->Maintain(/*keep_changes=*/2, 0).ok());
+  auto old = b_->ChangesSince(0);
+  ASSERT_TRUE(old.ok());
+  EXPECT_TRUE(old->reload);
+  EXPECT_EQ(5, old->seq);
+  auto recent = b_->ChangesSince(3);
+  ASSERT_TRUE(recent.ok());
+  EXPECT_FALSE(recent->reload);
+  EXPECT_EQ(2u, recent->rows.machines.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedStores, ReplicaStoreTest,
+                         ::testing::Values(SharedBackend::kMemory, SharedBackend::kPostgres),
+                         [](const ::testing::TestParamInfo<SharedBackend>& info) {
+                           return info.param == SharedBackend::kMemory ? "Memory" : "Postgres";
+                         });
+
+TEST(SqliteStoreTest, IsNotSharedAndRefusesNumberedCommits) {
+  std::string dir = TempDir();
+  auto store = OpenSqliteStore(dir + "/grid.db");
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE((*store)->Shared());
+  EXPECT_TRUE((*store)->HoldLeadership().value());
+  ChangeSet cs;
+  cs.machines = {MakeMachine(1)};
+  cs.after_seq = 0;
+  EXPECT_EQ(Code::kInternal, (*store)->Commit(cs).code());
+  EXPECT_EQ(Code::kInternal, (*store)->PutShared("k", "v", 1).code());
+  EXPECT_TRUE((*store)->Load()->machines.empty());
+  std::filesystem::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------
 // OpenStore() urls.
 
 // One writer per database file; readers (the offline audit) may look on.
@@ -1258,10 +1467,10 @@ TEST_F(PostgresTest, SchemaMatchesSqlite) {
 }
 
 // Brokers starting at once: one migrates (the others wait on the migration
-// lock, then find the schema current), and one gets the database: the rest
-// are told it is in use. Without the migration lock the losers would fail
-// inside CREATE TABLE instead.
-TEST_F(PostgresTest, ConcurrentStartsMigrateOnceAndOneWins) {
+// lock, then find the schema current), and all of them open the database, as
+// replicas do; exactly one of them holds leadership. Without the migration
+// lock the others would fail inside CREATE TABLE instead.
+TEST_F(PostgresTest, ConcurrentStartsMigrateOnceAndOneLeads) {
   constexpr int kBrokers = 4;
   std::vector<Result<std::unique_ptr<Store>>> opened;
   for (int i = 0; i < kBrokers; ++i) opened.emplace_back(Status(Code::kInternal, "not run"));
@@ -1275,23 +1484,16 @@ TEST_F(PostgresTest, ConcurrentStartsMigrateOnceAndOneWins) {
     });
   }
   for (auto& t : threads) t.join();
-  int winners = 0;
+  int leaders = 0;
   for (auto& r : opened) {
-    if (r.ok()) {
-      ++winners;
-      continue;
-    }
-    EXPECT_EQ(Code::kConflict, r.status().code()) << r.status().ToString();
-    EXPECT_THAT(r.status().message(), HasSubstr("in use by another broker"));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    auto lead = (*r)->HoldLeadership();
+    ASSERT_TRUE(lead.ok()) << lead.status().ToString();
+    leaders += *lead;
   }
-  EXPECT_EQ(1, winners);
+  EXPECT_EQ(1, leaders);
   PgRaw raw(url_);
   EXPECT_EQ(std::to_string(internal::kMigrations.size()), raw.One("SELECT count(*) FROM schema_migrations"));
-
-  // Closing the winner frees the database for the next broker at once.
-  for (auto& r : opened) r = Status(Code::kInternal, "closed");
-  auto next = Open();
-  EXPECT_TRUE(next.ok()) << next.status().ToString();
 }
 
 TEST_F(PostgresTest, ReadOnlyOpens) {

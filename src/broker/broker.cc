@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <charconv>
 #include <cmath>
 #include <sstream>
 
@@ -45,6 +46,9 @@ std::string NewNonceText() {
 
 }  // namespace
 
+// The shared-state form of a lease's output (replicas); defined with AppendLeaseOutput.
+bool DecodeSharedLog(const std::string& text, LeaseLog* out);
+
 Broker::Broker(std::unique_ptr<store::Store> store, const Clock* clock, BrokerOptions options)
     : store_(std::move(store)), clock_(clock), options_(std::move(options)),
       wakeups_(std::make_unique<MachineWakeups>(clock_->NowMs())) {}
@@ -70,26 +74,14 @@ Result<std::unique_ptr<Broker>> Broker::Open(std::unique_ptr<store::Store> store
 }
 
 Status Broker::LoadState() {
+  replicated_ = store_->Shared();
+  leader_ = !replicated_;  // replicas: until CheckLeadership says so
   GRID_ASSIGN_OR_RETURN(store::Snapshot snap, store_->Load());
-  for (auto& m : snap.machines) {
-    // The stored canonical JSON is the source of the full spec (extras too).
-    if (!m.spec_json.empty()) {
-      auto decoded = api::DecodeMachineSpec(m.spec_json, /*stored=*/true);
-      if (!decoded.ok()) return Internal("machine " + std::to_string(m.id) + ": stored spec unreadable: " +
-                                         decoded.status().message());
-      m.spec = std::move(decoded->spec);
-    }
-    market_.Put(std::move(m));
-  }
-  for (auto& l : snap.leases) market_.Put(std::move(l));
-  for (auto& a : snap.accounts) ledger_.Restore(a);
+  std::lock_guard lock(mu_);
   started_ms_ = clock_->NowMs();
-  for (const auto& [id, m] : market_.machines()) {
-    if (m.agent_address.empty()) continue;
-    agents_[m.agent_address] = id;  // removed ones too: their agent is told so
-    if (m.removed) continue;
-    hosts_[id] = HostState{started_ms_, true, 1.0, started_ms_, ""};
-  }
+  applied_seq_ = snap.seq;
+  // The index is built once, in bulk, not machine by machine.
+  GRID_RETURN_IF_ERROR(ApplyRemoteLocked(std::move(snap), /*refresh_offers=*/false));
   {
     std::vector<query::OfferRow> rows;
     for (const auto& [id, m] : market_.machines()) {
@@ -101,31 +93,57 @@ Status Broker::LoadState() {
     }
     index_.Build(std::move(rows));
   }
-  for (auto& w : snap.withdrawals) withdrawals_[w.id] = std::move(w);
-  for (auto& [k, v] : snap.meta) {
-    if (k.starts_with("chain:")) chain_meta_[k] = v;
-    if (k == "token_secret") token_secret_ = v;
-    if (k.starts_with("join_token:")) {
-      // "<provider> <expires_ms> <revoked>"
-      JoinToken t;
-      std::istringstream in(v);
-      int revoked = 0;
-      in >> t.provider >> t.expires_ms >> revoked;
-      t.revoked = revoked != 0;
-      std::string hash = k.substr(11);
-      t.id = hash.substr(0, 12);
-      join_tokens_[hash] = t;
-    }
-  }
-  if (token_secret_.empty()) {
-    // Persisted so tokens outlive a restart; 32 random bytes.
-    std::string secret = RandomHex(32);
+  // Persisted so tokens outlive a restart (and hold on every replica); 32
+  // random bytes. Replicas starting at once: one secret wins, the others
+  // learn it when their commit is refused.
+  for (int attempt = 0; token_secret_.empty(); ++attempt) {
     store::ChangeSet cs;
-    cs.meta.emplace_back("token_secret", secret);
-    GRID_RETURN_IF_ERROR(store_->Commit(cs));
-    token_secret_ = secret;
+    cs.meta.emplace_back("token_secret", RandomHex(32));
+    Status s = CommitLocked(std::move(cs));
+    if (s.code() == Code::kAborted && attempt < 10) {
+      GRID_ASSIGN_OR_RETURN(store::Changes later, store_->ChangesSince(applied_seq_));
+      if (later.reload) {
+        GRID_ASSIGN_OR_RETURN(later.rows, store_->Load());
+      }
+      applied_seq_ = later.rows.seq;
+      GRID_RETURN_IF_ERROR(ApplyRemoteLocked(std::move(later.rows)));
+      continue;
+    }
+    GRID_RETURN_IF_ERROR(s);
   }
   return Status::Ok();
+}
+
+Status Broker::ApplyRemoteLocked(store::Snapshot rows, bool refresh_offers) {
+  for (auto& m : rows.machines) {
+    // The stored canonical JSON is the source of the full spec (extras too).
+    if (!m.spec_json.empty()) {
+      auto decoded = api::DecodeMachineSpec(m.spec_json, /*stored=*/true);
+      if (!decoded.ok()) return Internal("machine " + std::to_string(m.id) + ": stored spec unreadable: " +
+                                         decoded.status().message());
+      m.spec = std::move(decoded->spec);
+    }
+  }
+  for (const auto& a : rows.accounts) ledger_.Restore(a);
+  ApplyRowsLocked(std::move(rows.machines), std::move(rows.leases), std::move(rows.withdrawals), rows.meta,
+                  refresh_offers);
+  return Status::Ok();
+}
+
+void Broker::LearnMetaLocked(const std::string& k, const std::string& v) {
+  if (k.starts_with("chain:")) chain_meta_[k] = v;
+  if (k == "token_secret") token_secret_ = v;
+  if (k.starts_with("join_token:")) {
+    // "<provider> <expires_ms> <revoked>"
+    JoinToken t;
+    std::istringstream in(v);
+    int revoked = 0;
+    in >> t.provider >> t.expires_ms >> revoked;
+    t.revoked = revoked != 0;
+    std::string hash = k.substr(11);
+    t.id = hash.substr(0, 12);
+    join_tokens_[hash] = t;
+  }
 }
 
 void Broker::SetEndpoint(std::string domain, std::string uri) {
@@ -135,15 +153,28 @@ void Broker::SetEndpoint(std::string domain, std::string uri) {
 }
 
 Status Broker::CommitLocked(store::ChangeSet changes) {
+  if (changes.empty()) return Status::Ok();
   GRID_RETURN_IF_ERROR(ledger_.Check(changes.transfers));
   changes.accounts = ledger_.Preview(changes.transfers);
+  if (replicated_) changes.after_seq = applied_seq_.load();
   Status s = store_->Commit(changes);
   if (!s.ok()) {
     ++commit_failures_;
     return s;
   }
   ++commits_;
+  if (replicated_) ++applied_seq_;
   ledger_.Apply(changes.transfers);
+  ApplyRowsLocked(std::move(changes.machines), std::move(changes.leases), std::move(changes.withdrawals),
+                  changes.meta);
+  return Status::Ok();
+}
+
+void Broker::ApplyRowsLocked(std::vector<market::Machine> machines, std::vector<market::Lease> leases,
+                             std::vector<ledger::Withdrawal> withdrawals,
+                             const std::vector<std::pair<std::string, std::string>>& meta,
+                             bool refresh_offers) {
+  const UnixMs now = clock_->NowMs();
   // Agents long-polling for their machine learn of new leases, state
   // changes and removals at once (settlement's updates do not wake them).
   std::vector<int64_t> wake;
@@ -151,16 +182,23 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
   // or frees GPUs. Their rows are replaced before the command is
   // acknowledged, so no search after it shows the old state.
   std::vector<int64_t> offers_changed;
-  for (auto& m : changes.machines) {
+  for (auto& m : machines) {
     const market::Machine* old = market_.FindMachine(m.id);
     if (old && old->removed != m.removed) wake.push_back(m.id);
     offers_changed.push_back(m.id);
+    if (!m.agent_address.empty()) {
+      agents_[m.agent_address] = m.id;  // removed ones too: their agent is told so
+      // A host counts as seen when this broker first learns of it (at a
+      // start, or from another replica), so this broker's own downtime
+      // never ends a lease with host_lost.
+      if (m.removed) hosts_.erase(m.id);
+      else hosts_.try_emplace(m.id, HostState{now, true, 1.0, now, ""});
+    }
     market_.Put(std::move(m));
   }
-  for (auto& w : changes.withdrawals) withdrawals_[w.id] = std::move(w);
-  for (auto& [k, v] : changes.meta)
-    if (k.starts_with("chain:")) chain_meta_[k] = v;
-  for (auto& l : changes.leases) {
+  for (auto& w : withdrawals) withdrawals_[w.id] = std::move(w);
+  for (const auto& [k, v] : meta) LearnMetaLocked(k, v);
+  for (auto& l : leases) {
     const market::Lease* old = market_.FindLease(l.id);
     // A new voucher wakes the host too: its agent records it at once.
     bool new_voucher = l.channel && (!old || !old->channel || old->channel->voucher != l.channel->voucher);
@@ -173,18 +211,71 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
   for (int64_t id : wake) wakeups_->Bump(id);
   std::sort(offers_changed.begin(), offers_changed.end());
   offers_changed.erase(std::unique(offers_changed.begin(), offers_changed.end()), offers_changed.end());
-  for (int64_t id : offers_changed) RefreshOffersLocked(id);
+  if (refresh_offers)
+    for (int64_t id : offers_changed) RefreshOffersLocked(id);
+}
+
+// ---------------------------------------------------------------- replicas
+
+Status Broker::Sync() {
+  if (!replicated_) return Status::Ok();
+  GRID_ASSIGN_OR_RETURN(int64_t head, store_->Head());
+  if (head <= applied_seq_.load()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  const int64_t from = applied_seq_.load();
+  if (head <= from) return Status::Ok();  // another thread caught up meanwhile
+  GRID_ASSIGN_OR_RETURN(store::Changes changes, store_->ChangesSince(from));
+  if (changes.reload) {
+    // Too far behind for the log: every row again (none is ever deleted,
+    // so putting them all is the same as starting afresh).
+    GRID_ASSIGN_OR_RETURN(changes.rows, store_->Load());
+  }
+  const int64_t seq = changes.rows.seq;
+  GRID_RETURN_IF_ERROR(ApplyRemoteLocked(std::move(changes.rows)));
+  applied_seq_ = std::max(from, seq);
   return Status::Ok();
+}
+
+Status Broker::FollowChanges(int64_t timeout_ms) {
+  if (!replicated_) return Status::Ok();
+  GRID_RETURN_IF_ERROR(store_->WaitForChange(applied_seq_.load(), timeout_ms).status());
+  return Sync();
+}
+
+Status Broker::Retrying(const std::function<Status()>& command) {
+  constexpr int kAttempts = 8;
+  for (int attempt = 1;; ++attempt) {
+    GRID_RETURN_IF_ERROR(Sync());
+    Status s = command();
+    if (s.code() != Code::kAborted || attempt == kAttempts) return s;
+  }
+}
+
+bool Broker::CheckLeadership() {
+  auto lead = store_->HoldLeadership();
+  leader_ = lead.ok() && *lead;
+  return leader_;
+}
+
+Status Broker::Maintain() {
+  // A day of changes at a busy market's pace; a replica further behind reloads.
+  constexpr int64_t kKeepChanges = 1'000'000;
+  return store_->Maintain(kKeepChanges, clock_->NowMs());
 }
 
 // ---------------------------------------------------------------- auth
 
-NonceInfo Broker::NewNonce() {
+Result<NonceInfo> Broker::NewNonce() {
+  std::string nonce = NewNonceText();
+  if (replicated_) {
+    GRID_RETURN_IF_ERROR(store_->PutShared("nonce:" + nonce, "1", clock_->NowMs() + options_.nonce_ttl_ms));
+    std::lock_guard lock(mu_);
+    return NonceInfo{nonce, options_.domain, options_.uri, options_.chain_id};
+  }
   std::lock_guard lock(mu_);
   UnixMs now = clock_->NowMs();
   // Drop expired nonces so the table stays small.
   std::erase_if(nonces_, [&](const auto& kv) { return kv.second <= now; });
-  std::string nonce = NewNonceText();
   nonces_[nonce] = now + options_.nonce_ttl_ms;
   return NonceInfo{nonce, options_.domain, options_.uri, options_.chain_id};
 }
@@ -217,10 +308,16 @@ Result<Session> Broker::Login(const std::string& message, const std::string& sig
     if (!ParseTime(*m.not_before, &nb)) return InvalidArgument("not before: not an RFC 3339 time");
     if (nb > now + options_.clock_skew_ms) return Unauthenticated("not before: the message is not valid yet");
   }
-  auto it = nonces_.find(m.nonce);
-  if (it == nonces_.end() || it->second <= now)
-    return Unauthenticated("nonce: unknown, expired or already used; ask for a new one");
-  nonces_.erase(it);  // single use
+  const auto unknown = [] { return Unauthenticated("nonce: unknown, expired or already used; ask for a new one"); };
+  if (replicated_) {
+    // Single use across replicas: exactly one taker deletes it.
+    GRID_ASSIGN_OR_RETURN(std::optional<std::string> taken, store_->TakeShared("nonce:" + m.nonce, now));
+    if (!taken) return unknown();
+  } else {
+    auto it = nonces_.find(m.nonce);
+    if (it == nonces_.end() || it->second <= now) return unknown();
+    nonces_.erase(it);  // single use
+  }
   Session s;
   s.address = claimed.ToLowerHex();
   s.expires_ms = now + options_.token_ttl_ms;
@@ -659,6 +756,10 @@ Micros AvailableDelta(const std::vector<ledger::Transfer>& transfers, const std:
 }  // namespace
 
 Status Broker::SettleAll() {
+  return Retrying([&] { return SettleAllOnce(); });
+}
+
+Status Broker::SettleAllOnce() {
   std::lock_guard lock(mu_);
   const UnixMs now = clock_->NowMs();
   // Plan every due settlement against the current state, then commit them in
@@ -716,7 +817,11 @@ Status Broker::SettleAll() {
       planned.push_back(ids[i]);
     }
     if (group.empty()) continue;
-    if (CommitLocked(std::move(group)).ok()) continue;
+    Status committed = CommitLocked(std::move(group));
+    if (committed.ok()) continue;
+    // Another replica committed first: this plan is stale; Retrying runs
+    // the whole pass again on the caught-up state.
+    if (committed.code() == Code::kAborted) return committed;
     for (int64_t id : planned) {  // fall back to one lease per commit
       const Lease* l = market_.FindLease(id);
       if (!l || !l->active()) continue;
@@ -729,7 +834,9 @@ Status Broker::SettleAll() {
       store::ChangeSet cs;
       cs.transfers = std::move(s->value().transfers);
       cs.leases.push_back(std::move(s->value().lease));
-      note(CommitLocked(std::move(cs)));
+      Status one = CommitLocked(std::move(cs));
+      if (one.code() == Code::kAborted) return one;
+      note(one);
     }
   }
   return first_error;
@@ -866,23 +973,58 @@ Result<MachineView> Broker::AgentListOffer(const std::string& agent, market::Lis
 Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std::string health_json,
                                                   int64_t* lease_version) {
   if (health_json.size() > 64 * 1024) return InvalidArgument("health: at most 64 KiB");
-  std::lock_guard lock(mu_);
-  const market::Machine* m = AgentMachineLocked(agent);
-  if (!m && agents_.contains(agent)) return PermissionDenied("this machine was removed by its provider");
-  if (!m) return PermissionDenied("not an enrolled machine; run `grid agent --join-token …` first");
-  HostState& h = hosts_[m->id];
-  h.last_seen_ms = clock_->NowMs();
-  bool was_online = h.online;
-  h.online = true;  // back in search at once
-  h.health_json = std::move(health_json);
-  if (!was_online) RefreshOffersLocked(m->id);
   std::vector<AgentLease> out;
-  for (const market::Lease* l : market_.ActiveLeasesOn(m->id)) {
-    auto lg = logs_.find(l->id);
-    out.push_back({*l, market::PaidUntil(*l), lg == logs_.end() ? 0 : lg->second.end_offset()});
+  std::string beat_key, beat;
+  {
+    std::lock_guard lock(mu_);
+    const market::Machine* m = AgentMachineLocked(agent);
+    if (!m && agents_.contains(agent)) return PermissionDenied("this machine was removed by its provider");
+    if (!m) return PermissionDenied("not an enrolled machine; run `grid agent --join-token …` first");
+    HostState& h = hosts_[m->id];
+    h.last_seen_ms = clock_->NowMs();
+    bool was_online = h.online;
+    h.online = true;  // back in search at once
+    h.health_json = std::move(health_json);
+    if (!was_online) RefreshOffersLocked(m->id);
+    for (const market::Lease* l : market_.ActiveLeasesOn(m->id)) {
+      auto lg = logs_.find(l->id);
+      out.push_back({*l, market::PaidUntil(*l), lg == logs_.end() ? 0 : lg->second.end_offset()});
+    }
+    if (lease_version) *lease_version = wakeups_->Version(m->id);
+    if (replicated_) {
+      beat_key = "beat:" + std::to_string(m->id);
+      beat = std::to_string(h.last_seen_ms) + " " + h.health_json;
+    }
   }
-  if (lease_version) *lease_version = wakeups_->Version(m->id);
+  if (replicated_) {
+    // For the other replicas (the leader ends leases of silent hosts); kept
+    // a week past the beat, long after any grace period.
+    GRID_RETURN_IF_ERROR(store_->PutShared(beat_key, beat, clock_->NowMs() + 7 * 24 * 3600'000LL));
+    for (auto& al : out) {
+      // The output offset the agent resumes from lives in the shared state too.
+      auto log = store_->GetShared("out:" + std::to_string(al.lease.id), clock_->NowMs());
+      if (log.ok() && *log) {
+        LeaseLog parsed;
+        if (DecodeSharedLog(**log, &parsed)) al.log_offset = parsed.end_offset();
+      }
+    }
+  }
   return out;
+}
+
+void Broker::MergeBeatLocked(const std::string& key, const std::string& value) {
+  int64_t id = 0, ms = 0;
+  std::string_view k(key);
+  k.remove_prefix(5);  // "beat:"
+  auto [p, ec] = std::from_chars(k.data(), k.data() + k.size(), id);
+  if (ec != std::errc() || p != k.data() + k.size()) return;
+  size_t space = value.find(' ');
+  auto [q, ec2] = std::from_chars(value.data(), value.data() + std::min(space, value.size()), ms);
+  if (ec2 != std::errc()) return;
+  auto it = hosts_.find(id);
+  if (it == hosts_.end() || ms <= it->second.last_seen_ms) return;
+  it->second.last_seen_ms = ms;
+  if (space != std::string::npos) it->second.health_json = value.substr(space + 1);
 }
 
 Status Broker::WaitForLeaseChange(const std::string& agent, int64_t lease_version, int64_t timeout_ms,
@@ -919,54 +1061,142 @@ Result<MachineView> Broker::RemoveMachine(const std::string& provider, int64_t m
   return ViewLocked(*market_.FindMachine(machine_id));
 }
 
+void LeaseLog::Append(int64_t offset, std::string_view chunk) {
+  if (data.empty() && start_offset == 0) start_offset = offset;
+  int64_t end = end_offset();
+  int64_t from = std::max<int64_t>(offset, end);
+  if (offset > end) {
+    data.clear();
+    start_offset = offset;
+    from = offset;
+  }
+  if (from < offset + static_cast<int64_t>(chunk.size())) data.append(chunk.substr(static_cast<size_t>(from - offset)));
+  if (data.size() > kLogKeepBytes) {
+    size_t cut = data.size() - kLogKeepBytes;
+    data.erase(0, cut);
+    start_offset += static_cast<int64_t>(cut);
+  }
+}
+
+namespace {
+
+// Shared-state forms (replicas). Output: "<start offset> <hex of the bytes>"
+// (the bytes are the workload's, not necessarily text). Metering: its
+// numbers separated by spaces, "-" for an absent GPU figure.
+std::string EncodeSharedLog(const LeaseLog& log) {
+  return std::to_string(log.start_offset) + " " +
+         crypto::HexEncode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(log.data.data()), log.data.size()),
+                           false);
+}
+
+std::string EncodeSharedMetering(const Metering& m) {
+  auto opt = [](const std::optional<double>& v) {
+    if (!v) return std::string("-");
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", *v);
+    return std::string(buf);
+  };
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%.17g %.17g %lld %lld %lld %lld %s %s %d %lld", m.wall_seconds, m.cpu_seconds,
+                static_cast<long long>(m.peak_memory_bytes), static_cast<long long>(m.oom_kills),
+                static_cast<long long>(m.net_rx_bytes), static_cast<long long>(m.net_tx_bytes),
+                opt(m.gpu_energy_joules).c_str(), opt(m.gpu_utilization_pct).c_str(), m.gpu_simulated ? 1 : 0,
+                static_cast<long long>(m.reported_ms));
+  return buf;
+}
+
+std::optional<Metering> DecodeSharedMetering(const std::string& text) {
+  std::istringstream in(text);
+  Metering m;
+  std::string energy, util;
+  int simulated = 0;
+  in >> m.wall_seconds >> m.cpu_seconds >> m.peak_memory_bytes >> m.oom_kills >> m.net_rx_bytes >> m.net_tx_bytes >>
+      energy >> util >> simulated >> m.reported_ms;
+  if (in.fail()) return std::nullopt;
+  auto opt = [](const std::string& v) -> std::optional<double> {
+    if (v == "-") return std::nullopt;
+    return std::strtod(v.c_str(), nullptr);
+  };
+  m.gpu_energy_joules = opt(energy);
+  m.gpu_utilization_pct = opt(util);
+  m.gpu_simulated = simulated != 0;
+  return m;
+}
+
+}  // namespace
+
+bool DecodeSharedLog(const std::string& text, LeaseLog* out) {
+  size_t space = text.find(' ');
+  if (space == std::string::npos) return false;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + space, out->start_offset);
+  if (ec != std::errc() || p != text.data() + space) return false;
+  auto bytes = crypto::HexDecode(std::string_view(text).substr(space + 1));
+  if (!bytes.ok()) return false;
+  out->data.assign(bytes->begin(), bytes->end());
+  return true;
+}
+
 Status Broker::AppendLeaseOutput(const std::string& agent, int64_t lease_id, int64_t offset, std::string_view data,
                                  const std::optional<Metering>& metering) {
   if (data.size() > kLogKeepBytes) return InvalidArgument("log: at most 256 KiB per report");
   if (offset < 0) return InvalidArgument("offset: must not be negative");
-  std::lock_guard lock(mu_);
-  const market::Machine* m = AgentMachineLocked(agent);
-  const market::Lease* l = market_.FindLease(lease_id);
-  if (!m || !l || l->machine_id != m->id) return NotFound("lease " + std::to_string(lease_id) + " not found");
-  hosts_[m->id].last_seen_ms = clock_->NowMs();
-  if (logs_.size() > 4096) {  // keep memory bounded: forget ended leases' output first
-    std::erase_if(logs_, [&](const auto& kv) {
-      const market::Lease* x = market_.FindLease(kv.first);
-      return !x || !x->active();
-    });
+  std::optional<Metering> stamped = metering;
+  if (stamped) stamped->reported_ms = clock_->NowMs();
+  {
+    std::lock_guard lock(mu_);
+    const market::Machine* m = AgentMachineLocked(agent);
+    const market::Lease* l = market_.FindLease(lease_id);
+    if (!m || !l || l->machine_id != m->id) return NotFound("lease " + std::to_string(lease_id) + " not found");
+    hosts_[m->id].last_seen_ms = clock_->NowMs();
+    if (!replicated_) {
+      if (logs_.size() > 4096) {  // keep memory bounded: forget ended leases' output first
+        std::erase_if(logs_, [&](const auto& kv) {
+          const market::Lease* x = market_.FindLease(kv.first);
+          return !x || !x->active();
+        });
+      }
+      logs_[lease_id].Append(offset, data);
+      if (stamped) metering_[lease_id] = *stamped;
+      return Status::Ok();
+    }
   }
-  LeaseLog& log = logs_[lease_id];
-  if (log.data.empty() && log.start_offset == 0) log.start_offset = offset;
-  // Append what is new; a repeated chunk (a retry) is skipped, a gap is
-  // accepted (the agent's own log may have been cut).
-  int64_t end = log.end_offset();
-  int64_t from = std::max<int64_t>(offset, end);
-  if (offset > end) {
-    log.data.clear();
-    log.start_offset = offset;
-    from = offset;
+  // Replicas: the output and metering live in the shared state, so a renter
+  // reads them from any replica. One agent writes a lease's output, one
+  // report at a time, so read-modify-write is safe. Kept a day.
+  const UnixMs keep_until = clock_->NowMs() + 24 * 3600'000LL;
+  const std::string key = "out:" + std::to_string(lease_id);
+  GRID_ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->GetShared(key, clock_->NowMs()));
+  LeaseLog log;
+  if (stored && !DecodeSharedLog(*stored, &log)) log = LeaseLog{};
+  if (!data.empty()) {
+    log.Append(offset, data);
+    GRID_RETURN_IF_ERROR(store_->PutShared(key, EncodeSharedLog(log), keep_until));
   }
-  if (from < offset + static_cast<int64_t>(data.size())) log.data.append(data.substr(static_cast<size_t>(from - offset)));
-  if (log.data.size() > kLogKeepBytes) {
-    size_t cut = log.data.size() - kLogKeepBytes;
-    log.data.erase(0, cut);
-    log.start_offset += static_cast<int64_t>(cut);
-  }
-  if (metering) {
-    metering_[lease_id] = *metering;
-    metering_[lease_id].reported_ms = clock_->NowMs();
-  }
+  if (stamped)
+    GRID_RETURN_IF_ERROR(
+        store_->PutShared("meter:" + std::to_string(lease_id), EncodeSharedMetering(*stamped), keep_until));
   return Status::Ok();
 }
 
 Result<LeaseLog> Broker::ReadLeaseOutput(const std::string& addr, int64_t lease_id, int64_t offset,
                                          size_t max_bytes) const {
-  std::lock_guard lock(mu_);
-  const market::Lease* l = market_.FindLease(lease_id);
-  if (!l || !market_.CanSee(addr, *l)) return NotFound("lease " + std::to_string(lease_id) + " not found");
+  LeaseLog log;
+  {
+    std::lock_guard lock(mu_);
+    const market::Lease* l = market_.FindLease(lease_id);
+    if (!l || !market_.CanSee(addr, *l)) return NotFound("lease " + std::to_string(lease_id) + " not found");
+    if (!replicated_) {
+      auto it = logs_.find(lease_id);
+      if (it == logs_.end()) return LeaseLog{};
+      log = it->second;  // a copy: at most kLogKeepBytes
+    }
+  }
+  if (replicated_) {
+    GRID_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                          store_->GetShared("out:" + std::to_string(lease_id), clock_->NowMs()));
+    if (!stored || !DecodeSharedLog(*stored, &log)) return LeaseLog{};
+  }
   LeaseLog out;
-  auto it = logs_.find(lease_id);
-  if (it == logs_.end()) return out;
-  const LeaseLog& log = it->second;
   int64_t from = std::clamp(offset, log.start_offset, log.end_offset());
   size_t begin = static_cast<size_t>(from - log.start_offset);
   // Whole UTF-8 characters only, so the JSON answer stays valid: skip
@@ -983,15 +1213,31 @@ Result<LeaseLog> Broker::ReadLeaseOutput(const std::string& addr, int64_t lease_
 }
 
 std::optional<Metering> Broker::MeteringOf(int64_t lease_id) const {
+  if (replicated_) {
+    auto stored = store_->GetShared("meter:" + std::to_string(lease_id), clock_->NowMs());
+    if (!stored.ok() || !*stored) return std::nullopt;
+    return DecodeSharedMetering(**stored);
+  }
   std::lock_guard lock(mu_);
   auto it = metering_.find(lease_id);
   if (it == metering_.end()) return std::nullopt;
   return it->second;
 }
 
-Status Broker::CheckHosts() {
+Status Broker::CheckHosts(bool end_lost_leases) {
+  return Retrying([&] { return CheckHostsOnce(end_lost_leases); });
+}
+
+Status Broker::CheckHostsOnce(bool end_lost_leases) {
+  // Replicas: an agent beats on whichever replica it reaches; every beat is
+  // in the shared state, read here outside the lock.
+  std::vector<std::pair<std::string, std::string>> beats;
+  if (replicated_) {
+    GRID_ASSIGN_OR_RETURN(beats, store_->ListShared("beat:", clock_->NowMs()));
+  }
   std::lock_guard lock(mu_);
   const UnixMs now = clock_->NowMs();
+  for (const auto& [key, value] : beats) MergeBeatLocked(key, value);
   const int64_t offline_after = options_.heartbeat_ms * options_.missed_heartbeats;
   Status first_error;
   std::vector<int64_t> offers_changed;
@@ -1009,12 +1255,13 @@ Status Broker::CheckHosts() {
     // Its offers show the host's state and reliability (in millionths, as
     // the query language holds it) from now on.
     if (was_online != online || was_reliability != market::ToMillionths(h.reliability)) offers_changed.push_back(id);
-    if (online || now - h.last_seen_ms <= options_.host_grace_ms) continue;
+    if (online || now - h.last_seen_ms <= options_.host_grace_ms || !end_lost_leases) continue;
     // Offline past the grace period: its leases end, billed to the last beat.
     std::vector<int64_t> lost;
     for (const market::Lease* l : market_.ActiveLeasesOn(id)) lost.push_back(l->id);
     for (int64_t lid : lost) {
       Status st = EndLeaseLocked(*market_.FindLease(lid), market::EndReason::kHostLost, h.last_seen_ms).status();
+      if (st.code() == Code::kAborted) return st;  // stale: Retrying runs the check again
       if (!st.ok() && first_error.ok()) first_error = st;
     }
   }

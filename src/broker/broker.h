@@ -10,8 +10,21 @@
 // domain code), commit the ChangeSet to the store, then apply it in memory.
 // If the commit fails nothing changes, so a failure never leaves a partial
 // write, and an acknowledged command has been made durable.
+//
+// Replicas (issue 7): on a Shared() store several brokers run on one
+// database. Each keeps the same in-memory state, caught up from the store's
+// change log (Sync), and commits only as the entry after the last one it
+// applied, so every command is decided on the database's latest state; a
+// command that lost the race gets kAborted and is run again after Sync
+// (Retrying, and the HTTP layer for requests). What is not in the ledger or
+// the market — heartbeats, login nonces, workload output — is kept in the
+// store's shared state. One replica, the leader, runs background work
+// (settlement, ending leases of lost hosts, the treasury); every replica
+// runs the rest. docs/operations.md, "Several brokers".
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -119,6 +132,10 @@ struct LeaseLog {
   int64_t start_offset = 0;  // offset of data[0] in the workload's whole output
   std::string data;
   int64_t end_offset() const { return start_offset + static_cast<int64_t>(data.size()); }
+  // Appends what is new from `offset`; a repeated chunk (a retry) is
+  // skipped, a gap is accepted (the agent's own log may have been cut).
+  // Keeps the last kLogKeepBytes.
+  void Append(int64_t offset, std::string_view chunk);
 };
 
 // Where a started workload's published ports are reachable, as its host
@@ -181,7 +198,8 @@ class Broker {
   const BrokerOptions& options() const { return options_; }
 
   // --- auth
-  NonceInfo NewNonce();
+  // Replicas: the nonce is in the shared state, so any replica takes the login.
+  Result<NonceInfo> NewNonce();
   Result<Session> Login(const std::string& message, const std::string& signature);
   // The lowercase address a bearer token stands for; kUnauthenticated if the
   // token is missing, forged or expired.
@@ -282,10 +300,13 @@ class Broker {
   // The renter or provider reads the output from `offset` (clamped to what is
   // kept); next offset = returned start + data size.
   Result<LeaseLog> ReadLeaseOutput(const std::string& addr, int64_t lease_id, int64_t offset, size_t max_bytes) const;
+  // Replicas: from the shared state (nullopt when it cannot be read).
   std::optional<Metering> MeteringOf(int64_t lease_id) const;
   // Marks hosts offline after missed heartbeats, updates reliability, ends
   // leases of hosts offline past the grace period (billed to the last beat).
-  Status CheckHosts();
+  // On replicas, every replica updates its hosts' state from the shared
+  // heartbeats; only the leader (end_lost_leases) ends leases.
+  Status CheckHosts(bool end_lost_leases = true);
   std::optional<HostState> HostOf(int64_t machine_id) const;
 
   // --- on-chain money (issue 4); the chain side is the Treasury service's
@@ -318,6 +339,28 @@ class Broker {
   // leases whose money ran out or whose machine's end date passed.
   Status SettleAll();
 
+  // --- replicas (see the top of this file)
+  bool Replicated() const { return replicated_; }
+  // Applies every change other replicas committed since the last Sync (a
+  // no-op when not Replicated()). Cheap when there is none: one read of the
+  // change log's head.
+  Status Sync();
+  // Waits up to timeout_ms for another replica's commit, then Syncs: the
+  // server's watcher thread, which keeps this replica's offer index within
+  // about a commit's delay of the others'.
+  Status FollowChanges(int64_t timeout_ms);
+  // The last change-log entry applied here.
+  int64_t AppliedSeq() const { return applied_seq_.load(); }
+  // Runs `command` after Sync(), again while it fails with kAborted (another
+  // replica committed first), up to a few times.
+  Status Retrying(const std::function<Status()>& command);
+  // Asks the store whether this replica is the leader (and remembers it for
+  // IsLeader). A store error counts as not leading.
+  bool CheckLeadership();
+  bool IsLeader() const { return leader_.load(); }
+  // The leader's housekeeping: trims the change log, drops expired shared state.
+  Status Maintain();
+
   // --- operator
   bool IsAdmin(const std::string& addr) const;
   Result<ledger::AuditReport> Audit();
@@ -331,7 +374,22 @@ class Broker {
   Broker(std::unique_ptr<store::Store> store, const Clock* clock, BrokerOptions options);
   Status LoadState();
   // Commits the change set, then applies it to memory. Requires mu_ held.
+  // On replicas, commits it as the change-log entry after applied_seq_.
   Status CommitLocked(store::ChangeSet changes);
+  // Puts committed rows into memory: machines, leases, withdrawals, meta
+  // (ledger balances are the caller's). Wakes agents and refreshes offers.
+  void ApplyRowsLocked(std::vector<market::Machine> machines, std::vector<market::Lease> leases,
+                       std::vector<ledger::Withdrawal> withdrawals,
+                       const std::vector<std::pair<std::string, std::string>>& meta,
+                       bool refresh_offers = true);
+  // Rows another replica committed (or a whole reload): machine specs
+  // decoded, balances restored, agents and join tokens learnt.
+  Status ApplyRemoteLocked(store::Snapshot rows, bool refresh_offers = true);
+  void LearnMetaLocked(const std::string& key, const std::string& value);
+  Status SettleAllOnce();
+  // A shared heartbeat ("beat:<machine>" -> "<ms> <health json>") into hosts_.
+  void MergeBeatLocked(const std::string& key, const std::string& value);
+  Status CheckHostsOnce(bool end_lost_leases);
   Result<market::Lease> EndLeaseLocked(const market::Lease& lease, market::EndReason reason, UnixMs bill_until_ms);
   const market::Machine* AgentMachineLocked(const std::string& agent) const;
   Result<market::Lease> ReportAsProviderLocked(const std::string& provider, const market::Lease& lease,
@@ -385,6 +443,10 @@ class Broker {
   std::map<int64_t, ledger::Withdrawal> withdrawals_;
   std::map<std::string, std::string> chain_meta_;  // meta keys "chain:*"
   int64_t commits_ = 0, commit_failures_ = 0;
+  // Replicas.
+  bool replicated_ = false;             // store_->Shared(); set at Open
+  std::atomic<int64_t> applied_seq_{0};  // written under mu_ (exclusive)
+  std::atomic<bool> leader_{false};
 };
 
 }  // namespace grid::broker

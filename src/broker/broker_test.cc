@@ -67,10 +67,19 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
     if (GetParam() == "memory") {
       if (!memory_) memory_ = store::NewMemoryStore();
       // The memory store lives across "restarts" through a shared wrapper.
-      st = std::make_unique<Shared>(memory_.get());
+      st = std::make_unique<Forward>(memory_.get());
+    } else if (GetParam() == "replica") {
+      // One replica on a shared database: numbered commits, shared state.
+      if (!memory_db_) memory_db_ = store::NewMemoryDatabase();
+      if (!memory_) memory_ = store::OpenMemoryReplica(memory_db_);
+      st = std::make_unique<Forward>(memory_.get());
     } else {
       st = store::OpenSqliteStore(path_.string()).value();
     }
+    broker_ = Broker::Open(std::move(st), &clock_, Options()).value();
+  }
+
+  BrokerOptions Options() const {
     BrokerOptions o;
     o.dev = true;
     o.fee_bps = 250;
@@ -79,13 +88,13 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
     o.uri = "http://127.0.0.1:1";
     o.chain_enabled = chain_;
     o.withdraw_daily_limit = 100 * kMicrosPerUnit;
-    broker_ = Broker::Open(std::move(st), &clock_, o).value();
+    return o;
   }
 
   // Forwards to a store owned by the fixture, so it survives Reopen().
-  class Shared : public store::Store {
+  class Forward : public store::Store {
    public:
-    explicit Shared(store::Store* s) : s_(s) {}
+    explicit Forward(store::Store* s) : s_(s) {}
     Result<store::Snapshot> Load() override { return s_->Load(); }
     Status Commit(const store::ChangeSet& c) override { return s_->Commit(c); }
     Result<std::optional<ledger::Transfer>> FindTransfer(const std::string& id) override { return s_->FindTransfer(id); }
@@ -96,6 +105,22 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
       return s_->ForEachTransfer(v);
     }
     std::string Describe() const override { return s_->Describe(); }
+    bool Shared() const override { return s_->Shared(); }
+    Result<int64_t> Head() override { return s_->Head(); }
+    Result<store::Changes> ChangesSince(int64_t seq) override { return s_->ChangesSince(seq); }
+    Result<int64_t> WaitForChange(int64_t seq, int64_t ms) override { return s_->WaitForChange(seq, ms); }
+    Result<bool> HoldLeadership() override { return s_->HoldLeadership(); }
+    Status Maintain(int64_t keep, UnixMs now) override { return s_->Maintain(keep, now); }
+    Status PutShared(const std::string& k, const std::string& v, UnixMs e) override { return s_->PutShared(k, v, e); }
+    Result<std::optional<std::string>> GetShared(const std::string& k, UnixMs now) override {
+      return s_->GetShared(k, now);
+    }
+    Result<std::optional<std::string>> TakeShared(const std::string& k, UnixMs now) override {
+      return s_->TakeShared(k, now);
+    }
+    Result<std::vector<std::pair<std::string, std::string>>> ListShared(const std::string& p, UnixMs now) override {
+      return s_->ListShared(p, now);
+    }
 
    private:
     store::Store* s_;
@@ -148,6 +173,7 @@ class BrokerTest : public ::testing::TestWithParam<std::string> {
   bool chain_ = false;
   ManualClock clock_{kT0};
   std::filesystem::path path_;
+  std::shared_ptr<store::MemoryDatabase> memory_db_;  // "replica": the database memory_ opened
   std::unique_ptr<store::Store> memory_;
   std::unique_ptr<Broker> broker_;
 };
@@ -256,7 +282,7 @@ TEST_P(BrokerTest, AuthorizationIsCheckedOnTheLease) {
 
 TEST_P(BrokerTest, SiweLoginNonceIsSingleUseAndTokensExpire) {
   Account a = NewAccount();
-  NonceInfo n = broker_->NewNonce();
+  NonceInfo n = broker_->NewNonce().value();
   crypto::SiweMessage m;
   m.domain = n.domain;
   m.address = crypto::AddressOf(a.key).ToChecksumHex();
@@ -391,7 +417,127 @@ TEST_P(BrokerTest, WithdrawalsEndConfirmedOrRefunded) {
   ExpectAuditOk();
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, BrokerTest, ::testing::Values("memory", "sqlite"),
+INSTANTIATE_TEST_SUITE_P(Stores, BrokerTest, ::testing::Values("memory", "sqlite", "replica"),
+                         [](const auto& info) { return info.param; });
+
+// Two replicas on one database (issue 7): broker_ and other_.
+class ReplicasTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    BrokerTest::SetUp();
+    other_ = Broker::Open(store::OpenMemoryReplica(memory_db_), &clock_, Options()).value();
+  }
+  void TearDown() override {
+    other_.reset();
+    BrokerTest::TearDown();
+  }
+  // Runs the fixture's helpers (which use broker_) on the other replica.
+  template <typename F>
+  auto OnOther(F f) {
+    std::swap(broker_, other_);
+    auto r = f();
+    std::swap(broker_, other_);
+    return r;
+  }
+  std::unique_ptr<Broker> other_;
+};
+
+TEST_P(ReplicasTest, EachReplicaDecidesOnTheLatestState) {
+  Account prov = NewAccount(), r1 = NewAccount(), r2 = NewAccount();
+  int64_t m = ListedMachine(prov, 1, "1.50");  // through broker_
+  ASSERT_TRUE(broker_->Faucet(r1.addr, ParseMoney("10").value(), "a").ok());
+  ASSERT_TRUE(other_->Sync().ok());
+  EXPECT_EQ(broker_->AppliedSeq(), other_->AppliedSeq());
+  EXPECT_EQ(1u, OnOther([&] { return OffersOf(m); }).size()) << "the other replica's index has the offer";
+  EXPECT_EQ(ParseMoney("10").value(), other_->GetBalance(r1.addr).available);
+  ASSERT_TRUE(other_->Faucet(r2.addr, ParseMoney("10").value(), "b").ok());
+
+  // broker_ has not seen r2's credit: its lease commit is refused whole.
+  auto stale = Rent(r1, m, 1, 1);
+  EXPECT_EQ(Code::kAborted, stale.status().code()) << stale.status().ToString();
+  // Caught up, the same command goes through; the other replica then sees
+  // the GPU taken and refuses the second renter.
+  Result<market::Lease> lease = Status(Code::kInternal, "not run");
+  ASSERT_TRUE(broker_->Retrying([&] {
+                  lease = Rent(r1, m, 1, 1);
+                  return lease.status();
+                }).ok())
+      << lease.status().ToString();
+  Result<market::Lease> second = Status(Code::kInternal, "not run");
+  Status s = other_->Retrying([&] {
+    second = OnOther([&] { return Rent(r2, m, 1, 1); });
+    return second.status();
+  });
+  EXPECT_EQ(Code::kNotAvailable, s.code()) << s.ToString();
+  EXPECT_TRUE(OnOther([&] { return OffersOf(m); }).empty());
+  auto seen = other_->GetLease(r1.addr, lease->id);
+  ASSERT_TRUE(seen.ok());
+  EXPECT_EQ(r1.addr, seen->renter);
+  ExpectAuditOk();
+}
+
+TEST_P(ReplicasTest, LoginNonceHeartbeatsAndOutputAreShared) {
+  // A nonce from one replica signs in on the other, once.
+  NonceInfo n = broker_->NewNonce().value();
+  Account user = NewAccount();
+  crypto::SiweMessage msg;
+  msg.domain = n.domain;
+  msg.address = crypto::AddressOf(user.key).ToChecksumHex();
+  msg.uri = n.uri;
+  msg.version = "1";
+  msg.chain_id = n.chain_id;
+  msg.nonce = n.nonce;
+  msg.issued_at = FormatTime(clock_.NowMs());
+  std::string text = crypto::FormatSiwe(msg);
+  std::string sig = crypto::HexEncode(crypto::SignDigest(user.key, crypto::PersonalMessageHash(text)).value());
+  ASSERT_TRUE(other_->Login(text, sig).ok());
+  EXPECT_EQ(Code::kUnauthenticated, broker_->Login(text, sig).status().code()) << "single use across replicas";
+
+  // An agent that beats only on other_ stays online on broker_ (the leader).
+  Account prov = NewAccount(), agent = NewAccount();
+  auto token = broker_->CreateJoinToken(prov.addr, 3600'000).value();
+  ASSERT_TRUE(other_->Sync().ok());
+  auto enrolled = other_->EnrollMachine(agent.addr, token.token, Spec(1), "");
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status().ToString();
+  ASSERT_TRUE(broker_->Sync().ok());
+  for (int i = 0; i < 10; ++i) {
+    clock_.AdvanceMs(10'000);
+    ASSERT_TRUE(other_->Heartbeat(agent.addr, "{}").ok());
+    ASSERT_TRUE(broker_->CheckHosts().ok());
+  }
+  ASSERT_TRUE(broker_->HostOf(enrolled->machine.id).has_value());
+  EXPECT_TRUE(broker_->HostOf(enrolled->machine.id)->online);
+  EXPECT_EQ(clock_.NowMs(), broker_->HostOf(enrolled->machine.id)->last_seen_ms);
+
+  // Output sent to one replica is read on the other.
+  ASSERT_TRUE(broker_->AgentListOffer(agent.addr, {0, ParseMoney("1").value(), 1, 0, 0}).ok());
+  Account renter = NewAccount();
+  ASSERT_TRUE(broker_->Faucet(renter.addr, ParseMoney("10").value(), "r").ok());
+  auto lease = Rent(renter, enrolled->machine.id, 1, 7);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_TRUE(other_->Sync().ok());
+  Metering meter;
+  meter.peak_memory_bytes = 4096;
+  ASSERT_TRUE(other_->AppendLeaseOutput(agent.addr, lease->id, 0, "hello \xff world", meter).ok());
+  ASSERT_TRUE(other_->AppendLeaseOutput(agent.addr, lease->id, 6, "\xff world!", std::nullopt).ok());
+  auto out = broker_->ReadLeaseOutput(renter.addr, lease->id, 0, 100);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ("hello \xff world!", out->data);
+  ASSERT_TRUE(broker_->MeteringOf(lease->id).has_value());
+  EXPECT_EQ(4096, broker_->MeteringOf(lease->id)->peak_memory_bytes);
+  EXPECT_EQ(14, other_->Heartbeat(agent.addr, "{}").value()[0].log_offset) << "the agent resumes where it left off";
+}
+
+TEST_P(ReplicasTest, OneLeaderAndItPassesOn) {
+  EXPECT_TRUE(broker_->CheckLeadership());
+  EXPECT_FALSE(other_->CheckLeadership());
+  EXPECT_FALSE(other_->IsLeader());
+  broker_.reset();
+  memory_.reset();  // the leader's "connection" closes
+  EXPECT_TRUE(other_->CheckLeadership());
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, ReplicasTest, ::testing::Values("replica"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
@@ -980,7 +1126,7 @@ TEST_P(SearchIndexTest, ConcurrentSearchesSeeAcknowledgedChanges) {
   ExpectAuditOk();
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, SearchIndexTest, ::testing::Values("memory", "sqlite"),
+INSTANTIATE_TEST_SUITE_P(Stores, SearchIndexTest, ::testing::Values("memory", "sqlite", "replica"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -62,7 +62,15 @@ Result<ReportedEndpoints> DecodeEndpoints(const json::value& v, const std::strin
   }
   return out;
 }
-HttpResponse Error(const Status& s) { return HttpResponse{HttpStatus(s.code()), "application/json", api::ErrorBody(s), {}}; }
+// The code of the last error answer made on this thread: Api::Handle runs a
+// request again when it failed with kAborted (another replica committed
+// first), which only a Status says, not the HTTP answer.
+thread_local Code last_error_code = Code::kOk;
+
+HttpResponse Error(const Status& s) {
+  last_error_code = s.code();
+  return HttpResponse{HttpStatus(s.code()), "application/json", api::ErrorBody(s), {}};
+}
 
 Result<int64_t> ParseId(std::string_view text, std::string_view what) {
   int64_t v = 0;
@@ -100,7 +108,7 @@ class Api {
   Api(Broker* b, std::shared_ptr<const ChainApi> chain) : b_(b), chain_(std::move(chain)) {}
 
   HttpResponse Handle(const HttpRequest& req) {
-    HttpResponse r = Route(req);
+    HttpResponse r = Replicated(req);
     metrics_.CountRequest(r.status);
     return r;
   }
@@ -114,10 +122,35 @@ class Api {
     return b_->Authenticate(v.substr(7));
   }
 
+  // Replicas: a request sees every change acknowledged before it arrived,
+  // through whichever replica (Sync first), except offer searches, which
+  // read the index the watcher keeps current (within about a commit's
+  // delay) so that a search costs no database round trip. A command that
+  // lost a race with another replica's commit wrote nothing: it runs again
+  // on the caught-up state.
+  HttpResponse Replicated(const HttpRequest& req) {
+    if (!b_->Replicated()) return Route(req);
+    const bool search = req.method == "GET" && req.path == "/v1/offers";
+    const bool local = req.path == "/healthz" || req.path == "/metrics";
+    constexpr int kAttempts = 8;
+    for (int attempt = 1;; ++attempt) {
+      if (!search && !local) {
+        if (Status s = b_->Sync(); !s.ok()) return Error(s);
+      }
+      last_error_code = Code::kOk;
+      HttpResponse r = Route(req);
+      if (r.deferred || last_error_code != Code::kAborted || attempt == kAttempts) return r;
+    }
+  }
+
   HttpResponse Route(const HttpRequest& req) {
     auto seg = Segments(req.path);
     const std::string& m = req.method;
-    if (seg.size() == 1 && seg[0] == "healthz" && m == "GET") return Ok(json::object{{"status", "ok"}});
+    if (seg.size() == 1 && seg[0] == "healthz" && m == "GET") {
+      // leader: this broker runs the background work (always, without replicas);
+      // seq: the last change-log entry it applied (0 without replicas).
+      return Ok(json::object{{"status", "ok"}, {"leader", b_->IsLeader()}, {"seq", b_->AppliedSeq()}});
+    }
     if (seg.size() == 1 && seg[0] == "metrics" && m == "GET") return MetricsText();
     if (seg.empty() || seg[0] != "v1") return Error(NotFound("no route for " + m + " " + req.path));
     seg.erase(seg.begin());
@@ -126,7 +159,9 @@ class Api {
 
     if (area == "auth" && seg.size() == 2 && m == "POST") {
       if (seg[1] == "nonce") {
-        NonceInfo n = b_->NewNonce();
+        auto nonce = b_->NewNonce();
+        if (!nonce.ok()) return Error(nonce.status());
+        const NonceInfo& n = *nonce;
         return Ok(json::object{{"nonce", n.nonce}, {"domain", n.domain}, {"uri", n.uri}, {"chain_id", n.chain_id}});
       }
       if (seg[1] == "login") return Login(req);

@@ -91,32 +91,73 @@ int RunServer(ServerOptions o) {
   std::printf("grid broker listening on http://%s\n", endpoint.c_str());
   std::fflush(stdout);
 
-  // The settlement ticker.
+  // The ticker: host checks every heartbeat period (or tick, if shorter),
+  // settlement every tick. Replicas (a shared store): every replica checks
+  // its hosts, only the leader ends leases, settles and keeps house, and
+  // leadership is asked for each second, so a dead leader's work is taken
+  // over within about a second of the database freeing its lock.
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
-  // The ticker: host checks every heartbeat period (or tick, if shorter),
-  // settlement every tick.
+  const bool replicated = (*broker)->Replicated();
   std::thread ticker([&] {
-    const int64_t wake_ms = std::min(o.broker.tick_ms, o.broker.heartbeat_ms);
-    int64_t since_settle_ms = 0;
+    const int64_t check_ms = std::min(o.broker.tick_ms, o.broker.heartbeat_ms);
+    const int64_t wake_ms = replicated ? std::min<int64_t>(check_ms, 1000) : check_ms;
+    int64_t since_settle_ms = 0, since_check_ms = 0;
+    bool leading = false;
     std::unique_lock lock(mu);
-    int64_t sleep_ms = wake_ms;
+    int64_t sleep_ms = 0;  // leadership is settled at once
     while (!cv.wait_for(lock, std::chrono::milliseconds(sleep_ms), [&] { return stopping; })) {
       lock.unlock();
-      Status h = (*broker)->CheckHosts();
-      if (!h.ok()) std::fprintf(stderr, "grid broker: host check: %s\n", h.ToString().c_str());
       since_settle_ms += sleep_ms;
+      since_check_ms += sleep_ms;
+      bool leader = (*broker)->CheckLeadership();
+      if (replicated && leader != leading) {
+        std::fprintf(stderr, "grid broker: %s\n",
+                     leader ? "this replica leads: it runs settlement, host checks and the chain"
+                            : "another replica leads now");
+        leading = leader;
+      }
+      if (since_check_ms >= check_ms) {
+        since_check_ms = 0;
+        Status h = (*broker)->CheckHosts(/*end_lost_leases=*/leader);
+        if (!h.ok()) std::fprintf(stderr, "grid broker: host check: %s\n", h.ToString().c_str());
+      }
       // Wake for the next settlement exactly, not at the next multiple of wake_ms.
       if (since_settle_ms >= o.broker.tick_ms) {
         since_settle_ms = 0;
-        Status s = (*broker)->SettleAll();
-        if (!s.ok()) std::fprintf(stderr, "grid broker: settlement: %s\n", s.ToString().c_str());
+        if (leader) {
+          Status s = (*broker)->SettleAll();
+          if (!s.ok()) std::fprintf(stderr, "grid broker: settlement: %s\n", s.ToString().c_str());
+          Status m = (*broker)->Maintain();
+          if (!m.ok()) std::fprintf(stderr, "grid broker: housekeeping: %s\n", m.ToString().c_str());
+        }
       }
-      sleep_ms = std::min(wake_ms, o.broker.tick_ms - since_settle_ms);
+      sleep_ms = std::min({wake_ms, o.broker.tick_ms - since_settle_ms, check_ms - since_check_ms});
       lock.lock();
     }
   });
+  // Replicas: follow the others' commits as they happen (LISTEN/NOTIFY), so
+  // this replica's offer index and long-polling agents see them at once.
+  std::thread watcher;
+  if (replicated) {
+    watcher = std::thread([&] {
+      std::string last_error;
+      for (;;) {
+        {
+          std::lock_guard lock(mu);
+          if (stopping) return;
+        }
+        Status s = (*broker)->FollowChanges(500);
+        if (!s.ok()) {
+          if (s.message() != last_error)
+            std::fprintf(stderr, "grid broker: following other replicas: %s\n", s.ToString().c_str());
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the database is down: no busy loop
+        }
+        last_error = s.ok() ? "" : s.message();
+      }
+    });
+  }
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -127,6 +168,7 @@ int RunServer(ServerOptions o) {
   }
   cv.notify_all();
   ticker.join();
+  if (watcher.joinable()) watcher.join();
   (*server)->Stop();
   chain.reset();  // the treasury's thread stops before the broker goes
   return 0;

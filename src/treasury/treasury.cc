@@ -126,6 +126,14 @@ TreasuryStatus Treasury::Status() const {
 
 void Treasury::PollOnce() {
   std::lock_guard poll(poll_mu_);
+  // Replicas: only the leader watches deposits and sends withdrawals, on
+  // state caught up with the others' commits. (A commit that still races
+  // one is refused whole, kAborted, and the next poll does it again.)
+  if (!broker_.IsLeader()) return;
+  if (grid::Status s = broker_.Sync(); !s.ok()) {
+    std::fprintf(stderr, "grid broker: chain: catching up: %s\n", s.message().c_str());
+    return;
+  }
   std::string error;
   // Deposits until caught up (bounded), then withdrawals.
   for (int round = 0; round < 10; ++round) {

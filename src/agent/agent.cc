@@ -120,6 +120,16 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o, const Clock* clock)
   a->key_ = key;
   GRID_ASSIGN_OR_RETURN(a->client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
   GRID_ASSIGN_OR_RETURN(a->poll_client_, client::BrokerClient::CreateWithKey(a->o_.broker_url, key, a->o_.state_dir));
+  // With several brokers (--broker URL1,URL2) each connection fails over
+  // by itself; one line says so each time it moves.
+  auto log_switch = [](const char* what) {
+    return [what](const std::string& from, const std::string& to, const std::string& why) {
+      std::fprintf(stderr, "grid agent: %s switched from broker %s to %s (%s)\n", what, from.c_str(), to.c_str(),
+                   why.c_str());
+    };
+  };
+  a->client_->set_switch_observer(log_switch("heartbeat"));
+  a->poll_client_->set_switch_observer(log_switch("long-poll"));
   return a;
 }
 
@@ -611,7 +621,7 @@ int Agent::Run(const std::atomic<bool>& stop) {
     if (id.ok()) {
       std::printf("grid agent: machine %lld enrolled with %zu %sGPU(s) (%s); heartbeat to %s\n",
                   static_cast<long long>(*id), inventory_.gpus.size(), inventory_.simulated ? "SIMULATED " : "",
-                  inventory_.gpus.empty() ? "" : inventory_.gpus[0].name.c_str(), o_.broker_url.c_str());
+                  inventory_.gpus.empty() ? "" : inventory_.gpus[0].name.c_str(), client_->broker_url().c_str());
       std::fflush(stdout);
       break;
     }

@@ -11,8 +11,11 @@
 // next heartbeat. While a workload writes output the agent ships it every
 // few tens of milliseconds; when it is quiet, up to once a second.
 //
-// The host needs no inbound port. A broker that cannot be reached is retried
-// with backoff and jitter; meanwhile each workload runs until its paid-until
+// The host needs no inbound port. Given several brokers (--broker
+// URL1,URL2: replicas of one deployment), the heartbeat and the long-poll
+// each fail over to the next one that answers (client/broker_client.h has
+// the rule) and log one line when they move. A broker that cannot be reached
+// (none of them, given several) is retried with backoff and jitter; meanwhile each workload runs until its paid-until
 // time plus the grace period, then is stopped locally. An agent restart
 // re-adopts running workloads from the state dir (never starts one twice).
 //
@@ -44,7 +47,7 @@
 namespace grid::agent {
 
 struct AgentOptions {
-  std::string broker_url;
+  std::string broker_url;         // one URL, or replicas "URL1,URL2" (client/broker_client.h)
   std::string join_token;         // needed for the first enrollment only
   std::string state_dir;          // machine key, runtime state, token cache
   std::string simulate_gpus;      // "8xH100-SXM-80GB": simulated GPUs (test fixture)

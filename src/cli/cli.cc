@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <thread>
 #include <chrono>
 
@@ -67,6 +68,21 @@ std::string Gpus(const json::value& lease) {
   if (!g || !g->is_array()) return out;
   for (const auto& x : g->get_array()) out += (out.empty() ? "" : ",") + json::serialize(x);
   return out;
+}
+
+// The renter's lease whose signed order carries `nonce`, if any.
+Result<std::optional<json::value>> FindLeaseByNonce(BrokerClient& c, uint64_t nonce) {
+  GRID_ASSIGN_OR_RETURN(crypto::PrivateKey key, c.Key());
+  const std::string me = crypto::AddressOf(key).ToLowerHex();
+  GRID_ASSIGN_OR_RETURN(json::value all, c.AuthCall("GET", "/v1/leases"));
+  const json::value* leases = all.is_object() ? all.as_object().if_contains("leases") : nullptr;
+  if (!leases || !leases->is_array()) return std::optional<json::value>();
+  for (const json::value& l : leases->get_array()) {
+    const json::value* order = l.is_object() ? l.as_object().if_contains("order") : nullptr;
+    if (order && Str(l, "renter") == me && Str(*order, "nonce") == std::to_string(nonce))
+      return std::optional<json::value>(l);
+  }
+  return std::optional<json::value>();
 }
 
 // ----------------------------------------------------------------- keys
@@ -682,6 +698,13 @@ void AddLeases(CLI::App& app, Globals& g, Run& run) {
                                  {"signature", crypto::HexEncode(sig)}}}};
       if (channel) body.as_object()["pay"] = json::object{{"channel", channel->id}};
       auto created = c->AuthCall("POST", "/v1/leases", &body);
+      if (!created.ok() && created.status().code() == Code::kConflict) {
+        // Sent again after a broker took it but its answer was lost (the
+        // failover of a --broker list): the broker refuses the nonce it has
+        // seen. The nonce is this command's own, so a lease that carries it
+        // is the one this command created.
+        if (auto mine = FindLeaseByNonce(*c, nonce); mine.ok() && *mine) created = std::move(**mine);
+      }
       if (!created.ok() && channel)
         // The deposit is locked on chain and no lease uses it: say how to
         // get it back rather than leave the user guessing.
@@ -1038,7 +1061,8 @@ int Main(int argc, char** argv) {
   Globals g;
   if (const char* b = std::getenv("GRID_BROKER"); b && *b) g.broker = b;
   app.add_option("--key", g.key, "Key file (Web3 Secret Storage v3)")->envname("GRID_KEY");
-  app.add_option("--broker", g.broker, "Broker URL (env GRID_BROKER)");
+  app.add_option("--broker", g.broker,
+                 "Broker URL, or a comma-separated list of replicas tried in turn when one is down (env GRID_BROKER)");
   app.add_flag("--json", g.json, "Print the API's JSON");
   app.add_flag("-q,--quiet", g.quiet, "Print only the new object's id");
   // Options given after the subcommand apply too (`grid leases list --json`).

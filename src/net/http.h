@@ -154,8 +154,15 @@ class HttpClient {
   // <reason>") when connecting fails, the deadline passes or the connection
   // breaks; InvalidArgument for a bad method or header.
   // A body with no "content-type" in `headers` is sent as application/json.
+  //
+  // maybe_delivered (optional), set on every return: true when the whole
+  // request was written to a connection at least once, so the server may
+  // have acted on it even though no answer came back; false when it never
+  // was (no address, connection refused, connect or TLS handshake failed,
+  // the write broke off), so sending it elsewhere cannot make it happen twice.
   Result<HttpResponse> Send(std::string_view method, std::string_view path_and_query,
-                            std::string_view body = {}, const HeaderList& headers = {});
+                            std::string_view body = {}, const HeaderList& headers = {},
+                            bool* maybe_delivered = nullptr);
 
   const std::string& base_url() const;
 

@@ -157,23 +157,28 @@ struct HttpClient::Impl {
 
   // One exchange on the current connection. *got_some tells whether any byte
   // of a response arrived (if not, the request may be resent safely: the
-  // server closed the pooled connection before reading it).
+  // server closed the pooled connection before reading it). *written tells
+  // whether the whole request was written (if not, the server cannot have
+  // acted on it: its framing says where a request ends).
   beast::error_code Exchange(const bhttp::request<bhttp::string_body>& req, bool head,
                              Clock::time_point deadline,
-                             bhttp::response_parser<bhttp::string_body>* parser, bool* got_some) {
-    if (tls) return ExchangeOn(*tls, req, head, deadline, parser, got_some);
-    return ExchangeOn(*stream, req, head, deadline, parser, got_some);
+                             bhttp::response_parser<bhttp::string_body>* parser, bool* got_some,
+                             bool* written) {
+    if (tls) return ExchangeOn(*tls, req, head, deadline, parser, got_some, written);
+    return ExchangeOn(*stream, req, head, deadline, parser, got_some, written);
   }
 
   template <typename Stream>
   beast::error_code ExchangeOn(Stream& s, const bhttp::request<bhttp::string_body>& req, bool head,
                                Clock::time_point deadline,
-                               bhttp::response_parser<bhttp::string_body>* parser, bool* got_some) {
+                               bhttp::response_parser<bhttp::string_body>* parser, bool* got_some,
+                               bool* written) {
     beast::error_code ec;
     beast::get_lowest_layer(s).expires_at(deadline);
     bhttp::async_write(s, req, [&](beast::error_code e, size_t) { ec = e; });
     RunToCompletion();
     *got_some = false;
+    *written = !ec;
     if (ec) return ec;
     parser->header_limit(64 * 1024);
     parser->body_limit(options.max_response_bytes);
@@ -204,7 +209,8 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(std::string_view base_url
     return InvalidArgument("ca_file is only for https URLs: " + std::string(base_url));
   }
   std::string_view rest = url.substr(https ? 8 : 7);
-  size_t slash = rest.find('/');
+  // The authority ends at the path, or at a query or fragment with no path.
+  size_t slash = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
   if (authority.find('@') != std::string_view::npos) {
@@ -269,8 +275,19 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(std::string_view base_url
 }
 
 Result<HttpResponse> HttpClient::Send(std::string_view method, std::string_view path_and_query,
-                                      std::string_view body, const HeaderList& headers) {
+                                      std::string_view body, const HeaderList& headers,
+                                      bool* maybe_delivered) {
   Impl& c = *impl_;
+  bool delivered_once = false;  // the whole request went out on some connection
+  if (maybe_delivered) *maybe_delivered = false;
+  // Whatever this returns, the caller learns whether the request went out.
+  struct Report {
+    bool* out;
+    const bool& value;
+    ~Report() {
+      if (out) *out = value;
+    }
+  } report{maybe_delivered, delivered_once};
   if (method.empty() || method.find_first_of(" \t\r\n") != std::string_view::npos) {
     return InvalidArgument("bad HTTP method '" + std::string(method) + "'");
   }
@@ -317,8 +334,9 @@ Result<HttpResponse> HttpClient::Send(std::string_view method, std::string_view 
       const bool reused = c.connected();
       if (!reused) GRID_RETURN_IF_ERROR(c.Connect(deadline));
       bhttp::response_parser<bhttp::string_body> parser;
-      bool got_some = false;
-      beast::error_code ec = c.Exchange(req, head, deadline, &parser, &got_some);
+      bool got_some = false, written = false;
+      beast::error_code ec = c.Exchange(req, head, deadline, &parser, &got_some, &written);
+      delivered_once = delivered_once || written;
       if (ec) {
         c.Close();
         if (ec == beast::error::timeout) {

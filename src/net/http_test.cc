@@ -154,6 +154,9 @@ TEST(HttpClientTest, CreateRejectsBadUrls) {
   EXPECT_FALSE(HttpClient::Create("http://").ok());
   EXPECT_FALSE(HttpClient::Create("http://h:99999").ok());
   EXPECT_FALSE(HttpClient::Create("http://h:x").ok());
+  EXPECT_FALSE(HttpClient::Create("http://h?x=1").ok());
+  EXPECT_FALSE(HttpClient::Create("http://h:80#top").ok());
+  EXPECT_FALSE(HttpClient::Create("http://h/a?x=1").ok());
   EXPECT_TRUE(HttpClient::Create("http://localhost:8080/").ok());
   EXPECT_TRUE(HttpClient::Create("http://[::1]:8080/api").ok());
   EXPECT_TRUE(HttpClient::Create("HTTP://example.com").ok());
@@ -455,6 +458,71 @@ TEST(HttpTest, ClientTimeoutIsUnavailable) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
   EXPECT_NE(r.status().message().find("timed out"), std::string::npos) << r.status().message();
+}
+
+// maybe_delivered tells a request that never left (safe to send to another
+// server) from one that was written but got no answer (perhaps applied).
+TEST(HttpTest, MaybeDeliveredIsFalseWhenTheConnectionIsRefused) {
+  auto client = MakeClient(UnusedPort());
+  bool maybe_delivered = true;
+  auto r = client->Send("POST", "/x", "{}", {}, &maybe_delivered);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(maybe_delivered);
+}
+
+TEST(HttpTest, MaybeDeliveredIsTrueWhenTheAnswerTimesOut) {
+  auto server = StartServer([](const HttpRequest&) {
+    std::this_thread::sleep_for(500ms);
+    return HttpResponse{};
+  });
+  HttpClientOptions copts;
+  copts.timeout_ms = 100;
+  auto client = MakeClient(server->port(), copts);
+  bool maybe_delivered = false;
+  auto r = client->Send("POST", "/slow", "{}", {}, &maybe_delivered);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(maybe_delivered);
+}
+
+TEST(HttpTest, MaybeDeliveredIsTrueWhenTheServerReadsAndHangsUp) {
+  // A listener that reads one request and closes without answering, as a
+  // server killed while handling it would.
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::thread hangup([lfd] {
+    int fd = ::accept(lfd, nullptr, nullptr);
+    if (fd < 0) return;
+    std::string got;
+    char buf[4096];
+    while (got.find("\r\n\r\n{}") == std::string::npos) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+  });
+  auto client = MakeClient(ntohs(addr.sin_port));
+  bool maybe_delivered = false;
+  auto r = client->Send("POST", "/x", "{}", {}, &maybe_delivered);
+  hangup.join();
+  ::close(lfd);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(maybe_delivered) << r.status().ToString();
+}
+
+TEST(HttpTest, MaybeDeliveredIsTrueOnAnAnswer) {
+  auto server = StartServer(Echo);
+  auto client = MakeClient(server->port());
+  bool maybe_delivered = false;
+  auto r = client->Send("GET", "/a", {}, {}, &maybe_delivered);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(maybe_delivered);
 }
 
 TEST(HttpTest, BindConflictIsUnavailable) {

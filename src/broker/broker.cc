@@ -7,6 +7,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <random>
+#include <thread>
 #include <sstream>
 
 #include <algorithm>
@@ -75,6 +77,9 @@ Result<std::unique_ptr<Broker>> Broker::Open(std::unique_ptr<store::Store> store
 
 Status Broker::LoadState() {
   replicated_ = store_->Shared();
+  // Replicas: versions are change-log sequence numbers, not bumps from this
+  // broker's start, so every replica gives an agent the same one.
+  if (replicated_) wakeups_ = std::make_unique<MachineWakeups>(0);
   leader_ = !replicated_;  // replicas: until CheckLeadership says so
   GRID_ASSIGN_OR_RETURN(store::Snapshot snap, store_->Load());
   std::lock_guard lock(mu_);
@@ -92,6 +97,18 @@ Status Broker::LoadState() {
       }
     }
     index_.Build(std::move(rows));
+  }
+  if (replicated_) {
+    // Replicas: a host's last beat may predate this replica's start (the
+    // others were up): counted from it, so a host already silent is not
+    // given a fresh grace period by a restart. Never older than one
+    // offline period before the start, so that when every replica was down
+    // the hosts' agents get to beat again before anything ends.
+    GRID_ASSIGN_OR_RETURN(auto beats, store_->ListShared("beat:", started_ms_));
+    const UnixMs floor_ms = started_ms_ - options_.heartbeat_ms * options_.missed_heartbeats;
+    for (auto& [id, h] : hosts_) h.last_seen_ms = floor_ms;
+    for (const auto& [key, value] : beats) MergeBeatLocked(key, value);
+    for (auto& [id, h] : hosts_) h.reliability_at_ms = started_ms_;
   }
   // Persisted so tokens outlive a restart (and hold on every replica); 32
   // random bytes. Replicas starting at once: one secret wins, the others
@@ -132,7 +149,8 @@ Status Broker::ApplyRemoteLocked(store::Snapshot rows, bool refresh_offers) {
 
 void Broker::LearnMetaLocked(const std::string& k, const std::string& v) {
   if (k.starts_with("chain:")) chain_meta_[k] = v;
-  if (k == "token_secret") token_secret_ = v;
+  // Written once, before any request is served, and read without the lock.
+  if (k == "token_secret" && token_secret_.empty()) token_secret_ = v;
   if (k.starts_with("join_token:")) {
     // "<provider> <expires_ms> <revoked>"
     JoinToken t;
@@ -165,9 +183,27 @@ Status Broker::CommitLocked(store::ChangeSet changes) {
   ++commits_;
   if (replicated_) ++applied_seq_;
   ledger_.Apply(changes.transfers);
+  store::Changes::Entry entry{applied_seq_.load(), {}, {}};
+  if (replicated_) {
+    for (const auto& m : changes.machines) entry.machines.push_back(m.id);
+    for (const auto& l : changes.leases) entry.leases.push_back(l.id);
+  }
   ApplyRowsLocked(std::move(changes.machines), std::move(changes.leases), std::move(changes.withdrawals),
                   changes.meta);
+  if (replicated_) WakeByEntryLocked(entry);
   return Status::Ok();
+}
+
+void Broker::WakeByEntryLocked(const store::Changes::Entry& entry) {
+  // The version of a machine is the last entry that wrote it or one of its
+  // leases: every replica computes the same. (Settlement's writes wake
+  // agents too; they just heartbeat once more.)
+  std::vector<int64_t> machines = entry.machines;
+  for (int64_t id : entry.leases)
+    if (const market::Lease* l = market_.FindLease(id)) machines.push_back(l->machine_id);
+  std::sort(machines.begin(), machines.end());
+  machines.erase(std::unique(machines.begin(), machines.end()), machines.end());
+  for (int64_t id : machines) wakeups_->AdvanceTo(id, entry.seq);
 }
 
 void Broker::ApplyRowsLocked(std::vector<market::Machine> machines, std::vector<market::Lease> leases,
@@ -208,7 +244,10 @@ void Broker::ApplyRowsLocked(std::vector<market::Machine> machines, std::vector<
   }
   std::sort(wake.begin(), wake.end());
   wake.erase(std::unique(wake.begin(), wake.end()), wake.end());
-  for (int64_t id : wake) wakeups_->Bump(id);
+  // Replicas wake by change-log entry instead (WakeByEntryLocked), so that
+  // an agent's version means the same on every replica.
+  if (!replicated_)
+    for (int64_t id : wake) wakeups_->Bump(id);
   std::sort(offers_changed.begin(), offers_changed.end());
   offers_changed.erase(std::unique(offers_changed.begin(), offers_changed.end()), offers_changed.end());
   if (refresh_offers)
@@ -219,20 +258,37 @@ void Broker::ApplyRowsLocked(std::vector<market::Machine> machines, std::vector<
 
 Status Broker::Sync() {
   if (!replicated_) return Status::Ok();
-  GRID_ASSIGN_OR_RETURN(int64_t head, store_->Head());
-  if (head <= applied_seq_.load()) return Status::Ok();
-  std::lock_guard lock(mu_);
+  // `from` first: a commit of ours in between only moves the head further.
   const int64_t from = applied_seq_.load();
-  if (head <= from) return Status::Ok();  // another thread caught up meanwhile
+  GRID_ASSIGN_OR_RETURN(int64_t head, store_->Head());
+  if (head == from) return Status::Ok();
+  if (head < from) {
+    // The log went backwards: the database was restored from a backup, or
+    // this broker is pointed at another one. Its memory holds rows the
+    // database no longer has; only a restart rebuilds it.
+    return Internal("the database's change log went back from " + std::to_string(from) + " to " +
+                    std::to_string(head) + " (restored from a backup?); restart this broker");
+  }
+  // Read outside the lock (a database transaction of several round trips),
+  // then apply, unless another thread applied a later state meanwhile.
   GRID_ASSIGN_OR_RETURN(store::Changes changes, store_->ChangesSince(from));
   if (changes.reload) {
     // Too far behind for the log: every row again (none is ever deleted,
     // so putting them all is the same as starting afresh).
     GRID_ASSIGN_OR_RETURN(changes.rows, store_->Load());
   }
+  std::lock_guard lock(mu_);
+  // The rows are as of changes.rows.seq and cover every entry after `from`,
+  // so they also bring any state applied since `from` up to that point.
   const int64_t seq = changes.rows.seq;
+  if (seq <= applied_seq_.load()) return Status::Ok();
   GRID_RETURN_IF_ERROR(ApplyRemoteLocked(std::move(changes.rows)));
-  applied_seq_ = std::max(from, seq);
+  applied_seq_ = seq;
+  for (const auto& entry : changes.entries) WakeByEntryLocked(entry);
+  if (changes.reload) {
+    // No entries to go by: every agent re-reads its leases.
+    for (const auto& [id, m] : market_.machines()) wakeups_->AdvanceTo(id, seq);
+  }
   return Status::Ok();
 }
 
@@ -248,7 +304,14 @@ Status Broker::Retrying(const std::function<Status()>& command) {
     GRID_RETURN_IF_ERROR(Sync());
     Status s = command();
     if (s.code() != Code::kAborted || attempt == kAttempts) return s;
+    PauseBeforeRetry(attempt);
   }
+}
+
+void Broker::PauseBeforeRetry(int attempt) {
+  thread_local std::minstd_rand jitter(std::random_device{}());
+  const int max_us = 1000 << std::clamp(attempt - 1, 0, 5);
+  std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, max_us)(jitter)));
 }
 
 bool Broker::CheckLeadership() {
@@ -287,7 +350,7 @@ Result<Session> Broker::Login(const std::string& message, const std::string& sig
   GRID_ASSIGN_OR_RETURN(crypto::Address claimed, crypto::ParseAddress(m.address));
   GRID_ASSIGN_OR_RETURN(crypto::Address signer, crypto::RecoverSigner(crypto::PersonalMessageHash(message), sig));
   if (signer != claimed) return Unauthenticated("signature: signed by " + signer.ToChecksumHex() + ", not by " + m.address);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   UnixMs now = clock_->NowMs();
   if (m.domain != options_.domain)
     return Unauthenticated("domain: the message is for \"" + m.domain + "\", this broker is \"" + options_.domain + "\"");
@@ -310,7 +373,9 @@ Result<Session> Broker::Login(const std::string& message, const std::string& sig
   }
   const auto unknown = [] { return Unauthenticated("nonce: unknown, expired or already used; ask for a new one"); };
   if (replicated_) {
-    // Single use across replicas: exactly one taker deletes it.
+    // Single use across replicas: exactly one taker deletes it. A database
+    // round trip, so not under the lock.
+    lock.unlock();
     GRID_ASSIGN_OR_RETURN(std::optional<std::string> taken, store_->TakeShared("nonce:" + m.nonce, now));
     if (!taken) return unknown();
   } else {
@@ -756,20 +821,34 @@ Micros AvailableDelta(const std::vector<ledger::Transfer>& transfers, const std:
 }  // namespace
 
 Status Broker::SettleAll() {
-  return Retrying([&] { return SettleAllOnce(); });
+  // Settles in groups: one durable transaction for up to kSettleBatch
+  // leases instead of one fsync per lease. Leases of one renter in one group
+  // see the renter's balance as the earlier ones left it. If a group fails
+  // to commit, its leases are retried one by one, so one bad lease cannot
+  // hold up the rest. Replicas: each group is planned on state caught up
+  // just before it, and only a group that lost a race with another
+  // replica's commit is planned again, so a busy market cannot starve
+  // settlement.
+  constexpr size_t kSettleBatch = 256;
+  GRID_RETURN_IF_ERROR(Sync());
+  std::vector<int64_t> ids;
+  UnixMs now;
+  {
+    std::lock_guard lock(mu_);
+    now = clock_->NowMs();
+    for (const Lease* l : market_.ActiveLeases()) ids.push_back(l->id);
+  }
+  Status first_error;
+  for (size_t begin = 0; begin < ids.size(); begin += kSettleBatch) {
+    std::span<const int64_t> group(ids.data() + begin, std::min(ids.size() - begin, kSettleBatch));
+    Status s = Retrying([&] { return SettleGroup(group, now); });
+    if (!s.ok() && first_error.ok()) first_error = s;
+  }
+  return first_error;
 }
 
-Status Broker::SettleAllOnce() {
+Status Broker::SettleGroup(std::span<const int64_t> ids, UnixMs now) {
   std::lock_guard lock(mu_);
-  const UnixMs now = clock_->NowMs();
-  // Plan every due settlement against the current state, then commit them in
-  // groups: one durable transaction for up to kSettleBatch leases instead of
-  // one fsync per lease. Leases of one renter in one group see the renter's
-  // balance as the earlier ones left it. If a group fails to commit, its
-  // leases are retried one by one, so one bad lease cannot hold up the rest.
-  constexpr size_t kSettleBatch = 256;
-  std::vector<int64_t> ids;
-  for (const Lease* l : market_.ActiveLeases()) ids.push_back(l->id);
   Status first_error;
   auto note = [&](const Status& st) {
     if (!st.ok() && first_error.ok()) first_error = st;
@@ -795,12 +874,11 @@ Status Broker::SettleAllOnce() {
     return market::Settle(l, o);
   };
 
-  for (size_t begin = 0; begin < ids.size(); begin += kSettleBatch) {
-    size_t end = std::min(ids.size(), begin + kSettleBatch);
+  {
     std::unordered_map<std::string, Micros> available;  // renter -> as this group leaves it
     store::ChangeSet group;
     std::vector<int64_t> planned;
-    for (size_t i = begin; i < end; ++i) {
+    for (size_t i = 0; i < ids.size(); ++i) {
       const Lease* l = market_.FindLease(ids[i]);
       if (!l || !l->active()) continue;
       auto [it, fresh] = available.try_emplace(l->renter, 0);
@@ -816,11 +894,11 @@ Status Broker::SettleAllOnce() {
       group.leases.push_back(std::move(s->value().lease));
       planned.push_back(ids[i]);
     }
-    if (group.empty()) continue;
+    if (group.empty()) return first_error;
     Status committed = CommitLocked(std::move(group));
-    if (committed.ok()) continue;
-    // Another replica committed first: this plan is stale; Retrying runs
-    // the whole pass again on the caught-up state.
+    if (committed.ok()) return first_error;
+    // Another replica committed first: this plan is stale; Retrying plans
+    // the group again on the caught-up state.
     if (committed.code() == Code::kAborted) return committed;
     for (int64_t id : planned) {  // fall back to one lease per commit
       const Lease* l = market_.FindLease(id);
@@ -1001,12 +1079,12 @@ Result<std::vector<AgentLease>> Broker::Heartbeat(const std::string& agent, std:
     // a week past the beat, long after any grace period.
     GRID_RETURN_IF_ERROR(store_->PutShared(beat_key, beat, clock_->NowMs() + 7 * 24 * 3600'000LL));
     for (auto& al : out) {
-      // The output offset the agent resumes from lives in the shared state too.
-      auto log = store_->GetShared("out:" + std::to_string(al.lease.id), clock_->NowMs());
-      if (log.ok() && *log) {
-        LeaseLog parsed;
-        if (DecodeSharedLog(**log, &parsed)) al.log_offset = parsed.end_offset();
-      }
+      // The output offset the agent resumes from lives in the shared state
+      // too. Unreadable: the heartbeat fails rather than have the agent send
+      // all of its output again.
+      GRID_ASSIGN_OR_RETURN(std::optional<std::string> end,
+                            store_->GetShared("out_end:" + std::to_string(al.lease.id), clock_->NowMs()));
+      if (end) al.log_offset = std::strtoll(end->c_str(), nullptr, 10);
     }
   }
   return out;
@@ -1171,6 +1249,8 @@ Status Broker::AppendLeaseOutput(const std::string& agent, int64_t lease_id, int
   if (!data.empty()) {
     log.Append(offset, data);
     GRID_RETURN_IF_ERROR(store_->PutShared(key, EncodeSharedLog(log), keep_until));
+    GRID_RETURN_IF_ERROR(
+        store_->PutShared("out_end:" + std::to_string(lease_id), std::to_string(log.end_offset()), keep_until));
   }
   if (stamped)
     GRID_RETURN_IF_ERROR(
@@ -1261,7 +1341,12 @@ Status Broker::CheckHostsOnce(bool end_lost_leases) {
     for (const market::Lease* l : market_.ActiveLeasesOn(id)) lost.push_back(l->id);
     for (int64_t lid : lost) {
       Status st = EndLeaseLocked(*market_.FindLease(lid), market::EndReason::kHostLost, h.last_seen_ms).status();
-      if (st.code() == Code::kAborted) return st;  // stale: Retrying runs the check again
+      if (st.code() == Code::kAborted) {
+        // Stale: Retrying runs the check again. The hosts' new state is
+        // kept, so their offers must show it now, not at their next change.
+        for (int64_t changed : offers_changed) RefreshOffersLocked(changed);
+        return st;
+      }
       if (!st.ok() && first_error.ok()) first_error = st;
     }
   }

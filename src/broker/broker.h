@@ -31,6 +31,7 @@
 #include <shared_mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -354,6 +355,9 @@ class Broker {
   // Runs `command` after Sync(), again while it fails with kAborted (another
   // replica committed first), up to a few times.
   Status Retrying(const std::function<Status()>& command);
+  // A short random pause before running a command again after kAborted
+  // (1, 2, 4 … 32 ms at most, jittered), so racing replicas spread out.
+  static void PauseBeforeRetry(int attempt);
   // Asks the store whether this replica is the leader (and remembers it for
   // IsLeader). A store error counts as not leading.
   bool CheckLeadership();
@@ -386,7 +390,12 @@ class Broker {
   // decoded, balances restored, agents and join tokens learnt.
   Status ApplyRemoteLocked(store::Snapshot rows, bool refresh_offers = true);
   void LearnMetaLocked(const std::string& key, const std::string& value);
-  Status SettleAllOnce();
+  // Replicas: advances the long-poll version of every machine the entry
+  // wrote (or whose leases it wrote) to the entry's number.
+  void WakeByEntryLocked(const store::Changes::Entry& entry);
+  // Settles these leases (those still active) as of now_ms, in one commit
+  // (one per lease if that fails).
+  Status SettleGroup(std::span<const int64_t> ids, UnixMs now_ms);
   // A shared heartbeat ("beat:<machine>" -> "<ms> <health json>") into hosts_.
   void MergeBeatLocked(const std::string& key, const std::string& value);
   Status CheckHostsOnce(bool end_lost_leases);

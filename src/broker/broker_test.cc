@@ -528,6 +528,35 @@ TEST_P(ReplicasTest, LoginNonceHeartbeatsAndOutputAreShared) {
   EXPECT_EQ(14, other_->Heartbeat(agent.addr, "{}").value()[0].log_offset) << "the agent resumes where it left off";
 }
 
+// An agent's heartbeat and its long-poll may reach different replicas (a
+// load balancer): the version means the same on both.
+TEST_P(ReplicasTest, LongPollVersionsAgreeAcrossReplicas) {
+  Account prov = NewAccount(), agent = NewAccount(), renter = NewAccount();
+  auto token = broker_->CreateJoinToken(prov.addr, 3600'000).value();
+  auto enrolled = broker_->EnrollMachine(agent.addr, token.token, Spec(1), "");
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status().ToString();
+  ASSERT_TRUE(broker_->AgentListOffer(agent.addr, {0, ParseMoney("1").value(), 1, 0, 0}).ok());
+  ASSERT_TRUE(broker_->Faucet(renter.addr, ParseMoney("10").value(), "r").ok());
+  ASSERT_TRUE(other_->Sync().ok());
+  int64_t version = -1;
+  ASSERT_TRUE(broker_->Heartbeat(agent.addr, "{}", &version).ok());
+  int64_t other_version = -2;
+  ASSERT_TRUE(other_->Heartbeat(agent.addr, "{}", &other_version).ok());
+  EXPECT_EQ(version, other_version);
+
+  std::atomic<int> answers{0};
+  std::atomic<bool> changed{false};
+  ASSERT_TRUE(other_->WaitForLeaseChange(agent.addr, version, 60'000, [&](bool c, int64_t) {
+                       changed = c;
+                       ++answers;
+                     }).ok());
+  EXPECT_EQ(0, answers.load()) << "nothing changed: the wait is parked, not answered at once";
+  ASSERT_TRUE(Rent(renter, enrolled->machine.id, 1, 1).ok());  // through broker_
+  ASSERT_TRUE(other_->Sync().ok());
+  EXPECT_EQ(1, answers.load()) << "the other replica's commit wakes the wait";
+  EXPECT_TRUE(changed.load());
+}
+
 TEST_P(ReplicasTest, OneLeaderAndItPassesOn) {
   EXPECT_TRUE(broker_->CheckLeadership());
   EXPECT_FALSE(other_->CheckLeadership());

@@ -126,8 +126,19 @@ Status Broker::SaveWithdrawal(const ledger::Withdrawal& w) {
   if (it == withdrawals_.end()) return NotFound("withdrawal " + std::to_string(w.id) + " not found");
   if (!it->second.open()) return Status(Code::kConflict, "withdrawal " + std::to_string(w.id) + " has ended");
   if (!w.open()) return Internal("SaveWithdrawal cannot end a withdrawal; use EndWithdrawal");
-  if (w.amount != it->second.amount || w.address != it->second.address || w.to != it->second.to)
+  const ledger::Withdrawal& cur = it->second;
+  if (w.amount != cur.amount || w.address != cur.address || w.to != cur.to)
     return Internal("withdrawal " + std::to_string(w.id) + ": amount, owner and destination are fixed");
+  // Only ever forward from what is stored: once signed, its nonce is fixed
+  // and its transaction hashes only grow (a fee bump adds one). A sender
+  // that decided on an older copy (another replica's leader, before a
+  // hand-over) is refused here, before it sends anything.
+  const bool prefix = w.tx_hashes.size() >= cur.tx_hashes.size() &&
+                      std::equal(cur.tx_hashes.begin(), cur.tx_hashes.end(), w.tx_hashes.begin());
+  if (w.state < cur.state || (cur.state != ledger::WithdrawalState::kRequested && w.nonce != cur.nonce) || !prefix)
+    return Conflict("withdrawal " + std::to_string(w.id) + " changed since it was read (now " +
+                    std::string(ledger::WithdrawalStateName(cur.state)) + ", nonce " + std::to_string(cur.nonce) +
+                    "); read it again");
   store::ChangeSet cs;
   ledger::Withdrawal next = w;
   next.updated_ms = clock_->NowMs();

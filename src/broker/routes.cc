@@ -140,6 +140,7 @@ class Api {
       last_error_code = Code::kOk;
       HttpResponse r = Route(req);
       if (r.deferred || last_error_code != Code::kAborted || attempt == kAttempts) return r;
+      Broker::PauseBeforeRetry(attempt);
     }
   }
 

@@ -38,12 +38,21 @@ size_t MachineWakeups::waiting() const {
   return waiters_.size();
 }
 
-void MachineWakeups::Bump(int64_t machine_id) {
+void MachineWakeups::Bump(int64_t machine_id) { MoveOn(machine_id, std::nullopt); }
+
+void MachineWakeups::AdvanceTo(int64_t machine_id, int64_t version) { MoveOn(machine_id, version); }
+
+void MachineWakeups::MoveOn(int64_t machine_id, std::optional<int64_t> to) {
   std::vector<Callback> wake;
   int64_t version;
   {
     std::lock_guard lock(mu_);
-    ++bumps_[machine_id];
+    if (to) {
+      if (*to <= VersionLocked(machine_id)) return;  // not newer: nothing to tell
+      bumps_[machine_id] = *to - epoch_;
+    } else {
+      ++bumps_[machine_id];
+    }
     version = VersionLocked(machine_id);
     auto it = by_machine_.find(machine_id);
     if (it != by_machine_.end()) {

@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -43,6 +44,10 @@ class MachineWakeups {
   int64_t Version(int64_t machine_id) const;
   // Moves the machine's version on and wakes its waiters.
   void Bump(int64_t machine_id);
+  // Replicas: sets the machine's version to `version` (a change-log
+  // sequence number, the same on every replica) and wakes its waiters,
+  // unless the version is already there or past it.
+  void AdvanceTo(int64_t machine_id, int64_t version);
   // Calls `done` exactly once (timeout_ms is clamped to [0, kMaxTimeoutMs]).
   void Wait(int64_t machine_id, int64_t version, int64_t timeout_ms, Callback done);
   size_t waiting() const;
@@ -55,6 +60,7 @@ class MachineWakeups {
     std::multimap<Deadline, uint64_t>::iterator deadline;
   };
   int64_t VersionLocked(int64_t machine_id) const;
+  void MoveOn(int64_t machine_id, std::optional<int64_t> to);
   void TimerLoop();
 
   const int64_t epoch_;

@@ -15,6 +15,7 @@ std::string_view CodeName(Code code) {
     case Code::kIdempotencyMismatch: return "exists_with_different_content";
     case Code::kUnavailable: return "unavailable";
     case Code::kAborted: return "aborted";
+    case Code::kOutcomeUnknown: return "outcome_unknown";
     case Code::kInternal: return "internal";
   }
   return "internal";
@@ -33,6 +34,7 @@ int HttpStatus(Code code) {
     case Code::kIdempotencyMismatch: return 409;
     case Code::kUnavailable: return 503;
     case Code::kAborted: return 503;
+    case Code::kOutcomeUnknown: return 504;
     case Code::kInternal: return 500;
   }
   return 500;

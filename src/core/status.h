@@ -27,6 +27,7 @@ enum class Code {
   kIdempotencyMismatch, // 409 an idempotency id reused with different content
   kUnavailable,         // 503 a dependency (store, chain) failed; retry
   kAborted,             // 503 another broker replica committed first; retried inside, rarely seen
+  kOutcomeUnknown,      // 504 the store's connection was lost during COMMIT: it may have happened; check first
   kInternal,            // 500 a bug: an invariant did not hold
 };
 

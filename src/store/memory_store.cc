@@ -78,7 +78,10 @@ class MemoryStore final : public Store {
       return out;
     }
     internal::ChangeKeys keys;
-    for (auto it = db_->log.upper_bound(seq); it != db_->log.end(); ++it) internal::Merge(&keys, it->second);
+    for (auto it = db_->log.upper_bound(seq); it != db_->log.end(); ++it) {
+      internal::Merge(&keys, it->second);
+      out.entries.push_back({it->first, it->second.machines, it->second.leases});
+    }
     for (int64_t id : keys.machines)
       if (auto it = machines_.find(id); it != machines_.end()) out.rows.machines.push_back(it->second);
     for (int64_t id : keys.leases)

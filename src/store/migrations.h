@@ -200,7 +200,8 @@ ALTER TABLE machines ADD COLUMN channel_payments INTEGER NOT NULL DEFAULT 0;
     // 6: several brokers on one database (issue 7; store.h, "Replicas"). The
     // change log: its head (one row; a numbered commit moves it, so
     // numbered commits serialise on that row) and one entry per commit
-    // naming the rows it wrote. Shared state: heartbeats, login nonces and
+    // naming the rows it wrote, and a random token by which a committer that
+    // lost its connection during COMMIT learns whether it happened. Shared state: heartbeats, login nonces and
     // workload output that any replica may be asked about. Only shared
     // stores write them; SQLite carries the empty tables.
     R"sql(
@@ -215,7 +216,8 @@ CREATE TABLE change_log (
   leases       TEXT NOT NULL,
   accounts     TEXT NOT NULL,
   meta         TEXT NOT NULL,
-  withdrawals  TEXT NOT NULL
+  withdrawals  TEXT NOT NULL,
+  token        TEXT NOT NULL
 ) STRICT;
 CREATE TABLE shared_state (
   key         TEXT    PRIMARY KEY,

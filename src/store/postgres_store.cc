@@ -17,8 +17,12 @@
 // now see the winner's row) give exactly the SQLite store's answer:
 // kConflict / kIdempotencyMismatch for the transfer, "order nonce already
 // used", or ChannelReuse. A connection lost before COMMIT is not retried
-// here: if COMMIT itself was sent, its outcome is unknown, so the caller gets
-// kUnavailable and the broken connection leaves the pool.
+// here (kUnavailable: nothing happened), and the broken connection leaves the
+// pool. One lost during COMMIT has an unknown outcome: a numbered commit
+// looks for its token in the change log on a fresh connection and answers
+// OK or kUnavailable accordingly; otherwise, or if the database stays out of
+// reach, the caller gets kOutcomeUnknown (HTTP 504), which clients never
+// resend blindly.
 //
 // Load() reads in one REPEATABLE READ READ ONLY transaction (one snapshot for
 // every table, never aborted for serialization).
@@ -203,8 +207,12 @@ std::string Trimmed(const char* text) {
 Result<std::unique_ptr<Connection>> Connection::Connect(const ConnSpec& spec) {
   // The URL comes last and is expanded (expand_dbname), so anything it sets
   // overrides these defaults.
-  const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
-  const char* vals[] = {"10", "grid", spec.url.c_str(), nullptr};
+  // TCP keepalives and a user timeout: a broker must learn within seconds,
+  // not at the kernel's 2-hour default, that its server vanished (a replica
+  // that believes it still leads, a watcher waiting on a dead LISTEN).
+  const char* keys[] = {"connect_timeout", "application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "tcp_user_timeout", "dbname", nullptr};
+  const char* vals[] = {"10", "grid", "1", "5", "2", "3", "15000", spec.url.c_str(), nullptr};
   ConnPtr conn(PQconnectdbParams(keys, vals, /*expand_dbname=*/1));
   if (conn == nullptr) return Unavailable(spec.describe + ": cannot connect: out of memory");
   if (PQstatus(conn.get()) != CONNECTION_OK) {
@@ -309,7 +317,8 @@ constexpr int kMaxAttempts = 12;
 // pg_advisory_lock(int4, int4) keys: 'GRID', then which lock.
 constexpr int kLockClass = 0x47524944;
 constexpr int kMigrateLock = 1;
-constexpr int kLeaderLock = 3;  // 2 was the one-broker lock before replicas
+constexpr int kOneBrokerLock = 2;  // held exclusively by brokers before replicas; shared by replicas
+constexpr int kLeaderLock = 3;
 constexpr char kChangesChannel[] = "grid_changes";
 
 // "INSERT INTO t (a, b, c) VALUES ($1, $2, $3) ON CONFLICT (a) DO UPDATE SET
@@ -507,7 +516,14 @@ class PostgresStore final : public Store {
   }
   Status Migrate(pg::Connection& conn);
   Result<int> SchemaVersion(pg::Connection& conn, bool* has_table);
-  Status CommitOnce(pg::Connection& conn, const ChangeSet& changes);
+  Status CommitOnce(pg::Connection& conn, const ChangeSet& changes, const std::string& token, bool* commit_sent);
+  // A commit whose COMMIT got no answer: OK if it happened (numbered commits
+  // find their token in the change log), else kUnavailable (it did not) or
+  // kOutcomeUnknown (the database cannot tell us).
+  Status TakePresence(pg::Connection& conn);
+  // (Re)opens leader_: keepalives, presence. Requires leader_mu_.
+  Status ConnectLeaderLocked();
+  Status AfterLostCommit(const ChangeSet& changes, const std::string& token, const Status& lost);
   Status PutMachine(pg::Connection& conn, const Machine& m);
   Status PutLease(pg::Connection& conn, const Lease& l);
   Status PutTransfer(pg::Connection& conn, const Transfer& t);
@@ -597,7 +613,39 @@ Status PostgresStore::Open() {
     }
     return Status::Ok();
   }
-  return Migrate(*conn);
+  GRID_RETURN_IF_ERROR(Migrate(*conn));
+  // Present from the start, so an older broker cannot start beside us.
+  std::lock_guard lock(leader_mu_);
+  return ConnectLeaderLocked();
+}
+
+Status PostgresStore::ConnectLeaderLocked() {
+  leader_.reset();
+  leading_ = false;
+  GRID_ASSIGN_OR_RETURN(std::unique_ptr<pg::Connection> conn, pg::Connection::Connect(spec_));
+  // The server's side of the keepalives: a leader whose host lost power or
+  // network sends no FIN, so the server probes it and ends its session (and
+  // with it the lock) within about 15 s, and another replica leads.
+  GRID_RETURN_IF_ERROR(conn->Exec("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+                                  "SET tcp_keepalives_count = 5",
+                                  "set keepalives"));
+  GRID_RETURN_IF_ERROR(TakePresence(*conn));
+  leader_ = std::move(conn);
+  return Status::Ok();
+}
+
+Status PostgresStore::TakePresence(pg::Connection& conn) {
+  // Lock 2 is the one a broker from before replicas (schema 5) holds
+  // exclusively for as long as it runs: it keeps its state in memory and
+  // writes without numbering, so replicas must never run beside it. Every
+  // replica holds it shared, so each side refuses to start beside the other.
+  Params p;
+  p.Add(kLockClass).Add(kOneBrokerLock);
+  GRID_ASSIGN_OR_RETURN(ResultPtr r, conn.Query("SELECT pg_try_advisory_lock_shared($1, $2)", p, "take presence"));
+  if (std::string_view(PQgetvalue(r.get(), 0, 0)) == "t") return Status::Ok();
+  return Status(Code::kConflict, Describe() + ": the database is in use by a broker from before replicas (it holds "
+                                              "advisory lock " + std::to_string(kLockClass) + "/" +
+                                              std::to_string(kOneBrokerLock) + "); stop it and upgrade it first");
 }
 
 Status PostgresStore::Commit(const ChangeSet& changes) {
@@ -606,12 +654,27 @@ Status PostgresStore::Commit(const ChangeSet& changes) {
   for (const Machine& m : changes.machines) GRID_RETURN_IF_ERROR(internal::ValidateMachine(m));
 
   std::minstd_rand jitter(std::random_device{}());
+  // Names this commit's change-log entry, so that a COMMIT whose answer was
+  // lost can be looked up.
+  std::string token;
+  if (changes.after_seq) {
+    std::mt19937_64 random(std::random_device{}());
+    token = std::to_string(random()) + "-" + std::to_string(random());
+  }
   for (int attempt = 1;; ++attempt) {
     GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
     conn->ClearError();
-    Status s = CommitOnce(*conn, changes);
+    bool commit_sent = false;
+    Status s = CommitOnce(*conn, changes, token, &commit_sent);
     if (s.ok()) return s;
     const std::string state = conn->sqlstate();
+    if (commit_sent && state == "08006") return AfterLostCommit(changes, token, s);
+    if (changes.after_seq && (state == "40001" || state == "40P01")) {
+      // Most often another replica moved the head: say so at once rather
+      // than after a retry (a lost read of the head just retries).
+      auto head = Head();
+      if (head.ok() && *head != *changes.after_seq) return internal::StaleCommit(*changes.after_seq, *head);
+    }
     if (state != "40001" && state != "40P01" && state != "23505") return s;
     if (attempt == kMaxAttempts) {
       return Status(state == "23505" ? Code::kConflict : Code::kUnavailable,
@@ -624,7 +687,38 @@ Status PostgresStore::Commit(const ChangeSet& changes) {
   }
 }
 
-Status PostgresStore::CommitOnce(pg::Connection& conn, const ChangeSet& changes) {
+Status PostgresStore::AfterLostCommit(const ChangeSet& changes, const std::string& token, const Status& lost) {
+  const std::string unknown = Describe() + ": the connection was lost during COMMIT (" + lost.message() +
+                              "), so it may or may not have happened; check before repeating it";
+  if (!changes.after_seq) return Status(Code::kOutcomeUnknown, unknown);
+  // A numbered commit left its token in the change log if it happened: ask,
+  // on a fresh connection, for a few seconds (the server may be restarting).
+  const int64_t seq = *changes.after_seq + 1;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    auto conn = pool_.Acquire();
+    if (!conn.ok()) continue;
+    Params p;
+    p.Add(seq);
+    auto r = (*conn)->Query("SELECT token FROM change_log WHERE seq = $1", p, "look up a lost commit");
+    if (!r.ok()) continue;
+    if (PQntuples(r->get()) == 1) {
+      if (token == PQgetvalue(r->get(), 0, 0)) return Status::Ok();  // it happened
+      return internal::StaleCommit(*changes.after_seq, seq);       // another replica's entry: ours did not
+    }
+    auto head = ReadHead(**conn);
+    if (!head.ok()) continue;
+    if (*head <= *changes.after_seq) {
+      return Status(Code::kUnavailable, Describe() + ": the connection was lost during COMMIT and it did not "
+                                                     "happen; nothing was changed, retry");
+    }
+    return internal::StaleCommit(*changes.after_seq, *head);  // trimmed already: not ours either way
+  }
+  return Status(Code::kOutcomeUnknown, unknown);
+}
+
+Status PostgresStore::CommitOnce(pg::Connection& conn, const ChangeSet& changes, const std::string& token,
+                                 bool* commit_sent) {
   Txn txn(conn);
   GRID_RETURN_IF_ERROR(txn.Begin("BEGIN ISOLATION LEVEL SERIALIZABLE"));
   if (changes.after_seq) {
@@ -647,9 +741,10 @@ Status PostgresStore::CommitOnce(pg::Connection& conn, const ChangeSet& changes)
         .Add(internal::JoinIds(keys.leases))
         .Add(internal::JoinLines(keys.accounts))
         .Add(internal::JoinLines(keys.meta))
-        .Add(internal::JoinIds(keys.withdrawals));
-    GRID_RETURN_IF_ERROR(conn.Query("INSERT INTO change_log (seq, machines, leases, accounts, meta, withdrawals) "
-                                    "VALUES ($1, $2, $3, $4, $5, $6)",
+        .Add(internal::JoinIds(keys.withdrawals))
+        .Add(token);
+    GRID_RETURN_IF_ERROR(conn.Query("INSERT INTO change_log (seq, machines, leases, accounts, meta, withdrawals, "
+                                    "token) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                                     entry, "write the change log")
                              .status());
     // Delivered at COMMIT, and only if it commits.
@@ -671,6 +766,7 @@ Status PostgresStore::CommitOnce(pg::Connection& conn, const ChangeSet& changes)
     GRID_RETURN_IF_ERROR(conn.Query(kMetaUpsert, p, "write meta " + key).status());
   }
   for (const auto& w : changes.withdrawals) GRID_RETURN_IF_ERROR(PutWithdrawal(conn, w));
+  *commit_sent = true;
   return txn.Commit();
 }
 
@@ -949,6 +1045,7 @@ Result<Changes> PostgresStore::ChangesSince(int64_t seq) {
     entry.accounts = internal::SplitLines(rows.Text(i, 3));
     entry.meta = internal::SplitLines(rows.Text(i, 4));
     internal::Merge(&keys, entry);
+    out.entries.push_back({rows.Int(i, 0), std::move(entry.machines), std::move(entry.leases)});
   }
   if (!rows.ok()) return Corrupt("change_log: " + rows.error());
   GRID_RETURN_IF_ERROR(LoadRows(*conn, &keys, &out.rows));
@@ -964,6 +1061,8 @@ Status PostgresStore::LoadRows(pg::Connection& connection, const internal::Chang
                     const char* order, const char* what) -> Result<ResultPtr> {
     Params p;
     std::string sql = base;
+    // Nothing named in this table: no round trip, an empty result.
+    if (keys != nullptr && literal == "{}") return ResultPtr(PQmakeEmptyPGresult(conn->raw(), PGRES_TUPLES_OK));
     if (keys != nullptr) {
       sql += std::string("WHERE ") + column + " = ANY($1::" + type + "[]) ";
       p.Add(literal);
@@ -1287,10 +1386,7 @@ Result<bool> PostgresStore::HoldLeadership() {
     leader_.reset();  // the session is gone, and the server freed the lock with it
     leading_ = false;
   }
-  if (leader_ == nullptr || !leader_->Reusable()) {
-    leader_.reset();
-    GRID_ASSIGN_OR_RETURN(leader_, pg::Connection::Connect(spec_));
-  }
+  if (leader_ == nullptr || !leader_->Reusable()) GRID_RETURN_IF_ERROR(ConnectLeaderLocked());
   Params p;
   p.Add(kLockClass).Add(kLeaderLock);
   GRID_ASSIGN_OR_RETURN(ResultPtr r, leader_->Query("SELECT pg_try_advisory_lock($1, $2)", p, "take leadership"));
@@ -1314,9 +1410,17 @@ Status PostgresStore::Maintain(int64_t keep_changes, UnixMs now_ms) {
 Status PostgresStore::PutShared(const std::string& key, const std::string& value, UnixMs expires_ms) {
   if (spec_.read_only) return PermissionDenied(Describe() + " is open read-only");
   GRID_ASSIGN_OR_RETURN(Pool::Handle conn, pool_.Acquire());
+  // Heartbeats, nonces and output are rewritten all the time and worth
+  // less than a flush each: this transaction does not wait for its WAL to
+  // reach the disk (a server crash may lose the last fraction of a second of
+  // them; the ledger and the market never commit this way).
+  Txn txn(*conn);
+  GRID_RETURN_IF_ERROR(txn.Begin("BEGIN"));
+  GRID_RETURN_IF_ERROR(conn->Exec("SET LOCAL synchronous_commit TO off", "write shared state"));
   Params p;
   p.Add(key).Add(value).Add(expires_ms);
-  return conn->Query(kSharedUpsert, p, "write shared state").status();
+  GRID_RETURN_IF_ERROR(conn->Query(kSharedUpsert, p, "write shared state").status());
+  return txn.Commit();
 }
 
 Result<std::optional<std::string>> PostgresStore::GetShared(const std::string& key, UnixMs now_ms) {

@@ -78,6 +78,13 @@ struct Changes {
   int64_t seq = 0;
   bool reload = false;
   Snapshot rows;
+  // Each entry's number and the machines and leases it wrote (not with
+  // reload), so a replica can tell which entry last touched a machine.
+  struct Entry {
+    int64_t seq = 0;
+    std::vector<int64_t> machines, leases;
+  };
+  std::vector<Entry> entries;
 };
 
 struct TransferQuery {

@@ -129,7 +129,7 @@ void Treasury::PollOnce() {
   // Replicas: only the leader watches deposits and sends withdrawals, on
   // state caught up with the others' commits. (A commit that still races
   // one is refused whole, kAborted, and the next poll does it again.)
-  if (!broker_.IsLeader()) return;
+  if (!broker_.CheckLeadership()) return;  // asked of the database now, not remembered
   if (grid::Status s = broker_.Sync(); !s.ok()) {
     std::fprintf(stderr, "grid broker: chain: catching up: %s\n", s.message().c_str());
     return;

@@ -53,8 +53,9 @@
 // key: a second one would send the money twice), /v1/machines,
 // /v1/provider/join-tokens, /v1/auth/login (handled by Login, below).
 //
-// Login: the SIWE nonce lives in the memory of the broker that issued it, so
-// POST /v1/auth/nonce and POST /v1/auth/login go to the same broker. If either
+// Login: a single broker keeps the SIWE nonce it issued in its memory
+// (replicas on one database share it), so POST /v1/auth/nonce and POST
+// /v1/auth/login go to the same broker, which works for both. If either
 // fails as in (a)-(c) (a login is always safe to redo: a lost token is never
 // used), Login asks the next broker for a new nonce and signs again there.
 // The session token is signed with a secret in the shared database, so a

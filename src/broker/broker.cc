@@ -260,8 +260,27 @@ Status Broker::Sync() {
   if (!replicated_) return Status::Ok();
   // `from` first: a commit of ours in between only moves the head further.
   const int64_t from = applied_seq_.load();
+  GRID_ASSIGN_OR_RETURN(std::optional<store::Changes> changes, ReadChanges(from));
+  if (!changes) return Status::Ok();
+  std::lock_guard lock(mu_);
+  return ApplyChangesLocked(std::move(*changes));
+}
+
+Result<std::unique_lock<WriterPreferringMutex>> Broker::LockForCommand() {
+  std::unique_lock lock(mu_);
+  if (replicated_) {
+    // Caught up under the lock, right before the command decides: commands
+    // queued on this replica's lock would otherwise decide on state that
+    // other replicas' commits made stale while they waited, and abort.
+    GRID_ASSIGN_OR_RETURN(std::optional<store::Changes> changes, ReadChanges(applied_seq_.load()));
+    if (changes) GRID_RETURN_IF_ERROR(ApplyChangesLocked(std::move(*changes)));
+  }
+  return lock;
+}
+
+Result<std::optional<store::Changes>> Broker::ReadChanges(int64_t from) {
   GRID_ASSIGN_OR_RETURN(int64_t head, store_->Head());
-  if (head == from) return Status::Ok();
+  if (head == from) return std::optional<store::Changes>();
   if (head < from) {
     // The log went backwards: the database was restored from a backup, or
     // this broker is pointed at another one. Its memory holds rows the
@@ -269,17 +288,19 @@ Status Broker::Sync() {
     return Internal("the database's change log went back from " + std::to_string(from) + " to " +
                     std::to_string(head) + " (restored from a backup?); restart this broker");
   }
-  // Read outside the lock (a database transaction of several round trips),
-  // then apply, unless another thread applied a later state meanwhile.
   GRID_ASSIGN_OR_RETURN(store::Changes changes, store_->ChangesSince(from));
   if (changes.reload) {
     // Too far behind for the log: every row again (none is ever deleted,
     // so putting them all is the same as starting afresh).
     GRID_ASSIGN_OR_RETURN(changes.rows, store_->Load());
   }
-  std::lock_guard lock(mu_);
-  // The rows are as of changes.rows.seq and cover every entry after `from`,
-  // so they also bring any state applied since `from` up to that point.
+  return std::optional<store::Changes>(std::move(changes));
+}
+
+Status Broker::ApplyChangesLocked(store::Changes changes) {
+  // The rows are as of changes.rows.seq and cover every entry after the
+  // sequence they were read from, so they also bring any state applied
+  // since then (by another thread) up to that point; older rows are dropped.
   const int64_t seq = changes.rows.seq;
   if (seq <= applied_seq_.load()) return Status::Ok();
   GRID_RETURN_IF_ERROR(ApplyRemoteLocked(std::move(changes.rows)));
@@ -299,7 +320,7 @@ Status Broker::FollowChanges(int64_t timeout_ms) {
 }
 
 Status Broker::Retrying(const std::function<Status()>& command) {
-  constexpr int kAttempts = 8;
+  constexpr int kAttempts = kCommandAttempts;
   for (int attempt = 1;; ++attempt) {
     GRID_RETURN_IF_ERROR(Sync());
     Status s = command();
@@ -429,7 +450,7 @@ Result<ledger::Balance> Broker::Faucet(const std::string& addr, Micros amount, c
   if (amount > options_.faucet_max)
     return InvalidArgument("amount: at most " + FormatMoney(options_.faucet_max) + " per faucet request");
   if (key.size() > 128) return InvalidArgument("idempotency key: at most 128 characters");
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   UnixMs now = clock_->NowMs();
   ledger::Transfer t{"faucet:" + addr + ":" + (key.empty() ? RandomHex(12) : key), std::string(ledger::kWorld),
                      ledger::UserAccount(addr), amount, ledger::TransferKind::kPosted, 0, now, "faucet"};
@@ -462,7 +483,7 @@ Result<std::vector<ledger::Transfer>> Broker::History(const std::string& addr, i
 
 Result<MachineView> Broker::RegisterMachine(const std::string& addr, market::MachineSpec spec,
                                             std::string spec_json) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   GRID_ASSIGN_OR_RETURN(market::Machine m,
                         market_.PlanRegister(addr, std::move(spec), std::move(spec_json), clock_->NowMs()));
   return CommitMachineLocked(std::move(m));
@@ -492,13 +513,13 @@ Result<MachineView> Broker::GetMachine(const std::string& addr, int64_t id) cons
 }
 
 Result<MachineView> Broker::ListOffer(const std::string& addr, const market::ListOfferRequest& req) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   GRID_ASSIGN_OR_RETURN(market::Machine m, market_.PlanListOffer(addr, req, clock_->NowMs()));
   return CommitMachineLocked(std::move(m));
 }
 
 Result<MachineView> Broker::Unlist(const std::string& addr, int64_t machine_id) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   GRID_ASSIGN_OR_RETURN(market::Machine m, market_.PlanUnlist(addr, machine_id, clock_->NowMs()));
   return CommitMachineLocked(std::move(m));
 }
@@ -644,7 +665,7 @@ Result<Lease> Broker::CreateLease(const std::string& addr, market::CreateLeaseRe
     GRID_ASSIGN_OR_RETURN(onchain, reader->Read(req.channel->channel));
   }
 
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   UnixMs now = clock_->NowMs();
   for (const auto& [id, l] : market_.leases()) {
     if (l.renter == addr && l.order.nonce == req.order.nonce)
@@ -715,7 +736,7 @@ Result<Lease> Broker::EndLeaseLocked(const Lease& lease, market::EndReason reaso
 }
 
 Result<Lease> Broker::StopLease(const std::string& addr, int64_t id) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   const Lease* l = market_.FindLease(id);
   if (!l || !market_.CanSee(addr, *l)) return NotFound("lease " + std::to_string(id) + " not found");
   if (l->renter != addr) return PermissionDenied("only the renter can stop lease " + std::to_string(id));
@@ -736,7 +757,7 @@ Result<Lease> Broker::ReportLease(const std::string& addr, int64_t id, LeaseStat
       if (p.container_port < 1 || p.container_port > 65535 || p.host_port < 1 || p.host_port > 65535)
         return InvalidArgument("endpoints.ports: TCP ports are 1-65535");
   }
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   const Lease* l = market_.FindLease(id);
   if (!l) return NotFound("lease " + std::to_string(id) + " not found");
   // The machine's own agent reports for its provider.
@@ -848,7 +869,7 @@ Status Broker::SettleAll() {
 }
 
 Status Broker::SettleGroup(std::span<const int64_t> ids, UnixMs now) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   Status first_error;
   auto note = [&](const Status& st) {
     if (!st.ok() && first_error.ok()) first_error = st;
@@ -968,7 +989,7 @@ Result<JoinToken> Broker::CreateJoinToken(const std::string& provider, int64_t t
   std::string hash = Sha256Hex(t.token);
   t.id = hash.substr(0, 12);
   t.provider = provider;
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   t.expires_ms = clock_->NowMs() + ttl_ms;
   store::ChangeSet cs;
   cs.meta.emplace_back("join_token:" + hash, JoinTokenMeta(t));
@@ -980,7 +1001,7 @@ Result<JoinToken> Broker::CreateJoinToken(const std::string& provider, int64_t t
 }
 
 Result<JoinToken> Broker::RevokeJoinToken(const std::string& provider, const std::string& token_or_id) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   std::string hash;
   if (token_or_id.starts_with("gjt_")) {
     hash = Sha256Hex(token_or_id);
@@ -1003,7 +1024,7 @@ Result<JoinToken> Broker::RevokeJoinToken(const std::string& provider, const std
 Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::string& join_token,
                                           market::MachineSpec spec, std::string spec_json, bool channel_payments) {
   GRID_RETURN_IF_ERROR(market::ValidateSpec(spec));
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   UnixMs now = clock_->NowMs();
   if (auto it = agents_.find(agent); it != agents_.end()) {
     // Enrolled before: the agent restarted or its hardware changed.
@@ -1040,7 +1061,7 @@ Result<MachineView> Broker::EnrollMachine(const std::string& agent, const std::s
 }
 
 Result<MachineView> Broker::AgentListOffer(const std::string& agent, market::ListOfferRequest req) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   const market::Machine* m = AgentMachineLocked(agent);
   if (!m) return PermissionDenied("not an enrolled machine");
   req.machine_id = m->id;
@@ -1121,7 +1142,7 @@ Status Broker::WaitForLeaseChange(const std::string& agent, int64_t lease_versio
 }
 
 Result<MachineView> Broker::RemoveMachine(const std::string& provider, int64_t machine_id) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   const market::Machine* m = market_.FindMachine(machine_id);
   if (!m || m->provider != provider)
     return NotFound("machine " + std::to_string(machine_id) + " not found among yours");
@@ -1315,7 +1336,7 @@ Status Broker::CheckHostsOnce(bool end_lost_leases) {
   if (replicated_) {
     GRID_ASSIGN_OR_RETURN(beats, store_->ListShared("beat:", clock_->NowMs()));
   }
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   const UnixMs now = clock_->NowMs();
   for (const auto& [key, value] : beats) MergeBeatLocked(key, value);
   const int64_t offline_after = options_.heartbeat_ms * options_.missed_heartbeats;

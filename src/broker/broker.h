@@ -355,6 +355,9 @@ class Broker {
   // Runs `command` after Sync(), again while it fails with kAborted (another
   // replica committed first), up to a few times.
   Status Retrying(const std::function<Status()>& command);
+  // How often a command that lost races to other replicas' commits runs
+  // before kAborted reaches the caller.
+  static constexpr int kCommandAttempts = 12;
   // A short random pause before running a command again after kAborted
   // (1, 2, 4 … 32 ms at most, jittered), so racing replicas spread out.
   static void PauseBeforeRetry(int attempt);
@@ -396,6 +399,13 @@ class Broker {
   // Settles these leases (those still active) as of now_ms, in one commit
   // (one per lease if that fails).
   Status SettleGroup(std::span<const int64_t> ids, UnixMs now_ms);
+  // Locks mu_ (exclusively) for a command that may commit; on replicas,
+  // first applies what other replicas committed, under the lock.
+  Result<std::unique_lock<WriterPreferringMutex>> LockForCommand();
+  // Replicas: what others committed after `from` (nullopt: nothing), read
+  // without the lock; and applying it under the lock.
+  Result<std::optional<store::Changes>> ReadChanges(int64_t from);
+  Status ApplyChangesLocked(store::Changes changes);
   // A shared heartbeat ("beat:<machine>" -> "<ms> <health json>") into hosts_.
   void MergeBeatLocked(const std::string& key, const std::string& value);
   Status CheckHostsOnce(bool end_lost_leases);

@@ -452,27 +452,86 @@ TEST_P(ReplicasTest, EachReplicaDecidesOnTheLatestState) {
   EXPECT_EQ(ParseMoney("10").value(), other_->GetBalance(r1.addr).available);
   ASSERT_TRUE(other_->Faucet(r2.addr, ParseMoney("10").value(), "b").ok());
 
-  // broker_ has not seen r2's credit: its lease commit is refused whole.
-  auto stale = Rent(r1, m, 1, 1);
-  EXPECT_EQ(Code::kAborted, stale.status().code()) << stale.status().ToString();
-  // Caught up, the same command goes through; the other replica then sees
-  // the GPU taken and refuses the second renter.
-  Result<market::Lease> lease = Status(Code::kInternal, "not run");
-  ASSERT_TRUE(broker_->Retrying([&] {
-                  lease = Rent(r1, m, 1, 1);
-                  return lease.status();
-                }).ok())
-      << lease.status().ToString();
-  Result<market::Lease> second = Status(Code::kInternal, "not run");
-  Status s = other_->Retrying([&] {
-    second = OnOther([&] { return Rent(r2, m, 1, 1); });
-    return second.status();
-  });
-  EXPECT_EQ(Code::kNotAvailable, s.code()) << s.ToString();
+  // broker_ has not seen r2's credit, and needs no Sync: a command catches
+  // up under the lock before it decides. The other replica then sees the
+  // GPU taken and refuses the second renter.
+  auto lease = Rent(r1, m, 1, 1);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  EXPECT_EQ(ParseMoney("10").value(), broker_->GetBalance(r2.addr).available);
+  auto second = OnOther([&] { return Rent(r2, m, 1, 1); });
+  EXPECT_EQ(Code::kNotAvailable, second.status().code()) << second.status().ToString();
   EXPECT_TRUE(OnOther([&] { return OffersOf(m); }).empty());
   auto seen = other_->GetLease(r1.addr, lease->id);
   ASSERT_TRUE(seen.ok());
   EXPECT_EQ(r1.addr, seen->renter);
+  ExpectAuditOk();
+}
+
+// A store on which another replica commits right before each of the first
+// `races` numbered commits: the broker's command lost the race each time.
+class RacingStore : public store::Store {
+ public:
+  RacingStore(std::unique_ptr<store::Store> own, std::unique_ptr<store::Store> rival, int races)
+      : own_(std::move(own)), rival_(std::move(rival)), races_(races) {}
+  Status Commit(const store::ChangeSet& c) override {
+    if (c.after_seq && races_ > 0) {
+      --races_;
+      store::ChangeSet foreign;
+      foreign.meta = {{"chain:race", std::to_string(races_)}};
+      foreign.after_seq = rival_->Head().value();
+      EXPECT_TRUE(rival_->Commit(foreign).ok());
+    }
+    return own_->Commit(c);
+  }
+  Result<store::Snapshot> Load() override { return own_->Load(); }
+  Result<std::optional<ledger::Transfer>> FindTransfer(const std::string& id) override {
+    return own_->FindTransfer(id);
+  }
+  Result<std::vector<ledger::Transfer>> ListTransfers(const store::TransferQuery& q) override {
+    return own_->ListTransfers(q);
+  }
+  Status ForEachTransfer(const std::function<bool(const ledger::Transfer&)>& v) override {
+    return own_->ForEachTransfer(v);
+  }
+  std::string Describe() const override { return own_->Describe(); }
+  bool Shared() const override { return true; }
+  Result<int64_t> Head() override { return own_->Head(); }
+  Result<store::Changes> ChangesSince(int64_t seq) override { return own_->ChangesSince(seq); }
+  Result<std::vector<std::pair<std::string, std::string>>> ListShared(const std::string& p, UnixMs now) override {
+    return own_->ListShared(p, now);
+  }
+
+ private:
+  std::unique_ptr<store::Store> own_, rival_;
+  int races_;
+};
+
+TEST_P(ReplicasTest, ACommandThatLostARaceRunsAgainOrWritesNothing) {
+  Account a = NewAccount();
+  auto racing = Broker::Open(std::make_unique<RacingStore>(store::OpenMemoryReplica(memory_db_),
+                                                           store::OpenMemoryReplica(memory_db_), 3),
+                             &clock_, Options())
+                    .value();
+  EXPECT_EQ(Code::kAborted, racing->Faucet(a.addr, ParseMoney("5").value(), "k").status().code())
+      << "the first attempt lost: nothing written";
+  EXPECT_EQ(0, racing->GetBalance(a.addr).available);
+  Status s = racing->Retrying([&] { return racing->Faucet(a.addr, ParseMoney("5").value(), "k").status(); });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ParseMoney("5").value(), racing->GetBalance(a.addr).available);
+  EXPECT_EQ(racing->ChainMeta("chain:race"), "0") << "it saw every rival commit";
+  ASSERT_TRUE(broker_->Sync().ok());
+  EXPECT_EQ(ParseMoney("5").value(), broker_->GetBalance(a.addr).available) << "credited once";
+
+  // Losing every time: the caller gets kAborted, and nothing was credited.
+  auto loser = Broker::Open(std::make_unique<RacingStore>(store::OpenMemoryReplica(memory_db_),
+                                                          store::OpenMemoryReplica(memory_db_), 100),
+                            &clock_, Options())
+                   .value();
+  Account b = NewAccount();
+  Status lost = loser->Retrying([&] { return loser->Faucet(b.addr, ParseMoney("5").value(), "k2").status(); });
+  EXPECT_EQ(Code::kAborted, lost.code()) << lost.ToString();
+  ASSERT_TRUE(broker_->Sync().ok());
+  EXPECT_EQ(0, broker_->GetBalance(b.addr).available);
   ExpectAuditOk();
 }
 

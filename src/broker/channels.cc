@@ -107,7 +107,7 @@ Result<Lease> Broker::SubmitVoucher(const std::string& addr, int64_t id, const c
     return Status(s.code(), "voucher: " + s.message());
   const Micros amount = static_cast<Micros>(v.cumulative);
 
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   const Lease* l = market_.FindLease(id);
   if (!l) return NotFound("lease " + std::to_string(id) + " not found");
   if (!l->active()) return Conflict("lease " + std::to_string(id) + " has ended");
@@ -158,7 +158,7 @@ Result<Lease> Broker::SyncChannel(const std::string& addr, int64_t id, const std
     if (!final_paid) return InvalidArgument("close_tx: " + close_tx + " is not a mined close of channel " + channel);
   }
 
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   const Lease* l = market_.FindLease(id);
   if (!l) return NotFound("lease " + std::to_string(id) + " not found");
   Lease next = *l;

@@ -21,7 +21,7 @@ bool IsHexAddress(const std::string& a) {
 
 Result<int> Broker::CreditDeposits(const std::vector<Deposit>& deposits,
                                    const std::vector<std::pair<std::string, std::string>>& meta) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   UnixMs now = clock_->NowMs();
   store::ChangeSet cs;
   cs.meta = meta;
@@ -54,7 +54,7 @@ std::optional<std::string> Broker::ChainMeta(const std::string& key) const {
 Status Broker::SaveChainMeta(const std::vector<std::pair<std::string, std::string>>& meta) {
   for (const auto& [k, v] : meta)
     if (!k.starts_with("chain:")) return Internal("chain meta key " + k + " must start with chain:");
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   store::ChangeSet cs;
   cs.meta = meta;
   return CommitLocked(std::move(cs));
@@ -67,7 +67,7 @@ Result<ledger::Withdrawal> Broker::RequestWithdrawal(const std::string& addr, Mi
     return InvalidArgument("amount: the minimum withdrawal is " + FormatMoney(options_.withdraw_min));
   std::string dest = to.empty() ? addr : to;
   if (!IsHexAddress(dest)) return InvalidArgument("to: expected a 0x address of 40 hex digits");
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   UnixMs now = clock_->NowMs();
   Micros today = 0;
   for (const auto& [id, w] : withdrawals_)
@@ -121,7 +121,7 @@ std::vector<ledger::Withdrawal> Broker::OpenWithdrawals() const {
 }
 
 Status Broker::SaveWithdrawal(const ledger::Withdrawal& w) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   auto it = withdrawals_.find(w.id);
   if (it == withdrawals_.end()) return NotFound("withdrawal " + std::to_string(w.id) + " not found");
   if (!it->second.open()) return Status(Code::kConflict, "withdrawal " + std::to_string(w.id) + " has ended");
@@ -147,7 +147,7 @@ Status Broker::SaveWithdrawal(const ledger::Withdrawal& w) {
 }
 
 Status Broker::EndWithdrawal(ledger::Withdrawal w, bool confirmed) {
-  std::lock_guard lock(mu_);
+  GRID_ASSIGN_OR_RETURN(auto lock, LockForCommand());
   auto it = withdrawals_.find(w.id);
   if (it == withdrawals_.end()) return NotFound("withdrawal " + std::to_string(w.id) + " not found");
   if (!it->second.open()) return Status::Ok();

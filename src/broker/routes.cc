@@ -132,7 +132,7 @@ class Api {
     if (!b_->Replicated()) return Route(req);
     const bool search = req.method == "GET" && req.path == "/v1/offers";
     const bool local = req.path == "/healthz" || req.path == "/metrics";
-    constexpr int kAttempts = 8;
+    constexpr int kAttempts = Broker::kCommandAttempts;
     for (int attempt = 1;; ++attempt) {
       if (!search && !local) {
         if (Status s = b_->Sync(); !s.ok()) return Error(s);

@@ -882,12 +882,23 @@ Status PostgresStore::PutLease(pg::Connection& conn, const Lease& l) {
         .Add(c.closed);
     GRID_RETURN_IF_ERROR(conn.Query(kLeaseChannelUpsert, p, what).status());
   }
+  const std::pair<const char*, const std::vector<std::string>*> lists[] = {{"env", &l.env}, {"command", &l.command}};
   {
+    // Most upserts (settlement, state changes) leave env and command as they
+    // were: one read to see that, instead of rewriting every string.
     Params p;
     p.Add(l.id);
+    GRID_ASSIGN_OR_RETURN(ResultPtr r, conn.Query("SELECT list, value FROM lease_strings WHERE lease_id = $1 "
+                                                  "ORDER BY list, pos",
+                                                  p, what));
+    std::vector<std::string> env, command;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      std::string_view list = PQgetvalue(r.get(), i, 0);
+      (list == "env" ? env : command).emplace_back(PQgetvalue(r.get(), i, 1));
+    }
+    if (env == l.env && command == l.command) return Status::Ok();
     GRID_RETURN_IF_ERROR(conn.Query("DELETE FROM lease_strings WHERE lease_id = $1", p, what).status());
   }
-  const std::pair<const char*, const std::vector<std::string>*> lists[] = {{"env", &l.env}, {"command", &l.command}};
   for (const auto& [list, values] : lists) {
     for (size_t pos = 0; pos < values->size(); ++pos) {
       Params p;

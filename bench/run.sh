@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${BENCH_BIN:-$here/../build/bench}"
-for b in bench_ledger bench_memory bench_heartbeat bench_recover bench_search bench_voucher; do
+for b in bench_ledger bench_memory bench_heartbeat bench_recover bench_search bench_voucher bench_pg_settle; do
   if [[ ! -x "$bin/$b" ]]; then
     echo "bench/run.sh: $bin/$b not found; build first (make build, or set BENCH_BIN)" >&2
     exit 1
@@ -37,5 +37,11 @@ echo "== bench_search: the offer index vs SQLite with its best indexes, 1,000,00
 echo
 echo "== deposits_bench: 1,000 ERC-20 deposits mined into 4 blocks on anvil, credited by the real broker; 3 rounds (~40 s)"
 node "$here/deposits_bench.mjs" --grid "${GRID_BIN:-$bin/../grid}"
+echo
+echo "== bench_pg_settle: durable settlement transfers/s via Broker::SettleAll on PostgreSQL vs pgbench TPC-B, same cluster (~2 min)"
+"$bin/bench_pg_settle"
+echo
+echo "== replicas_bench: lease creations/s with 1 and 2 broker replicas on PostgreSQL, offer-index staleness (~3 min)"
+node "$here/replicas_bench.mjs" --grid "${GRID_BIN:-$bin/../grid}"
 # Not run here: bench/search_http.sh (installs wrk and nginx; wrk vs nginx on
 # GET /v1/offers) and (5+ minutes, needs root) build/bench/bench_start_latency
